@@ -1,0 +1,73 @@
+"""Decode audio to a mono float32 waveform at a target rate (the only decoder)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile
+import soxr
+from numpy.typing import NDArray
+
+from ser_batch import storage
+from ser_batch.errors import AudioError
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded clip: mono ``waveform`` at ``sample_rate``, plus what the file itself said."""
+
+    waveform: NDArray[np.float32]
+    sample_rate: int
+    original_sample_rate: int
+    n_channels: int
+    duration_s: float
+
+
+def read_audio(uri: str, *, sample_rate: int, quality: str = "soxr_hq", storage_options: dict[str, Any] | None = None) -> Decoded:
+    """Read a whole file, mix it down to mono and resample it, as ``librosa.load`` does.
+
+    Args:
+        uri: local path or ``s3://`` URI.
+        sample_rate: target rate in Hz.
+        quality: soxr quality name (``soxr_hq`` is librosa's default).
+        storage_options: fsspec options for remote URIs.
+
+    Returns:
+        The decoded clip; ``waveform`` is float32 with shape ``(n,)``.
+
+    Raises:
+        AudioError: if libsndfile cannot decode the bytes, or the file holds no samples.
+        OSError: if the file cannot be read at all (propagated: it may be transient).
+    """
+    data = storage.read_bytes(uri, storage_options=storage_options)
+    return decode_audio(data, sample_rate=sample_rate, quality=quality)
+
+
+def decode_audio(data: bytes, *, sample_rate: int, quality: str = "soxr_hq") -> Decoded:
+    """Decode encoded audio bytes; see ``read_audio``."""
+    if not data:
+        raise AudioError("empty file (0 bytes)")
+    try:
+        samples, original_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as error:
+        raise AudioError(f"undecodable: {error.error_string}") from None
+    except (RuntimeError, ValueError, EOFError) as error:  # soundfile raises these for some truncations
+        raise AudioError(f"undecodable: {error}") from None
+    if samples.shape[0] == 0:
+        raise AudioError("no samples: the header is valid but the data is empty or truncated")
+    n_channels = samples.shape[1]
+    # librosa.to_mono: plain mean over channels.
+    mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
+    waveform = resample(np.ascontiguousarray(mono), original_rate, sample_rate, quality=quality)
+    return Decoded(waveform, sample_rate, int(original_rate), n_channels, samples.shape[0] / original_rate)
+
+
+def resample(waveform: NDArray[np.float32], original_rate: int, sample_rate: int, *, quality: str = "soxr_hq") -> NDArray[np.float32]:
+    """Resample with soxr exactly as ``librosa.resample(res_type=quality)`` does."""
+    if original_rate == sample_rate:
+        return waveform
+    resampled = soxr.resample(waveform, original_rate, sample_rate, quality=quality)
+    return np.ascontiguousarray(resampled, dtype=np.float32)

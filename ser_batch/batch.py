@@ -1,0 +1,106 @@
+"""Featurize one shard of files on a worker and write its part files (IO driver)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
+
+from ser_batch import store
+from ser_batch.audio import read_audio
+from ser_batch.config import FeatureConfig
+from ser_batch.errors import AudioError
+from ser_batch.features import feature_names, feature_vector
+from ser_batch.labels import labels_from_path
+from ser_batch.plan import Shard
+from ser_batch.storage import FileInfo
+
+# Permanent, per-file read failures: recorded as error rows. Any other OSError may be
+# transient (network, throttling) and fails the shard so its task is retried.
+_PER_FILE_OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """What one shard did; small enough to travel back through Prefect."""
+
+    shard_id: str
+    n_files: int
+    n_rows: int
+    n_errors: int
+    audio_s: float
+    elapsed_s: float
+    part_files: tuple[str, ...]
+
+
+def featurize_files(
+    files: Sequence[FileInfo],
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Featurize files one by one, collecting bad ones instead of failing.
+
+    Args:
+        files: inputs with their content keys.
+        config: the feature set.
+        storage_options: fsspec options for remote inputs.
+
+    Returns:
+        ``(features, errors)``: Arrow tables with ``store.features_schema`` and
+        ``store.ERRORS_SCHEMA``; together they hold exactly one row per input.
+    """
+    now = datetime.now(UTC)
+    rows = store.FeatureRows.empty()
+    errors: list[dict[str, Any]] = []
+    for info in files:
+        stage = "labels"
+        try:
+            labels = labels_from_path(info.uri)
+            stage = "decode"
+            decoded = read_audio(info.uri, sample_rate=config.sample_rate, quality=config.resample_quality, storage_options=storage_options)
+            stage = "features"
+            vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
+        except (AudioError, *_PER_FILE_OS_ERRORS) as error:
+            message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+            errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
+                           "message": message, "stage": stage, "feature_set": config.name, "run_at": now})  # fmt: skip
+            continue
+        rows.append(
+            vector,
+            path=info.uri, corpus=store.partition_value(labels.corpus), speaker=labels.speaker, emotion=labels.emotion,
+            duration_s=decoded.duration_s, sample_rate=decoded.original_sample_rate, n_channels=decoded.n_channels,
+            content_key=info.content_key, feature_set=config.name, fingerprint=config.fingerprint(), featurized_at=now,
+        )  # fmt: skip
+    features = rows.to_table(store.features_schema(config, feature_names(config)))
+    return features, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+
+
+def featurize_shard(
+    shard: Shard,
+    dest: str,
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> ShardSummary:
+    """Featurize a shard and write its part files under deterministic names.
+
+    Re-running the same shard overwrites the same files, so retries never duplicate rows.
+    BLAS/OpenMP is limited to one thread: workers are processes, one per core.
+    """
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        features, errors = featurize_files(shard.files, config, storage_options=storage_options)
+    written = []
+    if errors.num_rows:
+        written.append(store.write_errors(errors, dest, config.name, shard.shard_id, storage_options=storage_options))
+    if features.num_rows:
+        written.extend(store.write_features(features, dest, shard.shard_id, storage_options=storage_options))
+    audio_s = float(sum(features.column("duration_s").to_pylist()))
+    return ShardSummary(shard.shard_id, len(shard.files), features.num_rows, errors.num_rows, audio_s,
+                        time.perf_counter() - started, tuple(written))  # fmt: skip
