@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ser_batch.errors import ConfigError
 
@@ -92,3 +92,42 @@ def feature_config(name: str) -> FeatureConfig:
     except KeyError:
         known = ", ".join(sorted(FEATURE_SETS))
         raise ConfigError(f"unknown feature set {name!r}; known: {known}") from None
+
+
+MODELS: tuple[str, ...] = ("seed-mlp",)
+"""Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model.MODEL_BUILDERS``."""
+
+
+class TrainConfig(_Frozen):
+    """How to train one model: architecture, classes, split protocol and fitting budget.
+
+    ``classes`` is stored in ``EMOTIONS`` order whatever order it is given in, so the
+    model's output columns never depend on how a user typed them.
+
+    >>> TrainConfig(classes=("sad", "angry")).classes
+    ('angry', 'sad')
+    """
+
+    # A later model is added here and in ser_batch.model.MODEL_BUILDERS.
+    model: Literal["seed-mlp"] = "seed-mlp"
+    split: Literal["random", "speaker", "none"] = "random"
+    classes: tuple[str, ...] = SEED_CLASSES
+    epochs: int = Field(default=100, ge=1, le=100_000)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="fraction of rows held out for test")
+    validation_size: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="fraction of the non-test rows held out for validation"
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in classes if name not in EMOTIONS]
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; expected a subset of {list(EMOTIONS)}")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"classes {list(classes)} repeat a name")
+        if len(classes) < 2:
+            raise ValueError(f"classes {list(classes)}: need at least 2")
+        return tuple(name for name in EMOTIONS if name in classes)

@@ -1,0 +1,75 @@
+"""Flow `featurize`: audio archive -> partitioned Parquet, one Prefect task per shard on Dask."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from flows.runner import dask_runner
+from flows.settings import storage_options_from_env
+from ser_batch import batch, catalog, report
+from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
+from ser_batch.errors import SerBatchError
+from ser_batch.plan import Shard
+
+
+@task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: dict[str, Any] | None) -> batch.ShardSummary:
+    summary = batch.featurize_shard(shard, dest, config, storage_options=storage_options)
+    get_run_logger().info(
+        "shard %s: %d files, %d rows, %d errors, %.1f s", summary.shard_id, summary.n_files, summary.n_rows, summary.n_errors, summary.elapsed_s
+    )
+    return summary
+
+
+@flow(name="featurize-shards")
+def featurize_shards(shards: list[Shard], dest: str, config: FeatureConfig, storage_options: dict[str, Any] | None) -> list[batch.ShardSummary]:
+    """Featurize planned shards on the Dask cluster."""
+    futures = featurize_shard.map(shards, unmapped(dest), unmapped(config), unmapped(storage_options))
+    summaries = []
+    with report.progress_bar(sum(len(s.files) for s in shards), description="featurize") as bar:
+        for future in as_completed(futures):
+            summary = future.result()
+            summaries.append(summary)
+            bar.update(summary.n_files)
+    return summaries
+
+
+@flow(name="featurize", log_prints=True)
+def featurize(
+    source: str,
+    dest: str,
+    feature_set: str = DEFAULT_FEATURE_SET,
+    dask_address: str | None = None,
+    n_workers: int | None = None,
+    shard_size: int = 200,
+    retry_errors: bool = False,
+    max_error_ratio: float = 0.5,
+) -> dict[str, Any]:
+    """Featurize every new or changed audio file under SOURCE into partitioned Parquet under DEST."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    config = feature_config(feature_set)
+    storage_options = storage_options_from_env()
+    plan = catalog.plan_featurization(source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options)
+    logger.info("%d files seen, %d already done, %d to featurize in %d shards", plan.n_seen, plan.n_done, plan.n_pending, len(plan.shards))
+    summaries = []
+    if plan.shards:
+        runner = dask_runner(dask_address, n_workers)
+        summaries = featurize_shards.with_options(task_runner=runner)(plan.shards, dest, config, storage_options)
+    pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
+    summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest)
+    print(report.format_featurize_summary(summary))
+    if plan.n_pending and summary["failed"] > max_error_ratio * plan.n_pending:
+        raise SerBatchError(f"{summary['failed']} of {plan.n_pending} files failed (> max_error_ratio {max_error_ratio}); see {dest}/errors")
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    featurize(sys.argv[1], sys.argv[2])

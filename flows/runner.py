@@ -1,0 +1,37 @@
+"""The Dask task runner every flow uses: an existing cluster, or a LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from prefect_dask import DaskTaskRunner
+
+from ser_batch.errors import ConfigError
+
+_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
+
+
+def dask_runner(address: str | None = None, n_workers: int | None = None) -> DaskTaskRunner:
+    """Connect to ``address`` (or ``$SER_BATCH_DASK_ADDRESS``); with neither, start a LocalCluster.
+
+    The local cluster runs one single-threaded worker process per core: librosa's numba
+    and BLAS code oversubscribes cores when threads are shared.
+    """
+    address = address or os.environ.get(DASK_ADDRESS_ENV) or None
+    if address is not None:
+        if not _ADDRESS.match(address):
+            raise ConfigError(f"malformed Dask address {address!r}; expected like tcp://host:8786")
+        return DaskTaskRunner(address=address)
+    if n_workers is not None and n_workers < 1:
+        raise ConfigError(f"n_workers {n_workers} < 1")
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": n_workers or os.cpu_count() or 1,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        },
+    )

@@ -1,0 +1,112 @@
+"""Keras classifiers by name, with training-row normalisation inside the model.
+
+TensorFlow/Keras is imported inside the functions, so importing this module is cheap
+and never starts TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ser_batch.config import TrainConfig
+from ser_batch.errors import ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    import keras
+
+ModelBuilder = Callable[[int, int, "keras.layers.Layer"], "keras.Model"]
+"""``(n_features, n_classes, adapted_normalizer) -> compiled model`` with softmax outputs."""
+
+SEED_MLP_L2 = 0.01
+"""L2 factor of the seed MLP's last four layers (Keras' ``"l2"`` default, as the recipe used)."""
+
+
+def build_model(n_features: int, n_classes: int, config: TrainConfig, *, normalizer_data: ArrayLike) -> keras.Model:
+    """Build and compile the model ``config.model`` names, normalising inputs inside it.
+
+    The first layer is a ``keras.layers.Normalization`` adapted on ``normalizer_data``
+    (training rows only), so the saved model takes raw feature vectors. Seeds Python,
+    NumPy and TensorFlow with ``config.seed`` before creating weights.
+
+    Args:
+        n_features: width of a feature vector.
+        n_classes: number of output classes, at least 2.
+        config: training settings; ``model`` and ``seed`` are used here.
+        normalizer_data: training features, shape ``(m, n_features)``, ``m >= 1``, finite.
+
+    Returns:
+        a compiled Keras model mapping ``(batch, n_features)`` float32 to class
+        probabilities of shape ``(batch, n_classes)``.
+
+    Raises:
+        ConfigError: if the model name has no builder or the sizes are invalid.
+        SchemaError: if ``normalizer_data`` has the wrong shape or non-finite values.
+    """
+    builder = MODEL_BUILDERS.get(config.model)
+    if builder is None:
+        raise ConfigError(f"unknown model {config.model!r}; known: {', '.join(sorted(MODEL_BUILDERS))}")
+    if n_features < 1 or n_classes < 2:
+        raise ConfigError(f"n_features {n_features} must be >= 1 and n_classes {n_classes} >= 2")
+    data = np.asarray(normalizer_data, dtype=np.float32)
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != n_features:
+        raise SchemaError(f"normalizer_data has shape {data.shape}; expected (m >= 1, {n_features})")
+    if not np.isfinite(data).all():
+        raise SchemaError("normalizer_data contains NaN or Inf")
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    normalizer = keras.layers.Normalization(axis=-1, name="normalize")
+    normalizer.adapt(data)
+    return builder(n_features, n_classes, normalizer)
+
+
+def probabilities(model: keras.Model, features: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:
+    """Class probabilities of a model for raw feature vectors.
+
+    Args:
+        model: a model from ``build_model`` (or loaded from its saved file).
+        features: shape ``(n, n_features)``; converted to float32.
+        batch_size: rows per forward pass.
+
+    Returns:
+        float32 array of shape ``(n, n_classes)``; rows sum to 1.
+
+    Raises:
+        SchemaError: if ``features`` is not 2-D with the model's input width.
+    """
+    matrix = np.asarray(features, dtype=np.float32)
+    n_features, n_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
+    if matrix.ndim != 2 or matrix.shape[1] != n_features:
+        raise SchemaError(f"features have shape {matrix.shape}; the model expects (n, {n_features})")
+    if matrix.shape[0] == 0:
+        return np.zeros((0, n_classes), dtype=np.float32)
+    return np.asarray(model.predict(matrix, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def _seed_mlp(n_features: int, n_classes: int, normalizer: Any) -> keras.Model:
+    # The original recipe: Dense 128, 128, 64, 64, 64, n_classes; L2 on the last four; Adam.
+    import keras
+    from keras import layers, regularizers
+
+    inputs = keras.Input(shape=(n_features,), name="features")
+    hidden = normalizer(inputs)
+    hidden = layers.Dense(128, activation="relu", name="dense_1")(hidden)
+    hidden = layers.Dense(128, activation="relu", name="dense_2")(hidden)
+    for i in (3, 4, 5):
+        hidden = layers.Dense(
+            64, activation="relu", kernel_regularizer=regularizers.L2(SEED_MLP_L2), name=f"dense_{i}"
+        )(hidden)
+    outputs = layers.Dense(
+        n_classes, activation="softmax", kernel_regularizer=regularizers.L2(SEED_MLP_L2), name="probabilities"
+    )(hidden)
+    model = keras.Model(inputs, outputs, name="seed_mlp")
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+MODEL_BUILDERS: dict[str, ModelBuilder] = {"seed-mlp": _seed_mlp}
+"""Every trainable model by ``TrainConfig.model`` name; add an entry (and the name) for a new one."""
