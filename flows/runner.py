@@ -32,6 +32,6 @@ def dask_runner(address: str | None = None, n_workers: int | None = None) -> Das
             "n_workers": n_workers or os.cpu_count() or 1,
             "threads_per_worker": 1,
             "processes": True,
-            "dashboard_address": None,
+            "dashboard_address": ":0",  # any free port: several runs may share a machine
         },
     )

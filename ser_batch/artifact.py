@@ -70,7 +70,9 @@ def save_artifact(
     """
     metadata = _metadata(result)
     part = metadata["confusion_part"]
+    score = result.metrics[part]["accuracy"]
     title = f"{result.config.model} on {result.features.name}: {part} rows, {result.config.split} split"
+    title += f", accuracy {score:.1%}" if score is not None else ""
     files = {
         "model.keras": _model_bytes(result.model),
         "confusion_matrix.png": confusion_png(result.confusion[part], result.classes, title=title),
@@ -160,7 +162,7 @@ def confusion_png(matrix: NDArray[np.int64], classes: tuple[str, ...], *, title:
 
 
 def confusion_csv(matrix: NDArray[np.int64], classes: tuple[str, ...]) -> bytes:
-    """A confusion matrix as CSV: header ``true\\predicted,<classes>``, one row of counts per true class."""
+    r"""A confusion matrix as CSV: header ``true\predicted,<classes>``, one row of counts per true class."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["true\\predicted", *classes])

@@ -11,6 +11,16 @@ from ser_batch.errors import ConfigError
 from ser_batch.plan import Plan, plan_shards, superseded_rows
 
 
+def check_locations(source: str, dest: str, *, storage_options: dict[str, Any] | None = None) -> None:
+    """Fail fast, before any work: SOURCE must be listable and DEST writable.
+
+    Raises:
+        StorageError: naming the location and the cause (missing, denied, unreachable, no credentials).
+    """
+    next(storage.list_files(source, storage_options=storage_options), None)
+    storage.check_writable(dest, storage_options=storage_options)
+
+
 def plan_featurization(
     source: str,
     dest: str,

@@ -172,4 +172,5 @@ def _time_per_class(
 
 def _first_max(values: NDArray[np.float64], tolerance: float) -> NDArray[np.intp]:
     """Column of each row's maximum; among values within tolerance of it, the first."""
-    return np.argmax(values >= values.max(axis=1, keepdims=True) - tolerance, axis=1)
+    first: NDArray[np.intp] = np.argmax(values >= values.max(axis=1, keepdims=True) - tolerance, axis=1)
+    return first

@@ -141,7 +141,10 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     model = build_model(data.features.shape[1], len(config.classes), config, normalizer_data=data.features[train])
     history = _fit_model(model, data.features, data.emotion, split, config, log)
     predicted = _predicted_classes(model, data.features, config.classes)
-    metrics = {p: metric_summary(data.emotion[i], predicted[i], data.corpus[i], classes=config.classes) for p, i in split.items()}
+    metrics = {
+        p: metric_summary(data.emotion[i], predicted[i], data.corpus[i], classes=config.classes)
+        for p, i in split.items()
+    }
     confusion = {p: confusion_matrix(data.emotion[i], predicted[i], classes=config.classes) for p, i in split.items()}
     for part in PARTS:
         _say(log, f"{part}: n={metrics[part]['n']} accuracy={metrics[part]['accuracy']} "
@@ -304,7 +307,9 @@ def _epoch_logger(log: Log, epochs: int) -> keras.callbacks.Callback:
     return EpochLog()
 
 
-def _predicted_classes(model: keras.Model, features: NDArray[np.float32], classes: tuple[str, ...]) -> NDArray[np.object_]:
+def _predicted_classes(
+    model: keras.Model, features: NDArray[np.float32], classes: tuple[str, ...]
+) -> NDArray[np.object_]:
     names = np.array(classes, dtype=object)
     return names[probabilities(model, features).argmax(axis=1)] if features.shape[0] else names[:0]
 

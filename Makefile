@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make run    install, make a demo archive, featurize it on a local Dask cluster
+#   make test   install and run every test (CI runs this)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+.PHONY: install run test test-fast clean
+
+$(BIN)/ser-batch: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/ser-batch
+
+run: install
+	$(BIN)/ser-batch make-demo $(DEMO)/audio
+	$(BIN)/ser-batch featurize $(DEMO)/audio $(DEMO)/out
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not integration and not s3"
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "ser-batch"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.integration
+def test_missing_source_exits_2_with_one_line(tmp_path) -> None:
+    result = run_cli("featurize", str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("ser-batch: error: ")
+    assert "not found" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_unwritable_dest_exits_2_with_one_line(archive, tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where DEST's folder should be")
+    result = run_cli("featurize", str(archive), str(blocker / "out"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "ser-batch: error: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard-size", "0"], "must be >= 1"),
+        (["--shard-size", "-3"], "must be >= 1"),
+        (["--feature-set", "nope"], "invalid choice"),
+        (["--n-workers", "x"], "is not an integer"),
+    ],
+)
+def test_bad_parameters_are_rejected_by_the_parser(args, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["featurize", "src", "dest", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--storage-options", "{not json"], "--storage-options is not valid JSON"),
+        (["--storage-options", "[1, 2]"], "must be a JSON object"),
+        (["--dask-address", "localhost"], "malformed Dask address"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(args, message, archive, tmp_path, capsys) -> None:
+    assert main(["featurize", str(archive), str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "{not json" not in err
+    assert not (tmp_path / "out" / "features").exists()

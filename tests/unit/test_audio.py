@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+
+from ser_batch.audio import decode_audio, read_audio
+from ser_batch.errors import AudioError
+
+
+@pytest.mark.parametrize("wav_file", [(0.5, 48_000), (0.5, 8_000), (0.5, 22_050), (0.5, 24_414)], indirect=True)
+def test_read_matches_librosa_load(wav_file) -> None:
+    expected, _ = librosa.load(wav_file)
+    decoded = read_audio(str(wav_file), sample_rate=22_050)
+    assert decoded.waveform.dtype == np.float32
+    np.testing.assert_array_equal(decoded.waveform, expected)
+    assert decoded.duration_s == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_channels_are_mixed_down_like_librosa(write_wav, channels: int) -> None:
+    path = write_wav("multi.wav", channels=channels, sample_rate=16_000)
+    decoded = read_audio(str(path), sample_rate=22_050)
+    np.testing.assert_allclose(decoded.waveform, librosa.load(path)[0], atol=1e-7)
+    assert decoded.n_channels == channels and decoded.original_sample_rate == 16_000
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_sample_formats_decode(write_wav, subtype: str) -> None:
+    path = write_wav(f"fmt_{subtype}.wav", subtype=subtype, sample_rate=22_050)
+    decoded = read_audio(str(path), sample_rate=22_050)
+    assert 0.45 < np.abs(decoded.waveform).max() <= 0.51
+
+
+def test_flac_decodes(write_wav) -> None:
+    path = write_wav("clip.flac", sample_rate=96_000)
+    assert read_audio(str(path), sample_rate=22_050).waveform.size == 22_050
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "empty file"),
+        (os.urandom(4000), "undecodable"),
+        (b"RIFF\x24\x08\x00\x00WAVEfmt ", "undecodable"),
+        (b"%PDF-1.4 not audio at all" * 20, "undecodable"),
+    ],
+)
+def test_bad_bytes_raise_audio_error(data: bytes, match: str) -> None:
+    with pytest.raises(AudioError, match=match):
+        decode_audio(data, sample_rate=22_050)
+
+
+def test_truncated_data_decodes_what_is_there(write_wav) -> None:
+    data = write_wav("long.wav", duration_s=1.0, sample_rate=16_000).read_bytes()
+    decoded = decode_audio(data[: len(data) // 2], sample_rate=16_000)
+    assert 0.4 < decoded.duration_s < 0.6
+
+
+def test_header_only_wav_has_no_samples(tmp_path) -> None:
+    path = tmp_path / "header.wav"
+    soundfile.write(path, np.zeros(0, np.float32), 16_000)
+    with pytest.raises(AudioError, match="no samples"):
+        read_audio(str(path), sample_rate=16_000)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ser_batch import storage
+from ser_batch.errors import StorageError
+
+
+def test_list_files_recurses_sorted_and_passes_over_non_audio(archive) -> None:
+    listed = list(storage.list_files(str(archive)))
+    names = [os.path.relpath(info.uri, archive) for info in listed]
+    assert len(names) == 7
+    assert "notes.txt" not in names
+    assert names == sorted(names, key=lambda name: name.split(os.sep))
+    assert all(info.size > 0 and info.content_key.startswith(f"{info.size}:") for info in listed)
+
+
+def test_content_key_changes_with_content(write_wav) -> None:
+    path = write_wav("a/x.wav")
+    before = next(storage.list_files(str(path.parent))).content_key
+    os.utime(path, ns=(1, 1))
+    assert next(storage.list_files(str(path.parent))).content_key != before
+
+
+def test_symlink_loops_and_dangling_links_end(write_wav, tmp_path) -> None:
+    path = write_wav("loop/a.wav")
+    os.symlink(tmp_path / "loop", tmp_path / "loop" / "again")
+    os.symlink(tmp_path / "missing.wav", tmp_path / "loop" / "dangling.wav")
+    assert [info.uri for info in storage.list_files(str(tmp_path / "loop"))] == [str(path)]
+
+
+def test_directory_named_like_audio_is_walked_not_read(write_wav, tmp_path) -> None:
+    inner = write_wav("d/folder.wav/inner.wav")
+    assert [info.uri for info in storage.list_files(str(tmp_path / "d"))] == [str(inner)]
+
+
+def test_missing_source_is_a_storage_error(tmp_path) -> None:
+    with pytest.raises(StorageError, match="not found"):
+        list(storage.list_files(str(tmp_path / "nope")))
+
+
+def test_file_as_source_is_a_storage_error(write_wav) -> None:
+    with pytest.raises(StorageError, match="not a directory"):
+        list(storage.list_files(str(write_wav("x.wav"))))
+
+
+def test_unwritable_dest_is_a_storage_error(write_wav) -> None:
+    with pytest.raises(StorageError):
+        storage.check_writable(str(write_wav("x.wav") / "out"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of permissions")
+def test_read_only_dest_is_a_storage_error(tmp_path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(StorageError, match="access denied"):
+            storage.check_writable(str(tmp_path / "out"))
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path) -> None:
+    target = tmp_path / "d" / "part.parquet"
+    storage.write_bytes_atomic(str(target), b"one")
+    storage.write_bytes_atomic(str(target), b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(target.parent) == ["part.parquet"]
+
+
+def test_credentials_in_uri_are_redacted_from_errors() -> None:
+    with pytest.raises(StorageError) as caught, storage.storage_errors("s3://AKIAXXX:sekrit@bucket/x"):
+        raise FileNotFoundError("gone")
+    assert "sekrit" not in str(caught.value) and "AKIAXXX" not in str(caught.value)

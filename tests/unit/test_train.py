@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pydantic
+import pytest
+
+from ser_batch.config import SEED_CLASSES, TrainConfig
+from ser_batch.errors import SchemaError
+from ser_batch.train import PARTS, TrainResult, check_feature_set, feature_identity, feature_matrix
+
+FeaturesTable = Callable[..., pa.Table]
+
+CLASSES = ("angry", "happy", "sad")
+COUNTS: dict[str | None, int] = {"angry": 40, "happy": 40, "sad": 40, "calm": 12, "surprise": 5, None: 7}
+
+
+def test_train_config_defaults_follow_the_recipe() -> None:
+    config = TrainConfig()
+    assert (config.model, config.split, config.classes) == ("seed-mlp", "random", SEED_CLASSES)
+    assert (config.epochs, config.batch_size, config.test_size, config.validation_size) == (100, 64, 0.2, 0.1)
+
+
+def test_train_config_orders_classes_like_emotions() -> None:
+    assert TrainConfig(classes=("sad", "boredom", "angry")).classes == ("angry", "sad", "boredom")
+
+
+@pytest.mark.parametrize(
+    ("classes", "match"),
+    [(("angry", "joy"), "unknown classes"), (("angry",), "at least 2"), (("sad", "sad"), "repeat")],
+)
+def test_train_config_rejects_bad_classes(classes: tuple[str, ...], match: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=match):
+        TrainConfig(classes=classes)
+
+
+def test_train_config_is_frozen_and_fingerprinted() -> None:
+    config = TrainConfig(epochs=3)
+    with pytest.raises(pydantic.ValidationError):
+        config.epochs = 4  # type: ignore[misc]
+    assert config.fingerprint() == TrainConfig(epochs=3).fingerprint() != TrainConfig().fingerprint()
+
+
+def test_feature_identity_reads_schema_metadata_and_columns(features_table: FeaturesTable) -> None:
+    identity = feature_identity(features_table(n_features=4))
+    assert (identity.name, identity.fingerprint) == ("tiny", "f00d")
+    assert identity.names == ["f_00", "f_01", "f_02", "f_03"]
+    assert identity.config["kind"] == "synthetic"
+
+
+def test_feature_identity_refuses_mixed_feature_sets(features_table: FeaturesTable) -> None:
+    mixed = pa.concat_tables([features_table(), features_table(fingerprint="beef")], promote_options="none")
+    with pytest.raises(SchemaError, match="mixes fingerprint"):
+        feature_identity(mixed)
+
+
+def test_feature_identity_refuses_columns_that_contradict_the_metadata(features_table: FeaturesTable) -> None:
+    table = features_table()
+    metadata = {**table.schema.metadata, b"ser_batch.fingerprint": b"other"}
+    with pytest.raises(SchemaError, match="differs from schema metadata"):
+        feature_identity(table.replace_schema_metadata(metadata))
+
+
+def test_feature_identity_requires_a_fingerprint(features_table: FeaturesTable) -> None:
+    table = features_table().drop_columns(["fingerprint"]).replace_schema_metadata({})
+    with pytest.raises(SchemaError, match="carries no fingerprint"):
+        feature_identity(table)
+
+
+def test_check_feature_set_names_both_sides(features_table: FeaturesTable) -> None:
+    with pytest.raises(SchemaError, match=r"'tiny' \(fingerprint f00d\).*'seed268' \(fingerprint abc\)"):
+        check_feature_set(features_table(), feature_set="seed268", fingerprint="abc")
+
+
+def test_feature_matrix_handles_chunks_and_slices(features_table: FeaturesTable) -> None:
+    table = features_table(n_features=3)
+    expected = np.array(table.column("features").to_pylist(), dtype=np.float32)
+    chunked = pa.concat_tables([table.slice(0, 50), table.slice(50)])
+    np.testing.assert_array_equal(feature_matrix(chunked), expected)
+    np.testing.assert_array_equal(feature_matrix(table.slice(10, 5)), expected[10:15])
+    assert feature_matrix(table.slice(0, 0)).shape == (0, 3)
+
+
+@pytest.fixture(scope="module")
+def trained(features_table: FeaturesTable) -> tuple[TrainResult, list[str]]:
+    pytest.importorskip("tensorflow")
+    from ser_batch.train import fit
+
+    lines: list[str] = []
+    config = TrainConfig(classes=CLASSES, split="speaker", epochs=3, batch_size=16, seed=1)
+    return fit(features_table(COUNTS), config, log=lines.append), lines
+
+
+@pytest.mark.slow
+def test_fit_drops_other_classes_and_nulls_and_counts_them(trained: tuple[TrainResult, list[str]]) -> None:
+    result, _ = trained
+    assert result.n_excluded == {"calm": 12, "surprise": 5}
+    assert result.n_unlabelled == 7
+    assert result.rows.num_rows == 120
+    assert set(result.rows.column("emotion").to_pylist()) == set(CLASSES)
+    assert result.classes == CLASSES
+
+
+@pytest.mark.slow
+def test_fit_speaker_split_keeps_speakers_on_one_side(trained: tuple[TrainResult, list[str]]) -> None:
+    result, _ = trained
+    speakers = result.rows.column("speaker").to_numpy(zero_copy_only=False)
+    sides = [set(speakers[result.split[part]]) for part in PARTS]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sum(result.split[part].size for part in PARTS) == 120
+
+
+@pytest.mark.slow
+def test_fit_reports_metrics_per_part_and_learns_separable_classes(trained: tuple[TrainResult, list[str]]) -> None:
+    result, _ = trained
+    assert set(result.metrics) == set(PARTS)
+    for part in PARTS:
+        summary = result.metrics[part]
+        assert set(summary) == {"n", "accuracy", "balanced_accuracy", "per_corpus", "per_class"}
+        assert summary["n"] == result.split[part].size == result.confusion[part].sum()
+        assert result.confusion[part].shape == (3, 3)
+    assert result.metrics["train"]["accuracy"] > 0.9
+    assert result.metrics["test"]["balanced_accuracy"] > 0.9
+    assert set(result.metrics["test"]["per_corpus"]) <= {"ravdess", "emodb"}
+    assert sum(n for counts in result.training_rows.values() for n in counts.values()) == result.split["train"].size
+
+
+@pytest.mark.slow
+def test_fit_logs_every_epoch(trained: tuple[TrainResult, list[str]]) -> None:
+    result, lines = trained
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert "val_loss=" in epochs[0]
+    assert len(result.history["loss"]) == len(result.history["val_accuracy"]) == 3
+
+
+@pytest.mark.slow
+def test_fit_is_reproducible_for_a_seed(features_table: FeaturesTable, trained: tuple[TrainResult, list[str]]) -> None:
+    from ser_batch.model import probabilities
+    from ser_batch.train import fit
+
+    result, _ = trained
+    again = fit(features_table(COUNTS), result.config)
+    for part in PARTS:
+        np.testing.assert_array_equal(again.split[part], result.split[part])
+    features = feature_matrix(features_table(COUNTS))
+    np.testing.assert_allclose(probabilities(again.model, features), probabilities(result.model, features), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fit_without_test_part_reports_none(features_table: FeaturesTable) -> None:
+    pytest.importorskip("tensorflow")
+    from ser_batch.train import fit
+
+    result = fit(features_table(), TrainConfig(classes=CLASSES, split="none", epochs=1, batch_size=32))
+    assert result.split["test"].size == 0 and result.split["validation"].size == 12
+    assert result.metrics["test"] == {
+        "n": 0,
+        "accuracy": None,
+        "balanced_accuracy": None,
+        "per_corpus": {},
+        "per_class": {},
+    }
+    json.dumps(result.metrics)
+
+
+def test_fit_needs_two_present_classes(features_table: FeaturesTable) -> None:
+    from ser_batch.train import fit
+
+    with pytest.raises(SchemaError, match="at least 2 of the classes"):
+        fit(features_table({"angry": 20, "calm": 20}), TrainConfig(classes=CLASSES, epochs=1))
+
+
+def test_fit_requires_the_label_columns(features_table: FeaturesTable) -> None:
+    from ser_batch.train import fit
+
+    with pytest.raises(SchemaError, match=r"lacks columns \['speaker'\]"):
+        fit(features_table().drop_columns(["speaker"]), TrainConfig(classes=CLASSES, epochs=1))
