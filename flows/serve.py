@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import serve as prefect_serve
 
 from flows.featurize import featurize
+from flows.train import train
 
 
 def serve() -> None:
@@ -15,4 +16,5 @@ def serve() -> None:
     """
     prefect_serve(
         featurize.to_deployment(name="featurize", description="Featurize new audio under SOURCE into DEST."),
+        train.to_deployment(name="train", description="Train a model on a featurized DEST and save MODEL_DIR."),
     )

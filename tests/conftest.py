@@ -13,6 +13,7 @@ from signals_gen import SIGNALS
 SER_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
