@@ -1,0 +1,315 @@
+"""Speaker-independent accuracy: grouped 5-fold cross-validation on ser-dev, one table.
+
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python benchmarks/accuracy.py [--data DIR] [--cache DIR] [--only NAME ...]
+
+Folds group clips by corpus + speaker (``ser_batch.split.group_kfold``), so no test voice is
+ever trained on. Inside each fold, one grouped fifth of the training speakers is an inner
+validation part for early stopping; the test fold is never looked at until the model is
+fixed. Normalisation is fitted on training rows inside the model. Augmented copies
+(``ser_batch.augment.augmented_copies``) are made for every clip once and cached, but a
+fold trains only on copies of its own training clips (``ser_batch.split.copies_of``).
+"Telephone" scores the same test clips after ``telephone_channel`` (8 kHz, 300-3400 Hz,
+mu-law), resampled to the feature set's rate as the decoder would.
+
+Featurized matrices are cached as .npz under ``--cache`` (delete it to recompute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np
+import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ser_batch.audio import resample  # noqa: E402
+from ser_batch.augment import TELEPHONE_RATE, augmented_copies, telephone_channel  # noqa: E402
+from ser_batch.config import SEED_CLASSES, feature_config  # noqa: E402
+from ser_batch.errors import AudioError  # noqa: E402
+from ser_batch.features import feature_vector  # noqa: E402
+from ser_batch.labels import labels_from_path  # noqa: E402
+
+FEATURE_SETS = ("seed268", "stats16k", "stats8k")
+AUGMENTED_SETS = ("stats16k", "stats8k")  # the recipe baseline is never augmented
+VARIANTS = ("clean", "tel", "aug0", "aug1")
+
+
+@dataclass(frozen=True)
+class Clips:
+    paths: list[str]
+    corpus: np.ndarray
+    speaker: np.ndarray
+    emotion: np.ndarray
+
+
+def list_clips(data: Path) -> Clips:
+    rows = []
+    for path in sorted(data.rglob("*.flac")):
+        labels = labels_from_path(str(path))
+        if labels.emotion in SEED_CLASSES:
+            rows.append((str(path), labels.corpus, labels.speaker, labels.emotion))
+    paths, corpus, speaker, emotion = zip(*rows, strict=True)
+    return Clips(list(paths), np.array(corpus, object), np.array(speaker, object), np.array(emotion, object))
+
+
+def _featurize(set_name: str, waveform: np.ndarray, rate: int) -> np.ndarray:
+    config = feature_config(set_name)
+    return feature_vector(resample(waveform, rate, config.sample_rate, quality=config.resample_quality), config.sample_rate, config)
+
+
+def featurize_clip(task: tuple[int, str]) -> dict[str, object]:
+    index, path = task
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    waveform = np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32))
+    rng = np.random.default_rng(zlib.crc32(Path(path).name.encode()))
+    phone = telephone_channel(waveform, rate)
+    copies = augmented_copies(waveform, rate, rng)
+    inputs = {"clean": (waveform, rate), "tel": (phone, TELEPHONE_RATE)}
+    inputs.update({f"aug{i}": (c.waveform, c.sample_rate) for i, c in enumerate(copies)})
+    out: dict[str, object] = {"index": index, "seconds": {}}
+    for set_name in FEATURE_SETS:
+        for variant, (audio, audio_rate) in inputs.items():
+            if variant.startswith("aug") and set_name not in AUGMENTED_SETS:
+                continue
+            start = time.perf_counter()
+            try:
+                out[(set_name, variant)] = _featurize(set_name, audio, audio_rate)
+            except AudioError:
+                out[(set_name, variant)] = None
+            if variant == "clean":
+                out["seconds"][set_name] = time.perf_counter() - start  # type: ignore[index]
+    return out
+
+
+def build_cache(clips: Clips, cache: Path, n_processes: int) -> None:
+    from multiprocessing import Pool
+
+    cache.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results: list[dict[str, object]] = []
+    with Pool(n_processes) as pool:
+        for n, result in enumerate(pool.imap_unordered(featurize_clip, enumerate(clips.paths), chunksize=16), 1):
+            results.append(result)
+            if n % 250 == 0:
+                print(f"featurized {n}/{len(clips.paths)} clips in {time.perf_counter() - start:.0f} s", flush=True)
+    results.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
+    for set_name in FEATURE_SETS:
+        arrays: dict[str, np.ndarray] = {}
+        for variant in VARIANTS:
+            rows = [r.get((set_name, variant)) for r in results]
+            if all(row is None for row in rows):
+                continue
+            width = next(row.size for row in rows if row is not None)  # type: ignore[union-attr]
+            arrays[variant] = np.stack([row if row is not None else np.full(width, np.nan, np.float32) for row in rows])
+        ms = 1000 * np.array([r["seconds"][set_name] for r in results])  # type: ignore[index]
+        np.savez(cache / f"{set_name}.npz", paths=np.array(clips.paths), corpus=clips.corpus.astype(str),
+                 speaker=clips.speaker.astype(str), emotion=clips.emotion.astype(str), ms=ms,
+                 fingerprint=feature_config(set_name).fingerprint(), **arrays)  # fmt: skip
+    print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One configuration in the table."""
+
+    label: str
+    feature_set: str
+    model: str
+    augment: bool = False
+    class_weight: str = "balanced"
+    patience: int = 20
+    epochs: int = 200
+    speaker_norm: bool = False  # z-score features per speaker (needs many clips of a voice at scoring)
+
+
+SETUPS: tuple[Setup, ...] = (
+    Setup("recipe: seed268 + seed-mlp", "seed268", "seed-mlp", class_weight="none", patience=0, epochs=100),
+    Setup("seed268 + mlp", "seed268", "mlp"),
+    Setup("stats16k + logistic", "stats16k", "logistic"),
+    Setup("stats16k + mlp", "stats16k", "mlp"),
+    Setup("stats16k + mlp + aug", "stats16k", "mlp", augment=True),
+    Setup("stats8k + mlp", "stats8k", "mlp"),
+    Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
+    Setup("stats16k + mlp-ensemble + aug", "stats16k", "mlp-ensemble", augment=True),
+    Setup("stats16k + mlp + aug + speaker-norm", "stats16k", "mlp", augment=True, speaker_norm=True),
+)
+
+
+def load_cache(cache: Path, set_name: str) -> dict[str, np.ndarray]:
+    with np.load(cache / f"{set_name}.npz", allow_pickle=False) as npz:
+        data = {key: npz[key] for key in npz.files}
+    if str(data["fingerprint"]) != feature_config(set_name).fingerprint():
+        raise SystemExit(f"{cache}/{set_name}.npz is stale (fingerprint); delete it and rerun")
+    return data
+
+
+def _speaker_norm(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    out = np.empty_like(features)
+    for group in np.unique(groups):
+        rows = groups == group
+        block = features[rows]
+        out[rows] = (block - np.nanmean(block, axis=0)) / (np.nanstd(block, axis=0) + 1e-6)
+    return out
+
+
+def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
+    variants = {v: data[v] for v in VARIANTS if v in data}
+    if setup.speaker_norm:
+        variants = {v: _speaker_norm(m, groups) for v, m in variants.items()}
+    return variants
+
+
+def run_fold(setup: Setup, matrices: dict[str, np.ndarray], targets: np.ndarray, groups: np.ndarray,
+             train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.ndarray]:  # fmt: skip
+    import keras
+
+    from ser_batch.config import TrainConfig
+    from ser_batch.model import build_model
+    from ser_batch.split import group_kfold
+    from ser_batch.train import class_weights
+
+    config = TrainConfig(model=setup.model, seed=seed)  # type: ignore[arg-type]
+    fit_rows, validation = train, train[:0]
+    if setup.patience:  # inner grouped validation part: a fifth of the training speakers
+        inner_fit, inner_val = next(group_kfold(targets[train], groups[train], n_splits=5, seed=seed))
+        fit_rows, validation = train[inner_fit], train[inner_val]
+    blocks = [matrices["clean"][fit_rows]]
+    labels = [targets[fit_rows]]
+    if setup.augment:  # copies of the fitting clips only; never of validation or test clips
+        for variant in ("aug0", "aug1"):
+            blocks.append(matrices[variant][fit_rows])
+            labels.append(targets[fit_rows])
+    x, y = np.concatenate(blocks), np.concatenate(labels)
+    ok = np.isfinite(x).all(axis=1)
+    x, y = x[ok], y[ok]
+    model = build_model(x.shape[1], 6, config, normalizer_data=x)
+    callbacks = []
+    if setup.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=setup.patience, restore_best_weights=True))
+    model.fit(x, y, validation_data=(matrices["clean"][validation], targets[validation]) if validation.size else None,
+              epochs=setup.epochs, batch_size=64, shuffle=True, verbose=0, callbacks=callbacks,
+              class_weight=class_weights(y, 6) if setup.class_weight == "balanced" else None)  # fmt: skip
+    out = {}
+    for variant in ("clean", "tel"):
+        features = np.nan_to_num(matrices[variant][test])
+        out[variant] = model.predict(features, batch_size=1024, verbose=0).argmax(axis=1)
+    return out
+
+
+def _bal(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)]))
+
+
+def evaluate_setup(setup: Setup, cache: Path, folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> dict[str, object]:
+    data = load_cache(cache, setup.feature_set)
+    classes = list(SEED_CLASSES)
+    targets = np.array([classes.index(e) for e in data["emotion"]], dtype=np.int64)
+    groups = np.char.add(np.char.add(data["corpus"], "/"), data["speaker"])
+    matrices = _matrices(data, setup, groups)
+    predicted = {v: np.full(targets.size, -1) for v in ("clean", "tel")}
+    per_fold: dict[str, list[float]] = {"acc": [], "bal": [], "tel": [], "tel_bal": []}
+    start = time.perf_counter()
+    for k, (train, test) in enumerate(folds):
+        result = run_fold(setup, matrices, targets, groups, train, test, seed + k)
+        for variant, values in result.items():
+            predicted[variant][test] = values
+        y = targets[test]
+        per_fold["acc"].append(float(np.mean(result["clean"] == y)))
+        per_fold["bal"].append(_bal(y, result["clean"]))
+        per_fold["tel"].append(float(np.mean(result["tel"] == y)))
+        per_fold["tel_bal"].append(_bal(y, result["tel"]))
+    corpora = {c: float(np.mean(predicted["clean"][data["corpus"] == c] == targets[data["corpus"] == c]))
+               for c in ("ravdess", "tess", "emodb")}  # fmt: skip
+    confusion = np.zeros((6, 6), dtype=np.int64)
+    np.add.at(confusion, (targets, predicted["clean"]), 1)
+    return {"setup": setup, "folds": per_fold, "corpora": corpora, "seconds": time.perf_counter() - start,
+            "confusion": confusion, "ms": float(np.median(data["ms"]))}  # fmt: skip
+
+
+def random_split_reference(cache: Path, seed: int) -> float:
+    """The recipe's own protocol: random stratified 80/20, 10 % of train for validation, 100 epochs."""
+    from ser_batch.config import TrainConfig
+    from ser_batch.model import build_model
+    from ser_batch.split import split_indices
+
+    data = load_cache(cache, "seed268")
+    classes = list(SEED_CLASSES)
+    targets = np.array([classes.index(e) for e in data["emotion"]], dtype=np.int64)
+    train, validation, test = split_indices(targets, None, split="random", test_size=0.2, validation_size=0.1, seed=seed)
+    config = TrainConfig(seed=seed)
+    model = build_model(data["clean"].shape[1], 6, config, normalizer_data=data["clean"][train])
+    model.fit(data["clean"][train], targets[train], validation_data=(data["clean"][validation], targets[validation]),
+              epochs=100, batch_size=64, verbose=0)  # fmt: skip
+    return float(np.mean(model.predict(data["clean"][test], verbose=0).argmax(axis=1) == targets[test]))
+
+
+def _ms(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def print_table(results: list[dict[str, object]], reference: float | None) -> None:
+    header = ("configuration", "accuracy", "balanced acc", "ravdess", "tess", "emodb", "worst", "telephone acc",
+              "telephone bal", "ms/clip", "train s")  # fmt: skip
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in results:
+        f, c = r["folds"], r["corpora"]  # type: ignore[index]
+        cells = [r["setup"].label, _ms(f["acc"]), _ms(f["bal"]),  # type: ignore[union-attr, index]
+                 *(f"{c[k]:.3f}" for k in ("ravdess", "tess", "emodb")), f"{min(c.values()):.3f}",  # type: ignore[index, union-attr]
+                 _ms(f["tel"]), _ms(f["tel_bal"]), f"{r['ms']:.1f}", f"{r['seconds']:.0f}"]  # type: ignore[index]
+        print("| " + " | ".join(cells) + " |")
+    print("\naccuracy / balanced / telephone: mean ± std over the 5 speaker-grouped folds; per corpus: pooled over "
+          "the folds (every clip is tested once; TESS's single speaker sits in one fold, trained on RAVDESS + EmoDB "
+          "voices only); ms/clip: median featurization of one clean clip at the set's rate.")  # fmt: skip
+    if reference is not None:
+        print(f"reference, the recipe's original protocol (random 80/20 split, same speakers on both sides): "
+              f"accuracy {reference:.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ser-dev")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/ser-acc"))
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="labels (substrings) of the setups to run")
+    parser.add_argument("--confusion", type=Path, help="write the last setup's pooled confusion matrix CSV here")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    start = time.perf_counter()
+    if not all((args.cache / f"{s}.npz").exists() for s in FEATURE_SETS):
+        build_cache(list_clips(args.data), args.cache, args.processes)
+    from ser_batch.split import group_kfold
+
+    meta = load_cache(args.cache, "seed268")
+    groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
+    folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
+    setups = [s for s in SETUPS if not args.only or any(o in s.label for o in args.only)]
+    results = []
+    for setup in setups:
+        results.append(evaluate_setup(setup, args.cache, folds, args.seed))
+        print(f"done {setup.label} in {results[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    reference = random_split_reference(args.cache, args.seed) if not args.only else None
+    print_table(results, reference)
+    if args.confusion is not None and results:
+        np.savetxt(args.confusion, results[-1]["confusion"], fmt="%d", delimiter=",",  # type: ignore[arg-type]
+                   header=",".join(SEED_CLASSES))  # fmt: skip
+    print(f"\nwall time {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
