@@ -197,11 +197,20 @@ class DaskCluster:
 @pytest.fixture(scope="session")
 def dask_cluster(e2e_dir: Path, base_env: dict[str, str]) -> Iterator[DaskCluster]:
     """`dask scheduler` plus two single-threaded `dask worker` processes on localhost."""
+    yield from _dask_cluster(e2e_dir / "dask", base_env)
+
+
+@pytest.fixture
+def own_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[DaskCluster]:
+    """A cluster for one test alone: the test may kill its workers."""
+    yield from _dask_cluster(tmp_path / "dask", base_env)
+
+
+def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskCluster]:
     from distributed import Client
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    log_dir = e2e_dir / "dask"
     log_dir.mkdir(exist_ok=True)
     env = {**base_env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     scheduler = start("dask-scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], env=env, log_dir=log_dir)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SER_BATCH  # type: ignore[attr-defined]  (tests/e2e/conftest.py)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+N_FILES = 24
+
+
+def _archive(root: Path) -> list[str]:
+    import numpy as np
+    import soundfile
+
+    rng = np.random.default_rng(7)
+    paths = []
+    for index in range(N_FILES):
+        path = root / f"speaker{index % 4}" / f"clip-{index:03d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(16_000 * 2) / 16_000
+        soundfile.write(path, (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)).astype(np.float32), 16_000)
+        paths.append(str(path))
+    return paths
+
+
+def _rows(dest: Path) -> Counter[str]:
+    rows: Counter[str] = Counter()
+    for part in dest.rglob("*.parquet"):
+        rows.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())  # a partial file would raise here
+    return rows
+
+
+def _wait_for_parts(dest: Path, proc: subprocess.Popen[bytes], *, at_least: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(list(dest.rglob("part-*.parquet"))) >= at_least:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended (exit {proc.returncode}) before {at_least} part files were written")
+        time.sleep(0.05)
+    raise TimeoutError("no part files appeared")
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as handle:
+        return subprocess.Popen([SER_BATCH, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # noqa: S603
+
+
+def test_flow_killed_mid_write_leaves_only_whole_files_and_rerun_completes(tmp_path, base_env, run_cli) -> None:
+    paths = _archive(tmp_path / "audio")
+    dest = tmp_path / "out"
+    args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--n-workers", "2"]
+    proc = _start(args, base_env, tmp_path / "killed.log")
+    try:
+        _wait_for_parts(dest, proc, at_least=3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the flow, its Prefect API and its LocalCluster workers
+        proc.wait(timeout=30)
+    partial = _rows(dest)  # every visible part file reads whole
+    assert 0 < sum(partial.values()) <= N_FILES, partial
+    leftovers = [p.name for p in dest.rglob("*") if p.is_file() and not p.name.endswith(".parquet")]
+    assert all(name.startswith(".") for name in leftovers), leftovers  # temporaries stay hidden from readers
+
+    rerun = run_cli([*args, "--json"])
+    assert rerun.returncode == 0, rerun
+    assert rerun.summary()["already_done"] == sum(partial.values())
+    assert _rows(dest) == Counter({path: 1 for path in paths})
+
+
+def test_worker_killed_mid_run_then_rerun_gives_every_input_exactly_once(tmp_path, base_env, own_dask_cluster, run_cli) -> None:
+    paths = _archive(tmp_path / "audio")
+    dest = tmp_path / "out"
+    args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--dask-address", own_dask_cluster.address]
+    proc = _start(args, base_env, tmp_path / "first.log")
+    try:
+        _wait_for_parts(dest, proc, at_least=2)
+        victim = own_dask_cluster.workers[0].proc
+        os.killpg(victim.pid, signal.SIGKILL)  # nanny and worker: no restart
+        victim.wait(timeout=30)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = (tmp_path / "first.log").read_text()
+    if proc.returncode != 0:  # allowed, but only with a clear one-line reason
+        assert output.strip().splitlines()[-1].startswith("ser-batch: error:"), output[-3000:]
+    assert all(count == 1 for count in _rows(dest).values())
+
+    rerun = run_cli([*args, "--json"])
+    assert rerun.returncode == 0, rerun
+    assert _rows(dest) == Counter({path: 1 for path in paths})
