@@ -95,6 +95,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_score(args: argparse.Namespace) -> None:
+    from flows.runner import dask_runner
+    from flows.settings import storage_options_from_env, timezone_name
+    from ser_batch.catalog import check_scoring, parse_date
+    from ser_batch.config import score_config
+
+    score_config(window_s=args.window_s, hop_s=args.hop_s)
+    if args.since is not None:
+        parse_date(args.since)
+    timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
+    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
+    check_scoring(args.source, args.dest, args.model, storage_options=storage_options_from_env())
+
+
+def _score(args: argparse.Namespace) -> int:
+    from flows.score import score
+
+    summary = score(
+        source=args.source,
+        dest=args.dest,
+        model_dir=args.model,
+        dask_address=args.dask_address,
+        n_workers=args.n_workers,
+        shard_size=args.shard_size,
+        since=args.since,
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        retry_errors=args.retry_errors,
+        max_error_ratio=args.max_error_ratio,
+    )
+    calls = f"{args.dest.rstrip('/')}/calls"
+    print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
+    print(f"predictions: {args.dest.rstrip('/')}/predictions/run_date={summary['run_date']}/part-*.parquet (one row per segment)")
+    print(f"query:       duckdb -c \"SELECT channel, dominant_emotion, count(*) FROM read_parquet('{calls}/*/*.parquet', "
+          f"hive_partitioning=true) WHERE model_id = '{summary['model_id']}' GROUP BY ALL ORDER BY ALL\"")  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
 def _make_demo(args: argparse.Namespace) -> int:
     from ser_batch.demo import write_demo_archive
 
@@ -149,6 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_storage_options(evaluate)
     evaluate.set_defaults(handler=_evaluate, needs_api=False)
+
+    score = commands.add_parser("score", help="score new call recordings with a saved model into DEST/predictions and DEST/calls")
+    score.add_argument("source", help="local folder or s3://bucket/prefix of call recordings (searched recursively)")
+    score.add_argument("dest", help="local folder or s3://bucket/prefix for predictions/, calls/ and errors/")
+    score.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by `ser-batch train`")
+    score.add_argument("--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)")
+    score.add_argument("--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)")
+    score.add_argument("--since", metavar="YYYY-MM-DD",
+                       help="only recordings of this day or later: by their .../YYYY/MM/DD/ folders, else their modification date (UTC)")  # fmt: skip
+    score.add_argument("--window-s", type=float, default=3.0, help="scored window length in seconds (default 3.0)")
+    score.add_argument("--hop-s", type=float, default=1.5, help="start-to-start step between windows in seconds (default 1.5)")
+    score.add_argument("--shard-size", type=_positive_int, default=50, help="recordings per Prefect task (default 50)")
+    score.add_argument("--retry-errors", action="store_true", help="score again recordings whose error is already recorded")
+    score.add_argument("--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad recordings (default 0.5)")
+    score.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
+    _add_storage_options(score)
+    score.set_defaults(handler=_score, check=_check_score)
 
     demo = commands.add_parser("make-demo", help="write a small synthetic audio archive named like the five corpora")
     demo.add_argument("folder")

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from prefect import serve as prefect_serve
+from prefect.schedules import Cron
 
 from flows.featurize import featurize
+from flows.score import score
+from flows.settings import timezone_name
 from flows.train import train
+
+SCORE_PARAMETER_ENV = {"source": "SER_BATCH_SCORE_SOURCE", "dest": "SER_BATCH_SCORE_DEST", "model_dir": "SER_BATCH_MODEL_DIR"}
+"""Environment variables that give score/nightly its archive, output and model."""
+
+
+def nightly_score() -> Any:
+    """The score/nightly deployment: 02:00 every day in ``$SER_BATCH_TIMEZONE`` (default UTC).
+
+    SOURCE, DEST and MODEL_DIR come from ``SER_BATCH_SCORE_SOURCE``, ``SER_BATCH_SCORE_DEST``
+    and ``SER_BATCH_MODEL_DIR`` when set; without all three the schedule is created paused
+    (a run needs them as parameters). One run at a time: DEST has a single writer.
+    """
+    parameters = {name: os.environ[env] for name, env in SCORE_PARAMETER_ENV.items() if os.environ.get(env)}
+    schedule = Cron("0 2 * * *", timezone=timezone_name(), active=len(parameters) == len(SCORE_PARAMETER_ENV))
+    return score.to_deployment(
+        name="nightly", schedules=[schedule], parameters=parameters, concurrency_limit=1,
+        description="Score the new call recordings under SOURCE with MODEL_DIR into DEST, nightly.",
+    )  # fmt: skip
 
 
 def serve() -> None:
@@ -17,4 +41,5 @@ def serve() -> None:
     prefect_serve(
         featurize.to_deployment(name="featurize", description="Featurize new audio under SOURCE into DEST."),
         train.to_deployment(name="train", description="Train a model on a featurized DEST and save MODEL_DIR."),
+        nightly_score(),
     )

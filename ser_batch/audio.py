@@ -1,8 +1,10 @@
-"""Decode audio to a mono float32 waveform at a target rate (the only decoder)."""
+"""Decode audio: whole clips to a mono float32 waveform at a target rate, or long calls one channel at a time (the only decoder)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +73,65 @@ def resample(waveform: NDArray[np.float32], original_rate: int, sample_rate: int
         return waveform
     resampled = soxr.resample(waveform, original_rate, sample_rate, quality=quality)
     return np.ascontiguousarray(resampled, dtype=np.float32)
+
+
+MIN_SAMPLE_RATE = 4000
+"""Calls below this rate (Hz) are refused by ``audio_info``: no speech band left to score."""
+
+_BLOCK_FRAMES = 1 << 16  # frames decoded at a time: 0.5 MB for stereo float32
+
+
+def audio_info(path: str) -> tuple[int, int, int]:
+    """``(sample_rate, n_channels, n_frames)`` from a local file's header.
+
+    Raises:
+        AudioError: if libsndfile cannot read the header, the file holds no samples, or
+            its rate is below ``MIN_SAMPLE_RATE``.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        sample_rate, n_channels, n_frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    if n_frames <= 0:
+        raise AudioError("no samples: the header is valid but the data is empty or truncated")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"sample rate {sample_rate} Hz < {MIN_SAMPLE_RATE} Hz: no speech band to score")
+    return sample_rate, n_channels, n_frames
+
+
+def read_channel(path: str, channel: int) -> NDArray[np.float32]:
+    """Decode one channel of a local file block by block, holding only that channel.
+
+    Opening goes through Python (``open``) so permission and missing-file errors keep
+    their ``OSError`` types instead of becoming libsndfile messages.
+
+    Returns:
+        float32 samples in [-1, 1], shape ``(n_frames,)``; shorter than the header says
+        when the data is truncated.
+
+    Raises:
+        AudioError: if libsndfile fails while decoding or the channel does not exist.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        if not 0 <= channel < handle.channels:
+            raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
+        waveform = np.empty(max(int(handle.frames), 0), dtype=np.float32)
+        filled = 0
+        for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            n = min(block.shape[0], waveform.size - filled)
+            waveform[filled : filled + n] = block[:n, channel]
+            filled += n
+            if filled == waveform.size:
+                break
+    return waveform[:filled]
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Turn libsndfile's errors into ``AudioError``; OSErrors from Python pass through."""
+    try:
+        yield
+    except soundfile.LibsndfileError as error:
+        raise AudioError(f"undecodable: {error.error_string}") from None
+    except (RuntimeError, ValueError, EOFError) as error:  # soundfile raises these for some truncations
+        raise AudioError(f"undecodable: {error}") from None

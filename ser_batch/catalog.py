@@ -1,14 +1,21 @@
-"""What a featurize run must do: list SOURCE, compare with DEST, plan shards, reconcile (IO driver)."""
+"""What a featurize or score run must do: list SOURCE, compare with DEST, plan shards, reconcile (IO driver)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ser_batch import storage, store
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import ConfigError
 from ser_batch.plan import Plan, plan_shards, superseded_rows
+from ser_batch.score import ModelIdentity, read_model_identity
+from ser_batch.storage import FileInfo
+
+_DATE_FOLDERS = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
 
 
 def check_locations(source: str, dest: str, *, storage_options: dict[str, Any] | None = None) -> None:
@@ -66,3 +73,116 @@ def reconcile_features(
     for part_file, paths in sorted(superseded_rows(done, changed).items()):
         removed += store.prune_rows(part_file, paths, protocol=protocol, storage_options=storage_options)
     return removed
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """The work of one scoring run: shards to score and what was found already done."""
+
+    model: ModelIdentity
+    plan: Plan
+    n_listed: int
+    n_orphans_removed: int
+
+
+def parse_date(value: str | date) -> date:
+    """A ``YYYY-MM-DD`` date.
+
+    Raises:
+        ConfigError: if the text is not such a date.
+
+    >>> parse_date("2026-11-24")
+    datetime.date(2026, 11, 24)
+    """
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(store.run_date_value(value))
+    except ConfigError:
+        raise ConfigError(f"date {value!r} is not a date in the form YYYY-MM-DD") from None
+
+
+def recording_date(info: FileInfo) -> date | None:
+    """The day a recording belongs to, for ``since``.
+
+    The last ``YYYY/MM/DD`` folder triple in its path (``s3://calls/archive/2026/11/24/x.wav``
+    is 2026-11-24) when it forms a real date; otherwise its modification time's UTC date;
+    None when the store gives neither.
+
+    >>> recording_date(FileInfo("s3://calls/2026/11/24/a.wav", 1, "1:x"))
+    datetime.date(2026, 11, 24)
+    """
+    for year, month, day in reversed(_DATE_FOLDERS.findall(info.uri.replace("\\", "/"))):
+        try:
+            return date(int(year), int(month), int(day))
+        except ValueError:
+            continue
+    if info.modified_s is None:
+        return None
+    return datetime.fromtimestamp(info.modified_s, UTC).date()
+
+
+def recordings_since(files: Iterable[FileInfo], since: date | None) -> Iterator[FileInfo]:
+    """The recordings dated on or after ``since`` (all with None); undated ones are kept."""
+    for info in files:
+        day = recording_date(info) if since is not None else None
+        if day is None or since is None or day >= since:
+            yield info
+
+
+def check_scoring(
+    source: str, dest: str, model_dir: str, *, storage_options: dict[str, Any] | None = None
+) -> ModelIdentity:
+    """Fail fast, before any work: the model directory readable and matching, SOURCE listable, DEST writable.
+
+    Raises:
+        StorageError, SchemaError, ConfigError: naming the location and the cause.
+    """
+    identity = read_model_identity(model_dir, storage_options=storage_options)
+    next(storage.list_files(source, storage_options=storage_options), None)
+    storage.check_writable(dest, storage_options=storage_options)
+    return identity
+
+
+def plan_scoring(
+    source: str,
+    dest: str,
+    model_dir: str,
+    *,
+    shard_size: int,
+    since: str | date | None = None,
+    retry_errors: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> ScorePlan:
+    """List SOURCE and plan the shards of recordings this model has not scored yet.
+
+    Also removes predictions parts a killed shard left without their calls part.
+
+    Raises:
+        ConfigError: if ``shard_size`` < 1 or ``since`` is not a date.
+        StorageError, SchemaError: as ``check_scoring``.
+    """
+    if shard_size < 1:
+        raise ConfigError(f"shard_size {shard_size} < 1")
+    since_date = parse_date(since) if since is not None else None
+    identity = read_model_identity(model_dir, storage_options=storage_options)
+    files = storage.list_files(source, storage_options=storage_options)
+    first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
+    storage.check_writable(dest, storage_options=storage_options)
+    orphans = store.remove_orphan_predictions(dest, storage_options=storage_options)
+    done = store.read_scored(dest, identity.model_id, storage_options=storage_options)
+    listed = _Counted(files if first is None else _chain(first, files))
+    plan = plan_shards(recordings_since(listed, since_date), done, fingerprint=identity.model_id,
+                       shard_size=shard_size, retry_errors=retry_errors)  # fmt: skip
+    plan.changed.clear()  # older rows of a changed recording stay: they describe its old content
+    return ScorePlan(identity, plan, listed.count, orphans)
+
+
+class _Counted:
+    def __init__(self, items: Iterator[FileInfo]) -> None:
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[FileInfo]:
+        for item in self.items:
+            self.count += 1
+            yield item

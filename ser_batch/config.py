@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ser_batch.errors import ConfigError
 
@@ -63,6 +63,39 @@ class FeatureConfig(_Frozen):
         return self.n_fft
 
 
+class StatsFeatureConfig(FeatureConfig):
+    """A pooled-statistics feature set at a fixed rate: spectral, cepstral and prosodic frames
+    from one shared STFT, silence trimmed, pooled with mean, std and percentiles.
+
+    ``n_chroma`` is unused (0). The pitch track is an autocorrelation pitch computed
+    from the same power spectrum, so ``n_fft`` must cover two periods of ``f0_min``.
+    """
+
+    kind: Literal["stats"] = "stats"  # type: ignore[assignment]
+    n_chroma: int = Field(default=0, ge=0)
+    fmin: float = Field(default=50.0, ge=0.0, description="lowest mel band edge (Hz)")
+    fmax: float = Field(gt=0.0, description="highest mel band edge (Hz), at most sample_rate / 2")
+    contrast_fmin: float = Field(default=200.0, gt=0.0, description="lower edge of the first contrast band (Hz)")
+    n_contrast_bands: int = Field(default=5, ge=1, le=8)
+    f0_min: float = Field(default=60.0, gt=0.0)
+    f0_max: float = Field(default=500.0, gt=0.0)
+    voicing_threshold: float = Field(default=0.45, gt=0.0, lt=1.0, description="normalised autocorrelation peak")
+    trim_db: float = Field(default=40.0, gt=0.0, description="edge frames this far below the loudest are trimmed")
+    band_limited: bool = Field(
+        default=False,
+        description="drop STFT bins outside [fmin, fmax] before every feature (zero-crossing rate then comes "
+        "from the band's spectral moments), so wideband and telephone audio give the same frames",
+    )
+
+    @field_validator("fmax")
+    @classmethod
+    def _below_nyquist(cls, fmax: float, info: Any) -> float:
+        rate = info.data.get("sample_rate")
+        if rate is not None and fmax > rate / 2:
+            raise ValueError(f"fmax {fmax} > sample_rate / 2 = {rate / 2}")
+        return fmax
+
+
 FEATURE_SETS: dict[str, FeatureConfig] = {
     # The original recipe: librosa defaults at 22,050 Hz, 128 MFCC + 12 chroma + 128 mel.
     "seed268": FeatureConfig(
@@ -74,8 +107,24 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
         n_mels=128,
         n_chroma=12,
     ),
+    # Wideband statistics: 16 kHz, 64 ms frames every 10 ms, 64 log-mel, 20 MFCC (+ deltas),
+    # contrast, ZCR, energy, spectral shape and an autocorrelation pitch, silence trimmed.
+    "stats16k": StatsFeatureConfig(
+        name="stats16k", sample_rate=16_000, n_fft=1024, hop_length=160, n_mfcc=20, n_mels=64, fmax=8000.0
+    ),
+    # The same statistics on narrowband audio (8 kHz, up to 4 kHz): what a telephone call carries.
+    "stats8k": StatsFeatureConfig(
+        name="stats8k", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=40, fmax=4000.0,
+        contrast_fmin=100.0,
+    ),  # fmt: skip
+    # Only the 300-3400 Hz band every telephone line carries: channel-robust by construction.
+    "stats8k-tel": StatsFeatureConfig(
+        name="stats8k-tel", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=32,
+        fmin=300.0, fmax=3400.0, contrast_fmin=300.0, n_contrast_bands=3, band_limited=True,
+    ),  # fmt: skip
 }
-DEFAULT_FEATURE_SET = "seed268"
+DEFAULT_FEATURE_SET = "stats8k"
+"""Narrowband statistics: what a telephone call carries; see benchmarks/accuracy.py for the comparison."""
 
 
 def feature_config(name: str) -> FeatureConfig:
@@ -94,8 +143,12 @@ def feature_config(name: str) -> FeatureConfig:
         raise ConfigError(f"unknown feature set {name!r}; known: {known}") from None
 
 
-MODELS: tuple[str, ...] = ("seed-mlp",)
+MODELS: tuple[str, ...] = ("seed-mlp", "mlp", "mlp-ensemble", "logistic")
 """Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model.MODEL_BUILDERS``."""
+
+
+DEFAULT_PATIENCE = 20
+"""Early-stopping patience (epochs) of every model except the recipe's ``seed-mlp``."""
 
 
 class TrainConfig(_Frozen):
@@ -109,7 +162,7 @@ class TrainConfig(_Frozen):
     """
 
     # A later model is added here and in ser_batch.model.MODEL_BUILDERS.
-    model: Literal["seed-mlp"] = "seed-mlp"
+    model: Literal["seed-mlp", "mlp", "mlp-ensemble", "logistic"] = "mlp-ensemble"
     split: Literal["random", "speaker", "none"] = "random"
     classes: tuple[str, ...] = SEED_CLASSES
     epochs: int = Field(default=100, ge=1, le=100_000)
@@ -119,6 +172,36 @@ class TrainConfig(_Frozen):
     validation_size: float = Field(
         default=0.1, ge=0.0, lt=1.0, description="fraction of the non-test rows held out for validation"
     )
+    class_weight: Literal["auto", "none", "balanced"] = Field(
+        default="auto",
+        description="balanced: weight each class by n_rows / (n_classes * n_class_rows) in the loss; "
+        "auto: none for seed-mlp (the recipe), balanced otherwise",
+    )
+    patience: int | None = Field(
+        default=None, ge=0, le=100_000,
+        description="stop after this many epochs without a lower validation loss and keep the best weights; "
+        "0 = off; None (auto): off for seed-mlp (the recipe), 20 otherwise",
+    )  # fmt: skip
+
+    def resolved_class_weight(self) -> Literal["none", "balanced"]:
+        """``class_weight`` with ``auto`` resolved for ``model``.
+
+        >>> TrainConfig(model="seed-mlp").resolved_class_weight(), TrainConfig(model="mlp").resolved_class_weight()
+        ('none', 'balanced')
+        """
+        if self.class_weight == "auto":
+            return "none" if self.model == "seed-mlp" else "balanced"
+        return self.class_weight
+
+    def resolved_patience(self) -> int:
+        """``patience`` with None resolved for ``model`` (0 means no early stopping).
+
+        >>> TrainConfig(model="seed-mlp").resolved_patience(), TrainConfig(model="mlp").resolved_patience()
+        (0, 20)
+        """
+        if self.patience is None:
+            return 0 if self.model == "seed-mlp" else DEFAULT_PATIENCE
+        return self.patience
 
     @field_validator("classes")
     @classmethod
@@ -131,3 +214,69 @@ class TrainConfig(_Frozen):
         if len(classes) < 2:
             raise ValueError(f"classes {list(classes)}: need at least 2")
         return tuple(name for name in EMOTIONS if name in classes)
+
+
+class ScoreConfig(_Frozen):
+    """How a call channel is cut into speech windows before it is scored (``ser_batch.segment``).
+
+    All durations are in seconds, all levels in dB relative to full scale (a
+    constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).
+
+    >>> ScoreConfig().window_s, ScoreConfig().hop_s
+    (3.0, 1.5)
+    """
+
+    window_s: float = Field(default=3.0, gt=0.0, le=60.0, description="length of one scored window")
+    hop_s: float = Field(default=1.5, gt=0.0, le=60.0, description="start-to-start step between windows")
+    min_window_s: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="speech spans shorter than this are not scored"
+    )
+    vad_frame_s: float = Field(default=0.03, ge=0.005, le=0.1, description="VAD analysis frame length")
+    vad_hop_s: float = Field(default=0.01, ge=0.001, le=0.1, description="VAD frame step")
+    vad_threshold_db: float = Field(
+        default=10.0, ge=0.0, le=80.0, description="a speech frame is this far above the noise floor"
+    )
+    vad_floor_dbfs: float = Field(
+        default=-55.0, ge=-120.0, le=0.0, description="a speech frame is at least this loud, whatever the noise floor"
+    )
+    vad_noise_cap_dbfs: float = Field(
+        default=-40.0,
+        ge=-120.0,
+        le=0.0,
+        description="the estimated noise floor is never taken above this, so a call with no pauses is still speech",
+    )
+    vad_max_tonality: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="a steady frame with more than this share of its power in its two strongest spectral peaks "
+        "is a tone, not speech (dial, ringback, busy tones, beeps); 1.0 turns the check off",
+    )
+    min_speech_s: float = Field(default=0.3, ge=0.0, le=60.0, description="shorter speech spans are dropped")
+    min_gap_s: float = Field(default=0.4, ge=0.0, le=60.0, description="shorter pauses inside speech are bridged")
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> ScoreConfig:
+        if self.hop_s > self.window_s:
+            raise ValueError(f"hop_s {self.hop_s} > window_s {self.window_s}: windows would skip speech")
+        if self.min_window_s > self.window_s:
+            raise ValueError(f"min_window_s {self.min_window_s} > window_s {self.window_s}")
+        if self.vad_hop_s > self.vad_frame_s:
+            raise ValueError(f"vad_hop_s {self.vad_hop_s} > vad_frame_s {self.vad_frame_s}: frames would skip samples")
+        return self
+
+
+def score_config(**settings: Any) -> ScoreConfig:
+    """Build a ``ScoreConfig`` from user-given settings, as one ``ConfigError`` line when they are invalid.
+
+    Raises:
+        ConfigError: naming each bad setting and why.
+
+    >>> score_config(window_s=2.0, hop_s=1.0).hop_s
+    1.0
+    """
+    try:
+        return ScoreConfig(**settings)
+    except ValidationError as error:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"invalid score settings: {reasons}") from None

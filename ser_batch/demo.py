@@ -6,6 +6,8 @@ so the pipeline has something learnable to chew on without shipping real recordi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,60 @@ def write_demo_archive(folder: str | Path, *, n_per_emotion: int = 2, seed: int 
     (calls / "call-0002.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
     (root / "README.txt").write_text("Synthetic demo archive made by `ser-batch make-demo`.\n")
     return written + 2
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Where one clip was placed in a generated call, and its label."""
+
+    channel: int
+    start_s: float
+    end_s: float
+    label: str | None
+
+
+def conversation(
+    clips: Sequence[tuple[NDArray[np.float32], str | None]],
+    rng: np.random.Generator,
+    *,
+    sample_rate: int = 8_000,
+    gap_s: tuple[float, float] = (1.0, 3.0),
+    level_dbfs: float = -20.0,
+    noise_dbfs: float | None = -70.0,
+) -> tuple[NDArray[np.float32], list[Turn]]:
+    """A stereo "call" of clips taking turns on two channels, separated by silences.
+
+    Clip ``i`` goes to channel ``i % 2``, scaled to ``level_dbfs`` RMS (the VAD's levels are
+    absolute, and corpora are recorded at very different levels), and starts a random
+    ``gap_s`` after the previous clip ends; the call starts and ends with a gap too.
+
+    Args:
+        clips: ``(waveform, label)`` pairs; mono float32 already at ``sample_rate``.
+        rng: source of the gaps and the line noise.
+        sample_rate: rate of the clips and the call in Hz.
+        gap_s: ``(low, high)`` bounds of each silence in seconds.
+        level_dbfs: RMS level of every clip.
+        noise_dbfs: level of white line noise on both channels; None for digital silence.
+
+    Returns:
+        ``(waveform, turns)``: float32 of shape ``(n, 2)`` in [-1, 1], and each clip's place.
+
+    >>> call, turns = conversation([(np.ones(800, np.float32), "sad")] * 3, np.random.default_rng(0))
+    >>> call.shape[1], [t.channel for t in turns], turns[0].label
+    (2, [0, 1, 0], 'sad')
+    """
+    turns, t = [], 0.0
+    for index, (clip, label) in enumerate(clips):
+        t += rng.uniform(*gap_s)
+        turns.append(Turn(index % 2, t, t + clip.size / sample_rate, label))
+        t = turns[-1].end_s
+    n = round((t + rng.uniform(*gap_s)) * sample_rate)
+    call = np.zeros((n, 2), dtype=np.float32)
+    if noise_dbfs is not None:
+        call += (10 ** (noise_dbfs / 20) * rng.standard_normal((n, 2))).astype(np.float32)
+    gain = 10 ** (level_dbfs / 20)
+    for turn, (clip, _) in zip(turns, clips, strict=True):
+        begin = round(turn.start_s * sample_rate)
+        rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) or 1.0
+        call[begin : begin + clip.size, turn.channel] += clip * np.float32(gain / rms)
+    return np.clip(call, -1.0, 1.0), turns

@@ -6,8 +6,9 @@ import librosa
 import numpy as np
 from numpy.typing import NDArray
 
-from ser_batch.config import FeatureConfig
+from ser_batch.config import FeatureConfig, StatsFeatureConfig
 from ser_batch.errors import AudioError
+from ser_batch.tuning import tuning_estimate
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
@@ -18,6 +19,8 @@ def feature_names(config: FeatureConfig) -> list[str]:
     >>> len(names), names[0], names[128], names[140]
     (268, 'mfcc_001_mean', 'chroma_01_mean', 'mel_001_mean')
     """
+    if isinstance(config, StatsFeatureConfig):
+        return _stats_names(config)
     return (
         [f"mfcc_{i:03d}_mean" for i in range(1, config.n_mfcc + 1)]
         + [f"chroma_{i:02d}_mean" for i in range(1, config.n_chroma + 1)]
@@ -50,6 +53,12 @@ def validate_waveform(waveform: NDArray[np.float32], sample_rate: int, config: F
 def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
     """Compute one clip's feature vector.
 
+    For ``stats`` sets (``stats16k``, ``stats8k``) see ``_stats_vector``: one Hann STFT
+    gives log-mel, MFCC (+ delta spreads), spectral contrast and shape, frame energy and
+    an autocorrelation pitch; leading/trailing frames more than ``trim_db`` below the
+    loudest are trimmed and the spectrum is normalised to unit mean power, so the vector
+    does not depend on gain.
+
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
     ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three.
@@ -73,12 +82,159 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     ((268,), dtype('float32'))
     """
     validate_waveform(waveform, sample_rate, config)
+    if isinstance(config, StatsFeatureConfig):
+        return _stats_vector(waveform, sample_rate, config)
     magnitude = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length))
     mel_power = librosa.feature.melspectrogram(
         S=magnitude**2, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels
     )
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel_power), sr=sample_rate, n_mfcc=config.n_mfcc)
+    tuning = tuning_estimate(magnitude, sample_rate=sample_rate, n_fft=config.n_fft, bins_per_octave=config.n_chroma)
     chroma = librosa.feature.chroma_stft(
-        S=magnitude, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_chroma=config.n_chroma
+        S=magnitude, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_chroma=config.n_chroma,
+        tuning=tuning,
     )
     return np.concatenate([mfcc.mean(axis=1), chroma.mean(axis=1), mel_power.mean(axis=1)]).astype(np.float32)
+
+
+STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")
+"""Statistics pooled over frames for the ``stats`` feature sets' full-statistics groups."""
+
+_SHAPE_FRAMES: tuple[str, ...] = ("zcr", "rms_db", "centroid", "rolloff", "flatness")
+_PITCH_NAMES: tuple[str, ...] = (
+    "f0_st_mean", "f0_st_std", "f0_st_p10", "f0_st_p50", "f0_st_p90",
+    "f0_st_delta_abs_mean", "voiced_fraction", "voicing_strength_mean",
+)  # fmt: skip
+_F0_REF_HZ = 55.0  # semitones are counted from A1
+_OCTAVE_COST = 0.05  # per octave of lag; Praat's default is 0.01, for a 40 ms window
+_AMIN = 1e-10  # librosa.power_to_db's floor: keeps silent frames finite
+
+
+def _stats_names(config: StatsFeatureConfig) -> list[str]:
+    full = [f"mfcc_{i:02d}" for i in range(1, config.n_mfcc + 1)] + list(_SHAPE_FRAMES)
+    names = [f"logmel_{i:02d}_{s}" for i in range(1, config.n_mels + 1) for s in ("mean", "std")]
+    names += [f"{base}_{s}" for base in full for s in STAT_SUFFIXES]
+    names += [f"mfcc_{i:02d}_d{order}_std" for order in (1, 2) for i in range(1, config.n_mfcc + 1)]
+    names += [f"contrast_{i}_{s}" for i in range(1, config.n_contrast_bands + 2) for s in ("mean", "std")]
+    return names + list(_PITCH_NAMES)
+
+
+def spectral_frames(magnitude: NDArray[np.float32], sample_rate: int, config: StatsFeatureConfig) -> dict[str, NDArray[np.float32]]:
+    """Per-frame log-mel, MFCC and spectral contrast from one magnitude STFT.
+
+    Equal to ``librosa.feature.melspectrogram`` / ``mfcc`` / ``spectral_contrast`` called
+    on the waveform with the same ``n_fft``, ``hop_length``, ``fmin`` and ``fmax``.
+
+    Args:
+        magnitude: ``|stft|``, shape ``(1 + n_fft // 2, n_frames)``.
+        sample_rate: rate in Hz.
+        config: a ``stats`` feature set.
+
+    Returns:
+        ``mel`` power ``(n_mels, t)``, ``logmel`` dB ``(n_mels, t)``, ``mfcc`` ``(n_mfcc, t)``
+        and ``contrast`` ``(n_contrast_bands + 1, t)``.
+    """
+    mel = librosa.feature.melspectrogram(
+        S=magnitude**2, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+    )  # fmt: skip
+    logmel = librosa.power_to_db(mel, ref=1.0, amin=_AMIN, top_db=80.0)
+    mfcc = librosa.feature.mfcc(S=logmel, sr=sample_rate, n_mfcc=config.n_mfcc)
+    contrast = librosa.feature.spectral_contrast(
+        S=magnitude, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        fmin=config.contrast_fmin, n_bands=config.n_contrast_bands,
+    )  # fmt: skip
+    return {"mel": mel, "logmel": logmel, "mfcc": mfcc, "contrast": contrast}
+
+
+def autocorrelation_pitch(power: NDArray[np.float32], sample_rate: int, config: StatsFeatureConfig) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-frame f0 and periodicity from a power STFT (Wiener-Khinchin, Boersma's window correction).
+
+    Args:
+        power: ``|stft|**2`` of Hann-windowed frames, shape ``(1 + n_fft // 2, t)``.
+        sample_rate: rate in Hz.
+        config: a ``stats`` feature set (``n_fft``, ``f0_min``, ``f0_max``).
+
+    Returns:
+        ``(f0_hz, strength)``, each shape ``(t,)``: the best lag's frequency and its
+        normalised autocorrelation in [0, 1] (near 1 for strongly periodic frames).
+    """
+    acf = np.fft.irfft(power.astype(np.float64), n=config.n_fft, axis=0)
+    window_power = np.abs(np.fft.rfft(librosa.filters.get_window("hann", config.n_fft, fftbins=True))) ** 2
+    window_acf = np.fft.irfft(window_power, n=config.n_fft)
+    low = max(2, int(np.floor(sample_rate / config.f0_max)))
+    high = min(config.n_fft // 2 - 1, int(np.ceil(sample_rate / config.f0_min)))
+    # normalised by energy and by the window's own autocorrelation, which tapers with lag
+    ratio = (acf[low - 1 : high + 2] / np.maximum(acf[:1], _AMIN)) / (window_acf[low - 1 : high + 2, None] / window_acf[0])
+    ratio = np.where(acf[:1] > _AMIN, ratio, 0.0)
+    # Praat's octave cost: among near-equal peaks at multiples of the period, prefer the shortest lag
+    lags = np.arange(low - 1, high + 2, dtype=np.float64)
+    best = np.argmax(ratio[1:-1] - _OCTAVE_COST * np.log2(lags[1:-1, None] / low), axis=0) + 1
+    columns = np.arange(ratio.shape[1])
+    left, centre, right = ratio[best - 1, columns], ratio[best, columns], ratio[best + 1, columns]
+    curvature = left - 2.0 * centre + right
+    shift = np.where(curvature < 0.0, 0.5 * (left - right) / np.where(curvature < 0.0, curvature, -1.0), 0.0)
+    lag = (best + low - 1) + np.clip(shift, -0.5, 0.5)
+    return sample_rate / lag, np.clip(centre, 0.0, 1.0)
+
+
+def _pool(frames: NDArray[np.float64], full: bool) -> NDArray[np.float64]:
+    if not full:
+        return np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1)
+    p10, p50, p90 = np.percentile(frames, [10.0, 50.0, 90.0], axis=1)
+    return np.stack([frames.mean(axis=1), frames.std(axis=1), p10, p50, p90], axis=1).reshape(-1)
+
+
+def _kept_frames(rms_db: NDArray[np.float64], trim_db: float) -> slice:
+    loud = np.flatnonzero(rms_db >= rms_db.max() - trim_db)
+    return slice(int(loud[0]), int(loud[-1]) + 1)
+
+
+def _pitch_stats(f0: NDArray[np.float64], strength: NDArray[np.float64], voiced: NDArray[np.bool_]) -> list[float]:
+    if voiced.sum() < 2:  # unvoiced clip: neutral values rather than NaN
+        return [0.0] * 6 + [float(voiced.mean()), float(strength.mean())]
+    semitones = 12.0 * np.log2(f0[voiced] / _F0_REF_HZ)
+    p10, p50, p90 = np.percentile(semitones, [10.0, 50.0, 90.0])
+    steps = np.abs(np.diff(12.0 * np.log2(f0 / _F0_REF_HZ)))[voiced[1:] & voiced[:-1]]
+    jump = float(steps.mean()) if steps.size else 0.0
+    return [float(semitones.mean()), float(semitones.std()), p10, p50, p90, jump, float(voiced.mean()), float(strength.mean())]
+
+
+def _stats_vector(waveform: NDArray[np.float32], sample_rate: int, config: StatsFeatureConfig) -> NDArray[np.float32]:
+    magnitude = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length, window="hann", center=True))
+    if config.band_limited:
+        freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=config.n_fft)
+        magnitude[(freqs < config.fmin) | (freqs > config.fmax)] = 0.0
+    power = magnitude.astype(np.float64) ** 2
+    rms_db = 10.0 * np.log10(np.maximum(librosa.feature.rms(S=magnitude, frame_length=config.n_fft)[0], _AMIN) ** 2)
+    kept = _kept_frames(rms_db, config.trim_db)
+    magnitude, power, rms_db = magnitude[:, kept], power[:, kept], rms_db[kept]
+    # level normalisation: features must not depend on microphone gain
+    scale = float(np.sqrt(max(power.mean(), _AMIN)))
+    frames = spectral_frames((magnitude / scale).astype(np.float32), sample_rate, config)
+    if config.band_limited:  # Rice's formula: crossings per sample of the band-limited signal
+        freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=config.n_fft)[:, None]
+        zcr = 2.0 * np.sqrt((freqs**2 * power).sum(axis=0) / np.maximum(power.sum(axis=0), _AMIN))[None, :] / sample_rate
+    else:
+        zcr = librosa.feature.zero_crossing_rate(
+            waveform, frame_length=config.n_fft, hop_length=config.hop_length, center=True
+        )[:, kept]  # fmt: skip
+    shape = np.vstack([
+        zcr,
+        (rms_db - rms_db.max())[None, :],
+        librosa.feature.spectral_centroid(S=magnitude, sr=sample_rate, n_fft=config.n_fft) / (sample_rate / 2),
+        librosa.feature.spectral_rolloff(S=magnitude, sr=sample_rate, n_fft=config.n_fft) / (sample_rate / 2),
+        librosa.feature.spectral_flatness(S=magnitude, amin=_AMIN),
+    ])  # fmt: skip
+    mfcc = frames["mfcc"].astype(np.float64)
+    deltas = [librosa.feature.delta(mfcc, width=9, order=order, mode="nearest").std(axis=1) for order in (1, 2)]
+    f0, strength = autocorrelation_pitch(power, sample_rate, config)
+    voiced = (strength >= config.voicing_threshold) & (rms_db >= rms_db.max() - 30.0)
+    parts = [
+        _pool(frames["logmel"].astype(np.float64), full=False),
+        _pool(np.vstack([mfcc, shape]), full=True),
+        *deltas,
+        _pool(frames["contrast"].astype(np.float64), full=False),
+        np.asarray(_pitch_stats(f0, strength, voiced)),
+    ]
+    return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

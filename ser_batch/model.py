@@ -108,5 +108,77 @@ def _seed_mlp(n_features: int, n_classes: int, normalizer: Any) -> keras.Model:
     return model
 
 
-MODEL_BUILDERS: dict[str, ModelBuilder] = {"seed-mlp": _seed_mlp}
+MLP_L2 = 1e-4
+"""L2 factor of the regularised MLP's hidden layers."""
+
+MLP_DROPOUT = 0.4
+"""Dropout rate after each hidden layer of the regularised MLP."""
+
+MLP_INPUT_NOISE = 0.1
+"""Std of the Gaussian noise added to normalised inputs while training (0 at inference)."""
+
+
+def _mlp_branch(hidden: Any, widths: tuple[int, ...], prefix: str) -> Any:
+    from keras import layers, regularizers
+
+    for i, width in enumerate(widths, 1):
+        hidden = layers.Dense(width, kernel_regularizer=regularizers.L2(MLP_L2), name=f"{prefix}dense_{i}")(hidden)
+        hidden = layers.BatchNormalization(name=f"{prefix}batchnorm_{i}")(hidden)
+        hidden = layers.Activation("relu", name=f"{prefix}relu_{i}")(hidden)
+        hidden = layers.Dropout(MLP_DROPOUT, name=f"{prefix}dropout_{i}")(hidden)
+    return hidden
+
+
+def _compile(model: keras.Model) -> keras.Model:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _mlp(n_features: int, n_classes: int, normalizer: Any) -> keras.Model:
+    # Regularised MLP for pooled statistics: input noise, Dense 256-128 with batchnorm, dropout, L2.
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(n_features,), name="features")
+    hidden = layers.GaussianNoise(MLP_INPUT_NOISE, name="input_noise")(normalizer(inputs))
+    hidden = _mlp_branch(hidden, (256, 128), "")
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+    return _compile(keras.Model(inputs, outputs, name="mlp"))
+
+
+def _mlp_ensemble(n_features: int, n_classes: int, normalizer: Any, n_members: int = 5) -> keras.Model:
+    # Five independently initialised MLPs averaged in probability space, trained jointly as one model.
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(n_features,), name="features")
+    normalised = normalizer(inputs)
+    members = []
+    for m in range(1, n_members + 1):
+        hidden = layers.GaussianNoise(MLP_INPUT_NOISE, name=f"m{m}_input_noise")(normalised)
+        hidden = _mlp_branch(hidden, (256, 128), f"m{m}_")
+        members.append(layers.Dense(n_classes, activation="softmax", name=f"m{m}_probabilities")(hidden))
+    outputs = layers.Average(name="probabilities")(members)
+    return _compile(keras.Model(inputs, outputs, name="mlp_ensemble"))
+
+
+def _logistic(n_features: int, n_classes: int, normalizer: Any) -> keras.Model:
+    # Multinomial logistic regression: the linear floor every non-linear model must beat.
+    import keras
+    from keras import layers, regularizers
+
+    inputs = keras.Input(shape=(n_features,), name="features")
+    hidden = layers.Dropout(0.2, name="input_dropout")(normalizer(inputs))
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=regularizers.L2(1e-3), name="probabilities")(hidden)
+    return _compile(keras.Model(inputs, outputs, name="logistic"))
+
+
+MODEL_BUILDERS: dict[str, ModelBuilder] = {
+    "seed-mlp": _seed_mlp,
+    "mlp": _mlp,
+    "mlp-ensemble": _mlp_ensemble,
+    "logistic": _logistic,
+}
 """Every trainable model by ``TrainConfig.model`` name; add an entry (and the name) for a new one."""

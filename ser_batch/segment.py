@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ser_batch.errors import AudioError, ConfigError
-from ser_batch.score_config import ScoreConfig
+from ser_batch.config import ScoreConfig
 
 Span = tuple[float, float]
 

@@ -100,6 +100,28 @@ def split_indices(
     raise ConfigError(f"unknown split {split!r}; expected random, speaker or none")
 
 
+def copies_of(rows: Indices, keys: ArrayLike, copy_keys: ArrayLike) -> Indices:
+    """Which augmented copies belong to the clips ``rows`` (so they may train with them).
+
+    Split the original clips first, then call this with the training rows: copies of a
+    validation or test clip are never returned, so no clip's audio reaches both sides.
+
+    Args:
+        rows: indices into ``keys`` of the clips on one side of a split.
+        keys: source key (e.g. path) of every original clip, shape ``(n,)``.
+        copy_keys: source key of every augmented copy, shape ``(m,)``.
+
+    Returns:
+        sorted int64 indices into ``copy_keys``.
+
+    >>> copies_of(np.array([0]), ["a.wav", "b.wav"], ["b.wav", "a.wav", "a.wav"]).tolist()
+    [1, 2]
+    """
+    chosen = set(np.asarray(keys, dtype=object)[np.asarray(rows, dtype=np.int64)].tolist())
+    flags = [key in chosen for key in np.asarray(copy_keys, dtype=object).tolist()]
+    return np.flatnonzero(np.array(flags, dtype=bool)).astype(np.int64)
+
+
 def group_kfold(
     labels: ArrayLike, groups: ArrayLike, *, n_splits: int = 5, seed: int = 0
 ) -> Iterator[tuple[Indices, Indices]]:

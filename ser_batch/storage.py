@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +30,15 @@ AUDIO_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One listed file: its URI, size in bytes and a key that changes when its content does."""
+    """One listed file: its URI, size in bytes, a key that changes when its content does, and its mtime.
+
+    ``modified_s`` (POSIX seconds, UTC; S3 ``LastModified``) is None when the store gives none.
+    """
 
     uri: str
     size: int
     content_key: str
+    modified_s: float | None = None
 
 
 def is_remote(uri: str) -> bool:
@@ -124,7 +129,9 @@ def list_files(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
         info = listing[key]
         if info.get("type") == "file" and os.path.splitext(key)[1].lower() in AUDIO_EXTENSIONS:
             etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
-            yield FileInfo(f"{protocol}://{key}", int(info["size"]), f"{info['size']}:{etag}")
+            modified = info.get("LastModified", info.get("mtime"))
+            modified_s = modified.timestamp() if hasattr(modified, "timestamp") else None
+            yield FileInfo(f"{protocol}://{key}", int(info["size"]), f"{info['size']}:{etag}", modified_s)
 
 
 def _walk_local(root: str) -> Iterator[FileInfo]:
@@ -143,7 +150,7 @@ def _walk_local(root: str) -> Iterator[FileInfo]:
         except OSError:
             continue
         if stat.S_ISREG(info.st_mode):
-            yield FileInfo(entry.path, info.st_size, f"{info.st_size}:{info.st_mtime_ns}")
+            yield FileInfo(entry.path, info.st_size, f"{info.st_size}:{info.st_mtime_ns}", info.st_mtime)
 
 
 def read_bytes(uri: str, *, storage_options: dict[str, Any] | None = None) -> bytes:
@@ -153,6 +160,27 @@ def read_bytes(uri: str, *, storage_options: dict[str, Any] | None = None) -> by
             return handle.read()
     fs, path = filesystem(uri, storage_options=storage_options)
     return bytes(fs.cat_file(path))
+
+
+@contextmanager
+def local_copy(uri: str, *, storage_options: dict[str, Any] | None = None) -> Iterator[str]:
+    """A local path holding the file: the file itself when local, else a temporary download.
+
+    Lets decoders stream from disk instead of holding a remote file's bytes in memory. The
+    temporary file is removed on exit. Read failures propagate as ``OSError`` (maybe transient).
+    """
+    if not is_remote(uri):
+        yield local_path(uri)
+        return
+    fs, path = filesystem(uri, storage_options=storage_options)
+    suffix = os.path.splitext(path)[1]
+    handle, temporary = tempfile.mkstemp(prefix="ser-batch-", suffix=suffix)
+    os.close(handle)
+    try:
+        fs.get_file(path, temporary)
+        yield temporary
+    finally:
+        os.remove(temporary)
 
 
 def write_bytes_atomic(uri: str, data: bytes, *, storage_options: dict[str, Any] | None = None) -> None:

@@ -3,7 +3,13 @@
 Layout (see DESIGN.md, Output contract)::
 
     DEST/features/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet
-    DEST/errors/feature_set=<name>/part-<shard-id>.parquet
+    DEST/errors/feature_set=<name>/part-<shard-id>.parquet        (featurize)
+    DEST/predictions/run_date=YYYY-MM-DD/part-<shard-id>.parquet  (score: one row per segment)
+    DEST/calls/run_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
+    DEST/errors/run_date=YYYY-MM-DD/part-<shard-id>.parquet       (score)
+
+A scoring DEST and a featurize DEST are meant to be different folders: their ``errors``
+trees use different partition keys.
 
 Every part file is written whole, atomically, under a deterministic name, so a
 retried shard replaces its own files and never duplicates rows.
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from datetime import date
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +32,8 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from ser_batch import storage
-from ser_batch.config import CORPORA, FeatureConfig
-from ser_batch.errors import SchemaError
+from ser_batch.config import CORPORA, EMOTIONS, FeatureConfig
+from ser_batch.errors import ConfigError, SchemaError
 
 META_FEATURE_SET = b"ser_batch.feature_set"
 META_FINGERPRINT = b"ser_batch.fingerprint"
@@ -217,3 +225,153 @@ def prune_rows(part_file: str, paths: set[str], *, protocol: str | None, storage
     else:
         storage.write_bytes_atomic(uri, _parquet_bytes(kept), storage_options=storage_options)
     return table.num_rows - kept.num_rows
+
+
+# --- Scoring outputs -------------------------------------------------------------------
+# Probability and share columns exist for every emotion in EMOTIONS order, null for the
+# classes a model does not have, so parts of different models and days share one schema.
+
+SCORE_TABLES: tuple[str, ...] = ("errors", "predictions", "calls")
+"""Scoring part files in write order: ``calls`` last, as the commit record of a shard."""
+
+_SCORED = (
+    pa.field("model_id", pa.string(), nullable=False),
+    pa.field("content_key", pa.string(), nullable=False),
+    pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+)
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("channel", pa.int16(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("emotion", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        *(pa.field(f"prob_{name}", pa.float32()) for name in EMOTIONS),
+        *_SCORED,
+    ]
+)
+
+CALLS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("channel", pa.int16(), nullable=False),
+        pa.field("n_channels", pa.int16(), nullable=False),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("speech_s", pa.float64(), nullable=False),
+        pa.field("n_segments", pa.int32(), nullable=False),
+        *(pa.field(f"share_{name}", pa.float64()) for name in EMOTIONS),
+        pa.field("dominant_emotion", pa.string()),
+        pa.field("peak_angry_s", pa.float64()),
+        pa.field("peak_angry_probability", pa.float64()),
+        *_SCORED,
+    ]
+)
+
+SCORE_ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("content_key", pa.string(), nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("feature_set", pa.string(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("run_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    ]
+)
+
+SCORE_SCHEMAS: dict[str, pa.Schema] = {"errors": SCORE_ERRORS_SCHEMA, "predictions": PREDICTIONS_SCHEMA, "calls": CALLS_SCHEMA}
+
+_RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def run_date_value(run_date: str) -> str:
+    """A ``run_date`` partition value, checked: only a real ``YYYY-MM-DD`` date reaches a path.
+
+    Raises:
+        ConfigError: if it is not a valid date in that exact form.
+
+    >>> run_date_value("2026-11-24")
+    '2026-11-24'
+    """
+    if not isinstance(run_date, str) or not _RUN_DATE.match(run_date):
+        raise ConfigError(f"run_date {run_date!r} is not a date in the form YYYY-MM-DD")
+    try:
+        date.fromisoformat(run_date)
+    except ValueError:
+        raise ConfigError(f"run_date {run_date!r} is not a calendar date") from None
+    return run_date
+
+
+def score_part(dest: str, table: str, run_date: str, shard_id: str) -> str:
+    """URI of one scoring part file: ``DEST/<table>/run_date=<date>/part-<shard-id>.parquet``."""
+    if table not in SCORE_SCHEMAS:
+        raise ConfigError(f"unknown scoring table {table!r}; expected one of {sorted(SCORE_SCHEMAS)}")
+    return storage.join(dest, table, f"run_date={run_date_value(run_date)}", f"part-{shard_id}.parquet")
+
+
+def write_scores(
+    tables: dict[str, pa.Table], dest: str, run_date: str, shard_id: str, *, storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """Write one shard's errors, predictions and calls (in that order); return the URIs written.
+
+    An empty table removes its part file instead, so a retried shard never leaves a stale
+    part of an earlier attempt behind. ``calls`` goes last: a shard whose calls part exists
+    is complete, and ``remove_orphan_predictions`` cleans up after one killed in between.
+    """
+    written = []
+    for name in SCORE_TABLES:
+        uri = score_part(dest, name, run_date, shard_id)
+        table = tables[name]
+        if table.num_rows:
+            storage.write_bytes_atomic(uri, _parquet_bytes(table.cast(SCORE_SCHEMAS[name])), storage_options=storage_options)
+            written.append(uri)
+        else:
+            storage.remove(uri, storage_options=storage_options)
+    return written
+
+
+def read_scored(dest: str, model_id: str, *, storage_options: dict[str, Any] | None = None) -> DoneIndex:
+    """Index the recordings DEST holds for one model, reading only key columns.
+
+    Returns:
+        ``featurized``: path -> [(content_key, calls part file)] of recordings with calls rows
+        of ``model_id`` (scored); ``failed``: (path, content_key) with error rows of it.
+    """
+    scored: dict[str, list[tuple[str, str]]] = {}
+    wanted = ds.field("model_id") == model_id
+    dataset = _dataset(storage.join(dest, "calls"), storage_options)
+    if dataset is not None and "model_id" in dataset.schema.names:  # an empty folder has no columns
+        keys = dataset.to_table(columns=["path", "content_key", "__filename"], filter=wanted)
+        for path, key, part in zip(*(keys.column(i).to_pylist() for i in range(3)), strict=True):
+            if (key, part) not in scored.setdefault(path, []):
+                scored[path].append((key, part))
+    failed: set[tuple[str, str]] = set()
+    dataset = _dataset(storage.join(dest, "errors"), storage_options)
+    if dataset is not None and "model_id" in dataset.schema.names:
+        errors = dataset.to_table(columns=["path", "content_key"], filter=wanted)
+        failed = set(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
+    return DoneIndex(scored, failed)
+
+
+def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | None = None) -> int:
+    """Delete predictions parts that have no calls part of the same run date and shard; return how many.
+
+    Such a part is left only by a shard killed between its two writes; its recordings have
+    no calls rows, so they are scored again. Assumes one scoring run per DEST at a time.
+    """
+    parts = {}
+    for name in ("predictions", "calls"):
+        fs, root = storage.filesystem(storage.join(dest, name), storage_options=storage_options)
+        with storage.storage_errors(storage.join(dest, name)):
+            found = fs.find(root) if fs.exists(root) else []
+        parts[name] = {path[len(root.rstrip("/")) :]: path for path in found if path.endswith(".parquet")}
+    orphans = sorted(set(parts["predictions"]) - set(parts["calls"]))
+    protocol = dest.split("://", 1)[0] if storage.is_remote(dest) else None
+    for relative in orphans:
+        path = parts["predictions"][relative]
+        storage.remove(path if protocol is None else f"{protocol}://{path}", storage_options=storage_options)
+    return len(orphans)

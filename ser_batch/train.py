@@ -21,7 +21,13 @@ from ser_batch.config import EMOTIONS, TrainConfig
 from ser_batch.errors import SchemaError
 from ser_batch.metrics import confusion_matrix, metric_summary
 from ser_batch.model import build_model, probabilities
-from ser_batch.split import Indices, speaker_groups, split_indices
+from ser_batch.split import Indices, copies_of, speaker_groups, split_indices
+
+AUGMENTATION_COLUMN = "augmentation"
+"""Optional column naming the transform of an augmented copy (null for an original clip).
+
+A copy keeps its source clip's ``path``; ``fit`` splits the originals and adds to the
+training part only the copies of training clips."""
 
 if TYPE_CHECKING:
     import keras
@@ -130,12 +136,8 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     identity = feature_identity(table)
     data = _labelled(table, config.classes, width=len(identity.names) or None)
     _check_classes_present(data.emotion, config.classes, log)
-    groups = speaker_groups(data.corpus.tolist(), data.table.column("speaker").to_pylist())
-    train, validation, test = split_indices(
-        data.emotion, groups, split=config.split, test_size=config.test_size,
-        validation_size=config.validation_size, seed=config.seed,
-    )  # fmt: skip
-    split = {"train": train, "validation": validation, "test": test}
+    split = _split_with_copies(data, config)
+    train = split["train"]
     _say(log, f"{config.model}: {data.emotion.size} rows ({', '.join(f'{p} {i.size}' for p, i in split.items())}); "
               f"excluded {data.n_excluded or 'none'}, unlabelled {data.n_unlabelled}")  # fmt: skip
     model = build_model(data.features.shape[1], len(config.classes), config, normalizer_data=data.features[train])
@@ -267,6 +269,36 @@ def _labelled(table: pa.Table, classes: tuple[str, ...], *, width: int | None) -
     )
 
 
+def _split_with_copies(data: _Labelled, config: TrainConfig) -> dict[str, Indices]:
+    # originals are split; augmented copies only ever join their source clip's training part
+    if AUGMENTATION_COLUMN in data.table.column_names:
+        is_copy = np.array([a is not None for a in data.table.column(AUGMENTATION_COLUMN).to_pylist()], dtype=bool)
+    else:
+        is_copy = np.zeros(data.emotion.size, dtype=bool)
+    originals, copies = np.flatnonzero(~is_copy), np.flatnonzero(is_copy)
+    groups = speaker_groups(data.corpus[originals].tolist(), np.array(data.table.column("speaker").to_pylist(), dtype=object)[originals].tolist())
+    train, validation, test = split_indices(
+        data.emotion[originals], groups, split=config.split, test_size=config.test_size,
+        validation_size=config.validation_size, seed=config.seed,
+    )  # fmt: skip
+    if copies.size:
+        paths = np.array(data.table.column("path").to_pylist(), dtype=object)
+        joined = copies[copies_of(train, paths[originals], paths[copies])]
+        return {"train": np.sort(np.concatenate([originals[train], joined])), "validation": originals[validation], "test": originals[test]}
+    return {"train": train, "validation": validation, "test": test}
+
+
+def class_weights(targets: NDArray[np.int64], n_classes: int) -> dict[int, float]:
+    """Balanced loss weights ``n / (n_classes_present * n_c)`` per class index (absent classes get 1).
+
+    >>> class_weights(np.array([0, 0, 0, 1]), 2)
+    {0: 0.6666666666666666, 1: 2.0}
+    """
+    counts = np.bincount(targets, minlength=n_classes)
+    present = int((counts > 0).sum())
+    return {c: float(targets.size / (present * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
+
+
 def _check_classes_present(emotion: NDArray[np.object_], classes: tuple[str, ...], log: Log | None) -> None:
     present = set(emotion.tolist())
     if len(present) < 2:
@@ -287,11 +319,20 @@ def _fit_model(
     index = {name: i for i, name in enumerate(config.classes)}
     targets = np.array([index[e] for e in emotion.tolist()], dtype=np.int64)
     train, validation = split["train"], split["validation"]
+    callbacks = [_epoch_logger(log, config.epochs)] if log is not None else []
+    if config.resolved_patience() and validation.size:
+        import keras
+
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.resolved_patience(), restore_best_weights=True)
+        )
+    balanced = config.resolved_class_weight() == "balanced"
+    weights = class_weights(targets[train], len(config.classes)) if balanced else None
     history = model.fit(
         features[train], targets[train],
         validation_data=(features[validation], targets[validation]) if validation.size else None,
         epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-        callbacks=[_epoch_logger(log, config.epochs)] if log is not None else [],
+        callbacks=callbacks, class_weight=weights,
     )  # fmt: skip
     return {key: [float(value) for value in values] for key, values in history.history.items()}
 

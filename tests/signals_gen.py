@@ -22,3 +22,26 @@ def noise(duration_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
 
 
 SIGNALS: dict[str, Callable[[float, int], np.ndarray]] = {"sine": sine, "chirp": chirp, "noise": noise}
+
+
+def burst(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A -20 dBFS burst: white noise, or voiced (gliding f0, harmonics to 3.4 kHz, syllable envelope)."""
+    t = np.arange(n) / sample_rate
+    if kind == "noise":
+        signal = rng.standard_normal(n)
+    else:
+        f0 = rng.uniform(110, 160) + 40 * t / max(t[-1], 1e-9) + 8 * np.sin(2 * np.pi * 5.5 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        signal = sum(np.sin(k * phase) / k for k in range(1, 3400 // 200 + 1)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return 0.1 * signal / np.sqrt(np.mean(signal**2))
+
+
+def call_waveform(duration_s: float, sample_rate: int, channels: list[list[tuple[float, float]]],
+                  rng: np.random.Generator, kind: str = "voiced") -> np.ndarray:  # fmt: skip
+    """A call of digital silence with bursts at known (start_s, end_s) per channel; shape (n, n_channels)."""
+    data = np.zeros((round(duration_s * sample_rate), len(channels)), dtype=np.float32)
+    for index, spans in enumerate(channels):
+        for start, end in spans:
+            a, b = round(start * sample_rate), round(end * sample_rate)
+            data[a:b, index] = burst(kind, b - a, sample_rate, rng)
+    return data

@@ -32,7 +32,7 @@ def _scheduler_task_count(address: str) -> int:
 def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_adds_nothing(dask_cluster, run_cli, wav_archive, tmp_path):
     expected = wav_archive(n=10)
     dest = tmp_path / "out"
-    args = ["featurize", str(tmp_path / "audio"), str(dest), "--dask-address", dask_cluster.address, "--shard-size", "4", "--json"]
+    args = ["featurize", str(tmp_path / "audio"), str(dest), "--dask-address", dask_cluster.address, "--shard-size", "4", "--feature-set", "seed268", "--json"]
 
     first = run_cli(args)
 

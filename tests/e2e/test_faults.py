@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SER_BATCH  # type: ignore[attr-defined]  (tests/e2e/conftest.py)
+SER_BATCH = str(Path(sys.executable).parent / "ser-batch")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 N_FILES = 24

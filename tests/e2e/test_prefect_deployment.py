@@ -24,7 +24,7 @@ def _rows(dest: Path) -> Counter[str]:
 def _deployment_run(prefect_server, base_env, source: Path, dest: Path, log: Path) -> subprocess.CompletedProcess[str]:
     argv = [
         str(Path(sys.executable).parent / "prefect"), "deployment", "run", "featurize/featurize",
-        "-p", f"source={source}", "-p", f"dest={dest}", "-p", "n_workers=1", "--watch", "--watch-timeout", "200",
+        "-p", f"source={source}", "-p", f"dest={dest}", "-p", "n_workers=1", "-p", "feature_set=seed268", "--watch", "--watch-timeout", "200",
     ]  # fmt: skip
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, env={**base_env, **prefect_server.env()}, timeout=240, check=False)  # noqa: S603

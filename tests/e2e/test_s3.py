@@ -86,7 +86,7 @@ class Runs:
 @pytest.fixture(scope="module")
 def env_runs(bucket: Bucket, prefect_server, run_cli) -> Runs:
     """Featurize s3 -> s3 twice with the canary credentials in the AWS environment, on the Prefect server."""
-    args = ["featurize", bucket.uri("audio"), bucket.uri("out"), "--n-workers", "1", "--json"]
+    args = ["featurize", bucket.uri("audio"), bucket.uri("out"), "--n-workers", "1", "--feature-set", "seed268", "--json"]
     env = {**_aws_env(bucket.endpoint_url), **prefect_server.env()}
     return Runs(run_cli(args, env=env), run_cli(args, env=env), "out")
 
@@ -95,7 +95,7 @@ def env_runs(bucket: Bucket, prefect_server, run_cli) -> Runs:
 def options_run(bucket: Bucket, prefect_server, run_cli) -> Any:
     """Featurize with credentials and endpoint only in --storage-options (no AWS credentials in the environment)."""
     options = {"endpoint_url": bucket.endpoint_url, "key": STORAGE_OPTIONS_KEY_ID, "secret": STORAGE_OPTIONS_SECRET, "client_kwargs": {"region_name": "us-east-1"}}
-    args = ["featurize", bucket.uri("audio"), bucket.uri("out-options"), "--n-workers", "1", "--json", "--storage-options", json.dumps(options)]
+    args = ["featurize", bucket.uri("audio"), bucket.uri("out-options"), "--n-workers", "1", "--feature-set", "seed268", "--json", "--storage-options", json.dumps(options)]
     return run_cli(args, env={**_hermetic_aws(), **prefect_server.env()})
 
 

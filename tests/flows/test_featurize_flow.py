@@ -32,7 +32,7 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     (archive / "dir.wav").mkdir()
     dest = tmp_path / "out"
 
-    first = featurize(str(archive), str(dest), n_workers=2, shard_size=3)
+    first = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
     assert (first["files_seen"], first["featurized"], first["failed"]) == (10, 7, 3)
     assert sorted(os.listdir(dest / "features" / "feature_set=seed268")) == [
         "corpus=crema", "corpus=emodb", "corpus=ravdess", "corpus=savee", "corpus=tess", "corpus=unknown",
@@ -40,14 +40,14 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     assert table(dest).num_rows == 7
     assert sorted(errors(dest).column("message").to_pylist())[0] == "empty file (0 bytes)"
 
-    again = featurize(str(archive), str(dest), n_workers=2, shard_size=3)
+    again = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
     assert (again["featurized"], again["already_done"], again["known_bad_skipped"]) == (0, 7, 3)
     assert table(dest).num_rows == 7 and errors(dest).num_rows == 3
 
     changed = archive / "emodb" / "03a01Wa.wav"
     soundfile.write(changed, np.full(8000, 0.25, np.float32) * np.sin(np.arange(8000)), 16_000)
     soundfile.write(archive / "emodb" / "08a02Fb.wav", np.sin(np.arange(12_000) / 5).astype(np.float32) * 0.3, 16_000)
-    third = featurize(str(archive), str(dest), n_workers=2, shard_size=3)
+    third = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
     assert (third["featurized"], third["already_done"], third["superseded_rows_removed"]) == (2, 6, 1)
     rows = table(dest)
     assert rows.num_rows == 8
@@ -58,7 +58,7 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
 
 
 def test_dask_processes_match_in_process_featurization(prefect, archive, tmp_path) -> None:
-    featurize(str(archive), str(tmp_path / "out"), n_workers=2, shard_size=2)
+    featurize(str(archive), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=2)
     with threadpool_limits(limits=1):  # as on the workers: BLAS summation order depends on threads
         expected, _ = featurize_files(list(storage.list_files(str(archive))), SEED)
     expected = expected.sort_by("path")
@@ -75,7 +75,7 @@ def test_too_many_bad_files_fail_the_run(prefect, tmp_path) -> None:
     source.mkdir()
     for index in range(3):
         (source / f"{index}.wav").write_bytes(b"junk")
-    state = featurize(str(source), str(tmp_path / "out"), n_workers=1, max_error_ratio=0.5, return_state=True)
+    state = featurize(str(source), str(tmp_path / "out"), feature_set="seed268", n_workers=1, max_error_ratio=0.5, return_state=True)
     assert state.is_failed()
     assert errors(tmp_path / "out").num_rows == 3
 

@@ -49,7 +49,7 @@ def test_save_writes_every_file_with_the_promised_metadata(trained: TrainResult,
     metadata = json.loads((model_dir / "metadata.json").read_text())
     assert metadata == written
     assert metadata["classes"] == list(CLASSES)
-    assert (metadata["feature_set"], metadata["fingerprint"], metadata["model"]) == ("tiny", "f00d", "seed-mlp")
+    assert (metadata["feature_set"], metadata["fingerprint"], metadata["model"]) == ("tiny", "f00d", trained.config.model)
     assert (metadata["split"], metadata["seed"], metadata["n_excluded"]) == ("random", 2, {"calm": 6})
     assert metadata["feature_config"]["kind"] == "synthetic" and len(metadata["feature_names"]) == 6
     assert sum(sum(c.values()) for c in metadata["training_rows"].values()) == metadata["n_rows"]["train"]

@@ -73,3 +73,96 @@ def test_feature_names_are_unique_and_ordered() -> None:
 def test_contract_violations_raise_audio_error(waveform: np.ndarray, sample_rate: int, match: str) -> None:
     with pytest.raises(AudioError, match=match):
         feature_vector(waveform, sample_rate, SEED)
+
+
+STATS_SETS = ["stats16k", "stats8k", "stats8k-tel"]
+
+
+def harmonic(f0: float, duration_s: float, sample_rate: int) -> np.ndarray:
+    t = np.arange(int(duration_s * sample_rate)) / sample_rate
+    return (0.3 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+@pytest.mark.parametrize("kind", sorted(SIGNALS))
+@pytest.mark.parametrize("duration_s", [0.07, 1.3])
+def test_stats_sets_shape_dtype_finite_repeatable(name: str, kind: str, duration_s: float) -> None:
+    config = feature_config(name)
+    waveform = SIGNALS[kind](duration_s, config.sample_rate)
+    first = feature_vector(waveform, config.sample_rate, config)
+    assert first.shape == (len(feature_names(config)),) and first.dtype == np.float32
+    assert np.isfinite(first).all()
+    assert first.tobytes() == feature_vector(waveform.copy(), config.sample_rate, config).tobytes()
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_stats_sets_names_are_unique(name: str) -> None:
+    names = feature_names(feature_config(name))
+    assert len(set(names)) == len(names)
+    assert names[0] == "logmel_01_mean" and names[-1] == "voicing_strength_mean"
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_stats_sets_survive_clipping_and_leading_silence(name: str) -> None:
+    config = feature_config(name)
+    loud = np.clip(harmonic(150.0, 0.8, config.sample_rate) * 50, -1, 1).astype(np.float32)
+    padded = np.concatenate([np.zeros(config.sample_rate // 2, np.float32), loud, np.zeros(300, np.float32)])
+    for waveform in (loud, padded):
+        assert np.isfinite(feature_vector(waveform, config.sample_rate, config)).all()
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_stats_sets_raise_on_silence(name: str) -> None:
+    config = feature_config(name)
+    with pytest.raises(AudioError, match="silent"):
+        feature_vector(np.zeros(config.sample_rate, np.float32), config.sample_rate, config)
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_stats_sets_do_not_depend_on_gain(name: str) -> None:
+    config = feature_config(name)
+    waveform = harmonic(180.0, 1.0, config.sample_rate) + SIGNALS["noise"](1.0, config.sample_rate) * 0.05
+    quiet = feature_vector((waveform * 0.1).astype(np.float32), config.sample_rate, config)
+    np.testing.assert_allclose(feature_vector(waveform, config.sample_rate, config), quiet, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("f0", [90.0, 150.0, 240.0])
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_stats_pitch_finds_the_fundamental_of_a_voiced_tone(name: str, f0: float) -> None:
+    config = feature_config(name)
+    vector = dict(zip(feature_names(config), feature_vector(harmonic(f0, 1.0, config.sample_rate), config.sample_rate, config), strict=True))
+    assert abs(55.0 * 2 ** (vector["f0_st_p50"] / 12) - f0) < 0.02 * f0
+    assert vector["voiced_fraction"] > 0.9
+    noise = dict(zip(feature_names(config), feature_vector(SIGNALS["noise"](1.0, config.sample_rate), config.sample_rate, config), strict=True))
+    assert noise["voiced_fraction"] < 0.2
+
+
+@pytest.mark.parametrize("name", STATS_SETS)
+def test_shared_stft_frames_equal_direct_librosa_calls(name: str) -> None:
+    from ser_batch.features import spectral_frames
+
+    config = feature_config(name)
+    waveform = SIGNALS["chirp"](1.0, config.sample_rate) + SIGNALS["noise"](1.0, config.sample_rate)
+    sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
+    frames = spectral_frames(np.abs(librosa.stft(waveform, n_fft=n_fft, hop_length=hop)), sr, config)
+    mel = librosa.feature.melspectrogram(y=waveform, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
+    mfcc = librosa.feature.mfcc(y=waveform, sr=sr, n_mfcc=config.n_mfcc, n_fft=n_fft, hop_length=hop, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
+    contrast = librosa.feature.spectral_contrast(y=waveform, sr=sr, n_fft=n_fft, hop_length=hop, fmin=config.contrast_fmin, n_bands=config.n_contrast_bands)
+    np.testing.assert_allclose(frames["mel"], mel, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(frames["mfcc"], mfcc, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(frames["contrast"], contrast, rtol=1e-4, atol=1e-4)
+
+
+def test_stats8k_works_on_telephone_audio_resampled_from_8k() -> None:
+    from ser_batch.audio import resample
+    from ser_batch.augment import telephone_channel
+
+    narrow = telephone_channel(harmonic(140.0, 1.0, 16_000), 16_000)
+    for name in STATS_SETS:
+        config = feature_config(name)
+        vector = feature_vector(resample(narrow, 8_000, config.sample_rate), config.sample_rate, config)
+        assert np.isfinite(vector).all()
+
+
+def test_seed268_fingerprint_is_unchanged() -> None:
+    assert SEED.fingerprint() == "c74da47aea1c7e7b"

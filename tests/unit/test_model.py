@@ -35,7 +35,7 @@ def test_seed_mlp_has_the_recipe_layers_with_l2_on_the_last_four() -> None:
     pytest.importorskip("tensorflow")
     from ser_batch.model import build_model
 
-    model = build_model(5, 6, TrainConfig(), normalizer_data=_training_data())
+    model = build_model(5, 6, TrainConfig(model="seed-mlp"), normalizer_data=_training_data())
     dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
     assert [layer.units for layer in dense] == [128, 128, 64, 64, 64, 6]
     assert [layer.activation.__name__ for layer in dense] == ["relu"] * 5 + ["softmax"]
@@ -93,3 +93,22 @@ def test_build_model_rejects_bad_normalizer_data_before_loading_tensorflow() -> 
         build_model(2, 6, TrainConfig(), normalizer_data=np.array([[1.0, np.nan]]))
     with pytest.raises(ConfigError, match="n_classes 1"):
         build_model(2, 1, TrainConfig(), normalizer_data=np.zeros((3, 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_trains_predicts_and_round_trips_through_a_keras_file(name: str, tmp_path) -> None:
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from ser_batch.model import build_model, probabilities
+
+    rng = np.random.default_rng(1)
+    targets = np.repeat(np.arange(3), 16)
+    data = (rng.normal(0, 1, (48, 5)) + targets[:, None] * 2.0).astype(np.float32)
+    model = build_model(5, 3, TrainConfig(model=name, classes=("angry", "happy", "sad")), normalizer_data=data)
+    model.fit(data, targets, epochs=1, batch_size=16, verbose=0)
+    before = probabilities(model, data)
+    np.testing.assert_allclose(before.sum(axis=1), 1.0, rtol=1e-5)
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(probabilities(keras.saving.load_model(tmp_path / "model.keras"), data), before, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import pydantic
 import pytest
 
 from ser_batch.errors import AudioError, ConfigError
-from ser_batch.score_config import ScoreConfig
+from ser_batch.config import ScoreConfig
 from ser_batch.segment import speech_spans, speech_windows, windows
 
 RATES = (8000, 16000)

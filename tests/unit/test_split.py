@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ser_batch.errors import ConfigError
-from ser_batch.split import group_kfold, speaker_groups, split_indices
+from ser_batch.split import copies_of, group_kfold, speaker_groups, split_indices
 
 
 def _labels(n: int = 500, seed: int = 1) -> np.ndarray:
@@ -160,3 +160,23 @@ def test_group_kfold_is_deterministic_and_balances_fold_sizes() -> None:
 def test_group_kfold_with_more_folds_than_groups_raises() -> None:
     with pytest.raises(ConfigError, match="n_splits 5"):
         list(group_kfold(["a", "b", "a", "b"], ["x", "x", "y", "y"], n_splits=5))
+
+
+@pytest.mark.parametrize("split", ["random", "speaker"])
+def test_augmented_copies_never_reach_both_sides_of_a_split(split: str) -> None:
+    labels, groups = _labels(300), _groups(300)
+    paths = np.array([f"clip_{i:03d}.wav" for i in range(300)], dtype=object)
+    copy_paths = np.repeat(paths, 2)  # two augmented copies of every clip
+    train, validation, test = split_indices(labels, groups, split=split, test_size=0.2, validation_size=0.1, seed=4)  # type: ignore[arg-type]
+    joined = copies_of(train, paths, copy_paths)
+    assert joined.size == 2 * train.size
+    assert set(copy_paths[joined]) == set(paths[train])
+    assert not set(copy_paths[joined]) & set(paths[np.concatenate([validation, test])])
+
+
+def test_augmented_copies_follow_their_clip_in_every_group_fold() -> None:
+    labels, groups = _labels(200), _groups(200)
+    paths = np.array([f"clip_{i:03d}.wav" for i in range(200)], dtype=object)
+    for train, test in group_kfold(labels, groups, n_splits=5, seed=0):
+        joined = copies_of(train, paths, np.repeat(paths, 3))
+        assert not set(np.repeat(paths, 3)[joined]) & set(paths[test])

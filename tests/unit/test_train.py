@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import zlib
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -18,10 +20,17 @@ CLASSES = ("angry", "happy", "sad")
 COUNTS: dict[str | None, int] = {"angry": 40, "happy": 40, "sad": 40, "calm": 12, "surprise": 5, None: 7}
 
 
-def test_train_config_defaults_follow_the_recipe() -> None:
+def test_train_config_defaults_keep_the_recipe_protocol_with_the_default_model() -> None:
     config = TrainConfig()
-    assert (config.model, config.split, config.classes) == ("seed-mlp", "random", SEED_CLASSES)
+    assert (config.split, config.classes) == ("random", SEED_CLASSES)
     assert (config.epochs, config.batch_size, config.test_size, config.validation_size) == (100, 64, 0.2, 0.1)
+    assert (config.resolved_class_weight(), config.resolved_patience()) == ("balanced", 20)
+
+
+def test_seed_mlp_resolves_to_the_recipe_without_weighting_or_early_stopping() -> None:
+    config = TrainConfig(model="seed-mlp")
+    assert (config.resolved_class_weight(), config.resolved_patience()) == ("none", 0)
+    assert TrainConfig(model="seed-mlp", patience=5, class_weight="balanced").resolved_patience() == 5
 
 
 def test_train_config_orders_classes_like_emotions() -> None:
@@ -179,3 +188,55 @@ def test_fit_requires_the_label_columns(features_table: FeaturesTable) -> None:
 
     with pytest.raises(SchemaError, match=r"lacks columns \['speaker'\]"):
         fit(features_table().drop_columns(["speaker"]), TrainConfig(classes=CLASSES, epochs=1))
+
+
+def test_class_weights_balance_the_loss() -> None:
+    from ser_batch.train import class_weights
+
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    assert weights == {0: 6 / 9, 1: 2.0, 2: 1.0, 3: 1.0}
+
+
+@pytest.mark.slow
+def test_fit_trains_on_copies_of_training_clips_only(features_table: FeaturesTable) -> None:
+    pytest.importorskip("tensorflow")
+    from ser_batch.train import AUGMENTATION_COLUMN, fit
+
+    table = features_table({"angry": 30, "happy": 30, "sad": 30})
+    originals = table.append_column(AUGMENTATION_COLUMN, pa.array([None] * table.num_rows, pa.string()))
+    copies = table.append_column(AUGMENTATION_COLUMN, pa.array(["telephone"] * table.num_rows, pa.string()))
+    config = TrainConfig(classes=CLASSES, split="speaker", epochs=2, batch_size=16, seed=3,
+                         class_weight="balanced", patience=1)  # fmt: skip
+    result = fit(pa.concat_tables([originals, copies]), config)
+    paths = np.array(result.rows.column("path").to_pylist(), dtype=object)
+    augmented = np.array([a is not None for a in result.rows.column(AUGMENTATION_COLUMN).to_pylist()])
+    train, held = result.split["train"], np.concatenate([result.split["validation"], result.split["test"]])
+    assert not augmented[held].any() and augmented[train].sum() == (~augmented[train]).sum()
+    assert not set(paths[train]) & set(paths[held])
+
+
+@pytest.mark.slow
+def test_default_model_learns_emotions_from_120_real_clips(ser_dev) -> None:
+    pytest.importorskip("tensorflow")
+    from ser_batch.batch import featurize_files
+    from ser_batch.config import DEFAULT_FEATURE_SET, feature_config
+    from ser_batch.labels import labels_from_path
+    from ser_batch.storage import list_files
+
+    # 120 clips: per corpus (RAVDESS, TESS, EmoDB) up to 7 per class, the rest from RAVDESS
+    files = sorted(list_files(str(ser_dev)), key=lambda info: zlib.crc32(info.uri.encode()))
+    chosen, seen = [], Counter()
+    for info in files:
+        labels = labels_from_path(info.uri)
+        if labels.emotion in SEED_CLASSES and seen[(labels.corpus, labels.emotion)] < 7 and len(chosen) < 120:
+            seen[(labels.corpus, labels.emotion)] += 1
+            chosen.append(info)
+    assert len(chosen) >= 110
+    features, errors = featurize_files(chosen, feature_config(DEFAULT_FEATURE_SET))
+    assert errors.num_rows == 0
+    from ser_batch.train import fit
+
+    result = fit(features, TrainConfig(split="random", test_size=0.3, validation_size=0.15, seed=0))
+    test = result.metrics["test"]
+    assert test["n"] >= 30
+    assert test["accuracy"] >= 0.40, test  # chance is 1/6 ~ 0.17

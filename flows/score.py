@@ -1,0 +1,86 @@
+"""Flow `score`: new call recordings -> segment predictions and per-call summaries, one Prefect task per shard on Dask."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect_dask import DaskTaskRunner
+from pydantic import SecretStr
+
+from flows.runner import dask_runner
+from flows.settings import sealed_storage_options, storage_options_from_env, today, unseal_storage_options
+from ser_batch import catalog, report, score as scoring, store
+from ser_batch.config import ScoreConfig, score_config
+from ser_batch.errors import SerBatchError
+from ser_batch.plan import Shard
+
+
+@task(name="score-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+def score_shard(shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str,
+                storage_options: SecretStr | None) -> scoring.ScoreShardSummary:  # fmt: skip
+    s = scoring.score_shard(shard, dest, model_dir, config, run_date=run_date, storage_options=unseal_storage_options(storage_options))
+    get_run_logger().info(
+        "shard %s: %d recordings, %d channels, %d segments, %d errors, %.1f min of audio in %.1f s%s", s.shard_id,
+        s.n_recordings, s.n_channels, s.n_segments, s.n_errors, s.audio_s / 60, s.elapsed_s,
+        " (model loaded on this worker)" if s.model_loaded else "",
+    )  # fmt: skip
+    return s
+
+
+def run_shards(shards: list[Shard], dest: str, model_dir: str, config: ScoreConfig, run_date: str,
+               runner: DaskTaskRunner) -> list[scoring.ScoreShardSummary]:  # fmt: skip
+    """Score planned shards on the Dask cluster (the runner directly: no subflow parameters reach the API)."""
+    parameters = {"shard": shards, "dest": unmapped(dest), "model_dir": unmapped(model_dir), "config": unmapped(config),
+                  "run_date": unmapped(run_date), "storage_options": unmapped(sealed_storage_options())}  # fmt: skip
+    summaries = []
+    with runner, report.progress_bar(sum(len(s.files) for s in shards), description="score") as bar:
+        for future in as_completed(runner.map(score_shard, parameters)):
+            summary = future.result()
+            summaries.append(summary)
+            bar.update(summary.n_recordings)
+    return summaries
+
+
+@flow(name="score", log_prints=True)
+def score(
+    source: str,
+    dest: str,
+    model_dir: str,
+    dask_address: str | None = None,
+    n_workers: int | None = None,
+    shard_size: int = 50,
+    since: str | None = None,
+    window_s: float = 3.0,
+    hop_s: float = 1.5,
+    run_date: str | None = None,
+    retry_errors: bool = False,
+    max_error_ratio: float = 0.5,
+) -> dict[str, Any]:
+    """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    config = score_config(window_s=window_s, hop_s=hop_s)
+    run_date = store.run_date_value(run_date or today())
+    storage_options = storage_options_from_env()
+    plan = catalog.plan_scoring(source, dest, model_dir, shard_size=shard_size, since=since, retry_errors=retry_errors,
+                                storage_options=storage_options)  # fmt: skip
+    logger.info("model %s: %d recordings seen, %d already scored, %d to score in %d shards (run_date %s)",
+                plan.model.model_id, plan.plan.n_seen, plan.plan.n_done, plan.plan.n_pending, len(plan.plan.shards), run_date)  # fmt: skip
+    summaries = []
+    if plan.plan.shards:
+        summaries = run_shards(plan.plan.shards, dest, model_dir, config, run_date, dask_runner(dask_address, n_workers))
+    summary = report.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
+    print(report.format_score_summary(summary))
+    if plan.plan.n_pending and summary["failed"] > max_error_ratio * plan.plan.n_pending:
+        raise SerBatchError(f"{summary['failed']} of {plan.plan.n_pending} recordings failed (> max_error_ratio {max_error_ratio}); see {dest}/errors")
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    score(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -1,0 +1,334 @@
+"""Score call recordings with a saved model: plan what is new, then per shard decode, segment, predict, write (IO driver).
+
+A run:
+
+1. ``ser_batch.catalog.plan_scoring`` lists SOURCE, keeps the recordings dated on or after ``since``
+   (``recording_date``), drops those whose (path, content key) DEST/calls already holds
+   for this ``model_id`` (and those with an error row for it, unless ``retry_errors``),
+   and cuts the rest into deterministic shards (``ser_batch.plan``).
+2. ``score_shard`` decodes every channel of a recording separately, at its own rate,
+   finds speech windows on it (``ser_batch.segment``), featurizes each window with the
+   model's own feature set (``ser_batch.prediction``), predicts all windows of the
+   recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
+   part files named by run date and shard id (``ser_batch.store``).
+
+``model_id`` is ``<model>-<feature set>-<first 12 hex of sha256(metadata.json, model.keras)>``:
+two trainings never share it, so a new model scores everything again, and an unchanged
+model directory never does.
+
+The model is loaded once per process (see ``load_model_once``). Memory per recording is
+one decoded channel at its own rate (4 bytes a sample: 115 MB for one hour at 8 kHz) plus
+its window features: channels are decoded one at a time, in blocks, from a local file
+(remote recordings are first downloaded to a temporary file, not into memory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from ser_batch import storage, store
+from ser_batch.artifact import _REQUIRED_METADATA, Artifact, load_artifact
+from ser_batch.audio import audio_info, read_channel
+from ser_batch.config import EMOTIONS, FeatureConfig, ScoreConfig, feature_config
+from ser_batch.errors import AudioError, SchemaError
+from ser_batch.plan import Shard
+from ser_batch.prediction import call_columns, segment_columns, window_features
+from ser_batch.segment import Span, speech_windows
+from ser_batch.storage import FileInfo
+
+_PREDICT_ROWS = 1024
+# Permanent, per-file read failures become error rows. Any other OSError may be transient
+# (network, throttling) and fails the shard so its task is retried.
+_PER_FILE_OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model directory holds, read without loading TensorFlow."""
+
+    model_dir: str
+    model_id: str
+    model: str
+    feature_set: str
+    fingerprint: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoreShardSummary:
+    """What one shard did; small enough to travel back through Prefect."""
+
+    shard_id: str
+    model_id: str
+    n_recordings: int
+    n_scored: int
+    n_errors: int
+    n_channels: int
+    n_segments: int
+    audio_s: float
+    speech_s: float
+    started_at: float
+    elapsed_s: float
+    cpu_s: float
+    model_loaded: bool
+    part_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChannelWindows:
+    """One decoded channel's speech windows and their feature vectors."""
+
+    channel: int
+    windows: list[Span]
+    features: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """In-memory result of scoring some recordings: the three tables and totals."""
+
+    tables: dict[str, pa.Table]
+    n_scored: int
+    audio_s: float
+    speech_s: float
+
+
+def read_model_identity(model_dir: str, *, storage_options: dict[str, Any] | None = None) -> ModelIdentity:
+    """Read a model directory's metadata and hash it with the model file into a ``model_id``.
+
+    Raises:
+        StorageError: if ``metadata.json`` or ``model.keras`` cannot be read.
+        SchemaError: if the metadata is malformed, names classes outside ``EMOTIONS``, or its
+            feature fingerprint differs from the feature set as this code computes it.
+        ConfigError: if the metadata names an unknown feature set.
+    """
+    digest = hashlib.sha256()
+    raw: dict[str, bytes] = {}
+    for name in ("metadata.json", "model.keras"):
+        uri = storage.join(model_dir, name)
+        with storage.storage_errors(uri):
+            raw[name] = storage.read_bytes(uri, storage_options=storage_options)
+        digest.update(hashlib.sha256(raw[name]).digest())
+    try:
+        metadata = json.loads(raw["metadata.json"])
+    except ValueError as error:
+        raise SchemaError(f"{storage.join(model_dir, 'metadata.json')} is not JSON ({error})") from None
+    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise SchemaError(f"{storage.join(model_dir, 'metadata.json')} lacks keys {missing}")
+    config = feature_config(str(metadata["feature_set"]))
+    if metadata["fingerprint"] != config.fingerprint():
+        raise SchemaError(
+            f"{model_dir}: model was trained on feature set {config.name!r} with fingerprint {metadata['fingerprint']}, "
+            f"but this code computes that set with fingerprint {config.fingerprint()}; retrain or use a matching version"
+        )
+    classes = tuple(str(name) for name in metadata["classes"])
+    if not set(classes) <= set(EMOTIONS):
+        raise SchemaError(f"{model_dir}: classes {list(classes)} are not all in EMOTIONS {list(EMOTIONS)}")
+    model = str(metadata["model"])
+    return ModelIdentity(model_dir, f"{model}-{config.name}-{digest.hexdigest()[:12]}", model, config.name,
+                         config.fingerprint(), classes)  # fmt: skip
+
+
+# One model per worker process, kept in this module. Dask workers are long-lived processes
+# that run many shard tasks, so a module-level cache loads a model once per worker without
+# any help from Dask: the library stays runnable in-process, in tests and under any
+# executor. The key holds the content hash (model_id), so a retrained MODEL_DIR is loaded
+# afresh and an unchanged one never is. A Dask worker plugin would tie the library to
+# distributed and need registering on every cluster, including ones the flow does not own.
+_MODELS: OrderedDict[tuple[str, str], Artifact] = OrderedDict()
+_MODELS_KEPT = 2  # the current model and the one before it, at most
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model_once(identity: ModelIdentity, *, storage_options: dict[str, Any] | None = None) -> tuple[Artifact, bool]:
+    """The loaded model of ``identity``, from this process's cache or loaded now.
+
+    Returns:
+        ``(artifact, loaded)``: ``loaded`` is True when this call loaded it.
+
+    Raises:
+        StorageError, SchemaError: as ``ser_batch.artifact.load_artifact``.
+    """
+    key = (identity.model_dir, identity.model_id)
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key], False
+        artifact = load_artifact(identity.model_dir, storage_options=storage_options)
+        _MODELS[key] = artifact
+        while len(_MODELS) > _MODELS_KEPT:
+            _MODELS.popitem(last=False)
+        return artifact, True
+
+
+def score_shard(
+    shard: Shard,
+    dest: str,
+    model_dir: str,
+    config: ScoreConfig,
+    *,
+    run_date: str,
+    storage_options: dict[str, Any] | None = None,
+) -> ScoreShardSummary:
+    """Score one shard of recordings and write its part files under deterministic names.
+
+    Re-running the same shard for the same ``run_date`` overwrites the same files. The
+    model is taken from this process's cache (``load_model_once``). BLAS/OpenMP is limited
+    to one thread: workers are processes, one per core.
+
+    Args:
+        shard: recordings with their content keys, from ``plan_scoring``.
+        dest: local folder or ``s3://`` prefix of the outputs.
+        model_dir: the model directory.
+        config: VAD and window settings.
+        run_date: the ``YYYY-MM-DD`` partition to write (validated; never from file names).
+        storage_options: fsspec options for remote SOURCE, DEST and MODEL_DIR.
+
+    Raises:
+        ConfigError: if ``run_date`` is not a date.
+        OSError: on a read failure that may be transient (the task should retry).
+        StorageError, SchemaError: if the model cannot be loaded or DEST written.
+    """
+    started, started_at, cpu = time.perf_counter(), time.time(), time.process_time()
+    run_date = store.run_date_value(run_date)
+    identity = read_model_identity(model_dir, storage_options=storage_options)
+    artifact, loaded = load_model_once(identity, storage_options=storage_options)
+    with threadpool_limits(limits=1):
+        scores = score_files(shard.files, artifact, identity, config, storage_options=storage_options)
+    written = store.write_scores(scores.tables, dest, run_date, shard.shard_id, storage_options=storage_options)
+    calls = scores.tables["calls"]
+    return ScoreShardSummary(
+        shard_id=shard.shard_id, model_id=identity.model_id, n_recordings=len(shard.files), n_scored=scores.n_scored,
+        n_errors=scores.tables["errors"].num_rows, n_channels=calls.num_rows,
+        n_segments=scores.tables["predictions"].num_rows, audio_s=scores.audio_s, speech_s=scores.speech_s,
+        started_at=started_at, elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu,
+        model_loaded=loaded, part_files=tuple(written),
+    )  # fmt: skip
+
+
+def score_files(
+    files: Sequence[FileInfo],
+    artifact: Artifact,
+    identity: ModelIdentity,
+    config: ScoreConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> Scores:
+    """Score recordings one by one, collecting undecodable ones as error rows instead of failing.
+
+    Returns:
+        The ``errors``, ``predictions`` and ``calls`` tables (``store.SCORE_SCHEMAS``): every
+        input has calls rows (one per channel, also without speech) or one error row.
+
+    Raises:
+        OSError: on a read failure that may be transient.
+    """
+    now = datetime.now(UTC)
+    features = feature_config(artifact.feature_set)
+    stamp = {"model_id": identity.model_id, "scored_at": now}
+    rows: dict[str, list[dict[str, Any]]] = {"errors": [], "predictions": [], "calls": []}
+    audio_s = speech_s = 0.0
+    for info in files:
+        progress = _Progress()
+        try:
+            channels, sample_rate, duration_s = read_recording_windows(info, config, features, progress,
+                                                                        storage_options=storage_options)  # fmt: skip
+        except (AudioError, *_PER_FILE_OS_ERRORS) as error:
+            message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+            rows["errors"].append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
+                                   "message": message, "stage": progress.stage, "feature_set": features.name,
+                                   "model_id": identity.model_id, "run_at": now})  # fmt: skip
+            continue
+        probabilities = predicted_probabilities(artifact, np.concatenate([c.features for c in channels]))
+        offset = 0
+        key = {"path": info.uri, "content_key": info.content_key, **stamp}
+        for channel in channels:
+            probs = probabilities[offset : offset + len(channel.windows)]
+            offset += len(channel.windows)
+            segments = segment_columns(channel.windows, probs, artifact.classes)
+            rows["predictions"].extend({**key, "channel": channel.channel, **dict(zip(segments, values, strict=True))}
+                                       for values in zip(*segments.values(), strict=True))  # fmt: skip
+            call = call_columns(channel.windows, probs, artifact.classes)
+            rows["calls"].append({**key, "channel": channel.channel, "n_channels": len(channels),
+                                  "sample_rate": sample_rate, "duration_s": duration_s, **call})  # fmt: skip
+            speech_s += call["speech_s"]
+        audio_s += duration_s
+    tables = {name: pa.Table.from_pylist(rows[name], schema=store.SCORE_SCHEMAS[name]) for name in store.SCORE_TABLES}
+    return Scores(tables, n_scored=len(files) - len(rows["errors"]), audio_s=audio_s, speech_s=speech_s)
+
+
+@dataclass
+class _Progress:
+    stage: str = "read"
+
+
+def read_recording_windows(
+    info: FileInfo,
+    config: ScoreConfig,
+    features: FeatureConfig,
+    progress: _Progress | None = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[list[ChannelWindows], int, float]:
+    """Decode each channel of one recording in turn, find its speech windows and featurize them.
+
+    Returns:
+        ``(channels, sample_rate, duration_s)``: one ``ChannelWindows`` per channel, in order,
+        and the file's own rate and length.
+
+    Raises:
+        AudioError: if the file cannot be decoded, holds no samples, has a rate below
+            ``audio.MIN_SAMPLE_RATE`` or NaN/inf samples.
+        OSError: if it cannot be read (permission and missing-file errors are per file).
+    """
+    progress = progress or _Progress()
+    progress.stage = "read"
+    with storage.local_copy(info.uri, storage_options=storage_options) as path:
+        progress.stage = "decode"
+        sample_rate, n_channels, _ = audio_info(path)
+        channels, n_samples = [], 0
+        for channel in range(n_channels):
+            progress.stage = "decode"
+            waveform = read_channel(path, channel)
+            n_samples = max(n_samples, waveform.size)
+            progress.stage = "segment"
+            windows = speech_windows(waveform, sample_rate, config)
+            progress.stage = "features"
+            channels.append(ChannelWindows(channel, windows, window_features(waveform, sample_rate, windows, features)))
+            del waveform  # before the next channel is decoded: one channel in memory at a time
+    return channels, sample_rate, n_samples / sample_rate
+
+
+def predicted_probabilities(artifact: Artifact, features: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Class probabilities of raw feature vectors, shape ``(n, len(artifact.classes))``.
+
+    Calls the model directly (``training=False``) instead of ``Model.predict``: predict
+    sets up a data pipeline costing ~120 ms per call, more than featurizing a minute of
+    speech, where a direct call on one recording's windows takes ~10 ms.
+
+    Raises:
+        SchemaError: if ``features`` does not have the model's width.
+    """
+    model = artifact.model
+    n_features, n_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
+    matrix = np.asarray(features, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != n_features:
+        raise SchemaError(f"features have shape {matrix.shape}; the model expects (n, {n_features})")
+    if matrix.shape[0] == 0:
+        return np.zeros((0, n_classes), dtype=np.float32)
+    parts = [np.asarray(model(matrix[i : i + _PREDICT_ROWS], training=False)) for i in range(0, matrix.shape[0], _PREDICT_ROWS)]
+    return np.concatenate(parts).astype(np.float32, copy=False)

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import soundfile
+from signals_gen import call_waveform
+
+from flows.cli import main
+from flows.score import score
+from ser_batch import artifact, batch, storage, train
+from ser_batch.audio import read_audio
+from ser_batch.config import TrainConfig, feature_config
+from ser_batch.errors import ConfigError
+from ser_batch.demo import conversation, synthetic_clip
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SEED = feature_config("seed268")
+CLASSES = ("angry", "happy", "sad")
+RUN_DATE = "2026-11-24"
+RATE = 8000
+
+
+def train_model(files: list[storage.FileInfo], model_dir: Path, *, classes: tuple[str, ...], seed: int = 0,
+                epochs: int = 2) -> None:  # fmt: skip
+    table, errors = batch.featurize_files(files, SEED)
+    assert errors.num_rows == 0
+    result = train.fit(table, TrainConfig(model="seed-mlp", epochs=epochs, split="none", classes=classes, seed=seed))
+    artifact.save_artifact(str(model_dir), result)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    rng = np.random.default_rng(0)
+    for emotion, code in {"angry": "05", "happy": "03", "sad": "04"}.items():
+        for i in range(6):
+            path = root / "clips" / f"Actor_{i % 3 + 1:02d}" / f"03-01-{code}-01-01-0{i % 2 + 1}-{i % 3 + 1:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, synthetic_clip(emotion, rng), 16_000)
+    files = list(storage.list_files(str(root / "clips")))
+    for name, seed in (("a", 0), ("b", 1)):
+        train_model(files, root / name, classes=CLASSES, seed=seed)
+    return {"a": root / "a", "b": root / "b"}
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect):
+    # One long-lived worker across runs, as on a real cluster: it keeps its loaded model.
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+def write_call(path: Path, duration_s: float, channels: list[list[tuple[float, float]]], seed: int, **kw) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, call_waveform(duration_s, RATE, channels, np.random.default_rng(seed), **kw), RATE)
+
+
+def read(dest: Path, table: str, query: str) -> list[tuple]:
+    source = f"read_parquet('{dest}/{table}/*/*.parquet', hive_partitioning=true)"
+    return duckdb.sql(query.replace("TABLE", source)).fetchall()
+
+
+def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(models, cluster, tmp_path, capsys) -> None:
+    archive, dest = tmp_path / "archive", tmp_path / "out"
+    day = archive / "2026" / "11" / "24"
+    write_call(day / "c1.wav", 13.0, [[(1.0, 5.0), (9.0, 12.0)], [(5.5, 8.5)]], seed=1)
+    write_call(day / "c2.wav", 8.0, [[(1.0, 6.0)], []], seed=2)  # the customer never speaks
+    write_call(day / "c3.flac", 10.0, [[(0.5, 4.0)], [(5.0, 9.5)]], seed=3, kind="noise")
+    (day / "junk.wav").write_bytes(b"RIFF....WAVE but not really")
+
+    first = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE)
+
+    assert (first["recordings_seen"], first["scored"], first["failed"], first["shards"]) == (4, 3, 1, 2)
+    assert first["model_loads"] == 1  # one worker, two shards: loaded once
+    calls = read(dest, "calls", "SELECT regexp_extract(path, '[^/]+$'), channel, n_segments, dominant_emotion, run_date, model_id "
+                                "FROM TABLE ORDER BY 1, 2")  # fmt: skip
+    assert [(name, channel) for name, channel, *_ in calls] == [(n, c) for n in ("c1.wav", "c2.wav", "c3.flac") for c in (0, 1)]
+    assert all(row[4] == date(2026, 11, 24) and row[5] == first["model_id"] for row in calls)
+    silent = calls[3]
+    assert silent[2] == 0 and silent[3] is None
+    assert all(row[2] > 0 and row[3] in CLASSES for index, row in enumerate(calls) if index != 3)
+    segments = read(dest, "predictions", "SELECT regexp_extract(path, '[^/]+$'), channel, start_s, end_s, emotion, "
+                                         "confidence FROM TABLE ORDER BY ALL")  # fmt: skip
+    assert len(segments) == sum(row[2] for row in calls)
+    assert all(0 <= start < end <= 13.0 and emotion in CLASSES and 0 < confidence <= 1
+               for _, _, start, end, emotion, confidence in segments)  # fmt: skip
+    c1_customer = [(start, end) for name, channel, start, end, *_ in segments if (name, channel) == ("c1.wav", 1)]
+    assert c1_customer and all(5.4 <= start and end <= 8.6 for start, end in c1_customer)
+    angry_customers = read(dest, "calls", f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' "
+                                          "AND channel = 1 AND share_angry > 0.2")  # fmt: skip
+    assert len(angry_customers) <= 3
+    assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
+
+    again = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE)
+    assert (again["scored"], again["already_scored"], again["known_bad_skipped"], again["shards"]) == (0, 3, 1, 0)
+
+    write_call(archive / "2026" / "11" / "25" / "c4.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], seed=4)
+    capsys.readouterr()
+    assert main(["score", str(archive), str(dest), "--model", str(models["a"]), "--dask-address", cluster,
+                 "--since", "2026-11-25", "--json"]) == 0  # fmt: skip
+    third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (third["recordings_listed"], third["recordings_seen"], third["scored"]) == (5, 1, 1)
+    assert third["model_loads"] == 0  # the worker still holds model a
+    assert read(dest, "calls", "SELECT count(DISTINCT path), count(*) FROM TABLE") == [(4, 8)]
+
+    fourth = score(str(archive), str(dest), str(models["b"]), dask_address=cluster, shard_size=10, run_date=RUN_DATE)
+    assert (fourth["scored"], fourth["failed"], fourth["already_scored"], fourth["model_loads"]) == (4, 1, 0, 1)
+    assert fourth["model_id"] != first["model_id"]
+    per_model = read(dest, "calls", "SELECT model_id, count(*) FROM TABLE GROUP BY ALL ORDER BY ALL")
+    assert sorted(per_model) == sorted([(first["model_id"], 8), (fourth["model_id"], 8)])
+
+
+def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> None:
+    (tmp_path / "archive").mkdir()
+    base = ["score", str(tmp_path / "archive"), str(tmp_path / "out"), "--model"]
+    cases = [
+        ([*base, str(tmp_path / "nope")], "not found"),
+        ([*base, str(models["a"]), "--since", "24/11/2026"], "YYYY-MM-DD"),
+        ([*base, str(models["a"]), "--window-s", "2", "--hop-s", "3"], "hop_s"),
+        (["score", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(models["a"])], "not found"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "calls").exists()
+
+
+def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_dev, models, cluster, tmp_path) -> None:
+    with open(ser_dev / "MANIFEST.csv", newline="") as handle:
+        manifest = [row for row in csv.DictReader(handle) if row["corpus"] == "ravdess"
+                    and row["emotion"] in {"angry", "happy", "sad", "neutral"}]  # fmt: skip
+    held_out = {"Actor_15", "Actor_16"}
+    training = [row for row in manifest if row["speaker"] not in held_out][::8]
+    calling = [row for row in manifest if row["speaker"] in held_out][::4][:12]
+    assert len(calling) == 12
+    files = [storage.FileInfo(str(ser_dev / row["relpath"]), 0, "0:0") for row in training]
+    train_model(files, tmp_path / "model", classes=("angry", "happy", "neutral", "sad"), epochs=10)
+    rng = np.random.default_rng(7)
+    truth = {}
+    for index in range(2):
+        rows = calling[index * 6 : (index + 1) * 6]
+        clips = [(read_audio(str(ser_dev / row["relpath"]), sample_rate=RATE).waveform, row["emotion"]) for row in rows]
+        waveform, turns = conversation(clips, rng, sample_rate=RATE)
+        path = tmp_path / "calls" / f"call-{index}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, waveform, RATE)
+        truth[str(path)] = turns
+
+    summary = score(str(tmp_path / "calls"), str(tmp_path / "out"), str(tmp_path / "model"), dask_address=cluster,
+                    run_date=RUN_DATE)  # fmt: skip
+
+    assert (summary["scored"], summary["failed"], summary["channels"]) == (2, 0, 4)
+    segments = read(tmp_path / "out", "predictions", "SELECT path, channel, start_s, end_s, emotion FROM TABLE")
+    correct = 0
+    for path, turns in truth.items():
+        for turn in turns:
+            mine = [s for s in segments if s[0] == path and s[1] == turn.channel and s[2] < turn.end_s and s[3] > turn.start_s]
+            assert mine, f"no segment for the clip at {turn.start_s:.1f}-{turn.end_s:.1f} s on channel {turn.channel}"
+            correct += sum(s[4] == turn.label for s in mine)
+    for path, channel, start, end, _ in segments:
+        assert any(t.channel == channel and t.start_s - 0.1 <= start and end <= t.end_s + 0.1 for t in truth[path]), (
+            f"segment {start:.2f}-{end:.2f} on channel {channel} of {path} is not inside one clip"
+        )
+    print(f"segment accuracy of a 10-epoch model on unseen speakers: {correct / len(segments):.0%} of {len(segments)}")
+
+
+def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(monkeypatch) -> None:
+    from flows.serve import SCORE_PARAMETER_ENV, nightly_score
+
+    for env in SCORE_PARAMETER_ENV.values():
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("SER_BATCH_TIMEZONE", "Europe/Berlin")
+    paused = nightly_score()
+    assert (paused.name, paused.parameters, paused.schedules[0].active) == ("nightly", {}, False)
+    assert (paused.schedules[0].schedule.cron, paused.schedules[0].schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
+
+    monkeypatch.setenv("SER_BATCH_SCORE_SOURCE", "s3://calls/archive")
+    monkeypatch.setenv("SER_BATCH_SCORE_DEST", "s3://calls/scores")
+    monkeypatch.setenv("SER_BATCH_MODEL_DIR", "s3://models/seed-mlp")
+    active = nightly_score()
+    assert active.schedules[0].active and active.concurrency_limit == 1
+    assert active.parameters == {"source": "s3://calls/archive", "dest": "s3://calls/scores", "model_dir": "s3://models/seed-mlp"}
+
+    monkeypatch.setenv("SER_BATCH_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="time zone"):
+        nightly_score()
