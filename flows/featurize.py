@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
-from prefect_dask import DaskTaskRunner
 from pydantic import SecretStr
 
-from flows.runner import dask_runner
-from flows.settings import sealed_storage_options, storage_options_from_env, unseal_storage_options
+from flows.runner import dask_runner, run_shards
+from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import batch, catalog, report
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
 from ser_batch.errors import SerBatchError
@@ -26,23 +24,6 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
         "shard %s: %d files, %d rows, %d errors, %.1f s", summary.shard_id, summary.n_files, summary.n_rows, summary.n_errors, summary.elapsed_s
     )
     return summary
-
-
-def run_shards(shards: list[Shard], dest: str, config: FeatureConfig, runner: DaskTaskRunner) -> list[batch.ShardSummary]:
-    """Featurize planned shards on the Dask cluster, showing progress as they finish.
-
-    The task runner is used directly, not through a subflow: a subflow's parameters (every
-    file path, and storage options that may hold credentials) would be stored by the API.
-    """
-    summaries = []
-    with runner, report.progress_bar(sum(len(s.files) for s in shards), description="featurize") as bar:
-        parameters = {"shard": shards, "dest": unmapped(dest), "config": unmapped(config),
-                      "storage_options": unmapped(sealed_storage_options())}  # fmt: skip
-        for future in as_completed(runner.map(featurize_shard, parameters)):
-            summary = future.result()
-            summaries.append(summary)
-            bar.update(summary.n_files)
-    return summaries
 
 
 @flow(name="featurize", log_prints=True)
@@ -65,7 +46,8 @@ def featurize(
     logger.info("%d files seen, %d already done, %d to featurize in %d shards", plan.n_seen, plan.n_done, plan.n_pending, len(plan.shards))
     summaries = []
     if plan.shards:
-        summaries = run_shards(plan.shards, dest, config, dask_runner(dask_address, n_workers))
+        summaries = run_shards(featurize_shard, plan.shards, dask_runner(dask_address, n_workers), description="featurize",
+                               n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
     pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
     summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest)
     print(report.format_featurize_summary(summary))

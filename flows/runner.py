@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 import re
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 import dask
+from prefect import Task, unmapped
+from prefect.futures import as_completed
 from prefect_dask import DaskTaskRunner
+
+from flows.settings import sealed_storage_options
+from ser_batch import report
+from ser_batch.plan import Shard
 
 from ser_batch.errors import ConfigError
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
+Summary = TypeVar("Summary")
 
 
 def dask_runner(address: str | None = None, n_workers: int | None = None) -> DaskTaskRunner:
@@ -46,3 +56,29 @@ def _keep_glibc_malloc_defaults() -> None:
     # a scoring shard took 2.2x the CPU (716k vs 46k minor page faults), featurizing alike.
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+
+
+def run_shards(
+    task: Task[..., Summary],
+    shards: Sequence[Shard],
+    runner: DaskTaskRunner,
+    *,
+    description: str,
+    n_done: Callable[[Summary], int],
+    **constants: Any,
+) -> list[Summary]:
+    """Run ``task(shard=..., storage_options=..., **constants)`` once per shard on the cluster, with a progress bar.
+
+    The runner is used directly, not through a subflow: a subflow's parameters (every file
+    path) would be stored by the Prefect API. Storage options travel sealed as a SecretStr,
+    so workers of an external cluster use the flow's endpoint and keys and the API shows none.
+    """
+    parameters = {"shard": list(shards), "storage_options": unmapped(sealed_storage_options()),
+                  **{name: unmapped(value) for name, value in constants.items()}}  # fmt: skip
+    summaries = []
+    with runner, report.progress_bar(sum(len(s.files) for s in shards), description=description) as bar:
+        for future in as_completed(runner.map(task, parameters)):
+            summary = future.result()
+            summaries.append(summary)
+            bar.update(n_done(summary))
+    return summaries

@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
-from prefect_dask import DaskTaskRunner
 from pydantic import SecretStr
 
-from flows.runner import dask_runner
-from flows.settings import sealed_storage_options, storage_options_from_env, today, unseal_storage_options
+from flows.runner import dask_runner, run_shards
+from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import catalog, report, score as scoring, store
 from ser_batch.config import ScoreConfig, score_config
 from ser_batch.errors import SerBatchError
@@ -29,20 +27,6 @@ def score_shard(shard: Shard, dest: str, model_dir: str, config: ScoreConfig, ru
         " (model loaded on this worker)" if s.model_loaded else "",
     )  # fmt: skip
     return s
-
-
-def run_shards(shards: list[Shard], dest: str, model_dir: str, config: ScoreConfig, run_date: str,
-               runner: DaskTaskRunner) -> list[scoring.ScoreShardSummary]:  # fmt: skip
-    """Score planned shards on the Dask cluster (the runner directly: no subflow parameters reach the API)."""
-    parameters = {"shard": shards, "dest": unmapped(dest), "model_dir": unmapped(model_dir), "config": unmapped(config),
-                  "run_date": unmapped(run_date), "storage_options": unmapped(sealed_storage_options())}  # fmt: skip
-    summaries = []
-    with runner, report.progress_bar(sum(len(s.files) for s in shards), description="score") as bar:
-        for future in as_completed(runner.map(score_shard, parameters)):
-            summary = future.result()
-            summaries.append(summary)
-            bar.update(summary.n_recordings)
-    return summaries
 
 
 @flow(name="score", log_prints=True)
@@ -72,7 +56,8 @@ def score(
                 plan.model.model_id, plan.plan.n_seen, plan.plan.n_done, plan.plan.n_pending, len(plan.plan.shards), run_date)  # fmt: skip
     summaries = []
     if plan.plan.shards:
-        summaries = run_shards(plan.plan.shards, dest, model_dir, config, run_date, dask_runner(dask_address, n_workers))
+        summaries = run_shards(score_shard, plan.plan.shards, dask_runner(dask_address, n_workers), description="score",
+                               n_done=lambda s: s.n_recordings, dest=dest, model_dir=model_dir, config=config, run_date=run_date)  # fmt: skip
     summary = report.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
     print(report.format_score_summary(summary))
     if plan.plan.n_pending and summary["failed"] > max_error_ratio * plan.plan.n_pending:
