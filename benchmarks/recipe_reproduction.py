@@ -10,11 +10,12 @@ under the `random` protocol and under a speaker-grouped split, and prints one ta
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from ser_batch import store
 from ser_batch.config import TrainConfig, feature_config
@@ -40,8 +41,10 @@ def main() -> None:
         runs = [fit(table, TrainConfig(split=split, epochs=args.epochs, seed=seed)).metrics for seed in args.seeds]
         rows.append((split, runs))
 
-    def cell(values: list[float]) -> str:
-        return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}"
+    def cell(values: list[float | None]) -> str:
+        present = np.array([v for v in values if v is not None], dtype=float)
+        present = present[~np.isnan(present)]
+        return "-" if present.size == 0 else f"{present.mean():.3f} ± {present.std():.3f}"
 
     corpora = sorted({c for _, runs in rows for run in runs for c in run["test"]["per_corpus"]})
     header = ["split", "train acc", "val acc", "test acc", "test bal. acc", *[f"test {c}" for c in corpora]]

@@ -28,43 +28,66 @@ class Decoded:
     duration_s: float
 
 
-def read_audio(uri: str, *, sample_rate: int, quality: str = "soxr_hq", storage_options: dict[str, Any] | None = None) -> Decoded:
+MAX_CLIP_S = 600.0
+"""Longest file ``read_audio`` decodes whole (s): featurize is for clips; long calls go to ``ser-batch score``."""
+
+
+def read_audio(
+    uri: str,
+    *,
+    sample_rate: int,
+    quality: str = "soxr_hq",
+    max_duration_s: float | None = MAX_CLIP_S,
+    storage_options: dict[str, Any] | None = None,
+) -> Decoded:
     """Read a whole file, mix it down to mono and resample it, as ``librosa.load`` does.
+
+    The header is checked before any sample is decoded, so a file longer than
+    ``max_duration_s`` costs no memory (a remote one is first copied to local disk).
 
     Args:
         uri: local path or ``s3://`` URI.
         sample_rate: target rate in Hz.
         quality: soxr quality name (``soxr_hq`` is librosa's default).
+        max_duration_s: refuse longer files; None accepts any length.
         storage_options: fsspec options for remote URIs.
 
     Returns:
         The decoded clip; ``waveform`` is float32 with shape ``(n,)``.
 
     Raises:
-        AudioError: if libsndfile cannot decode the bytes, or the file holds no samples.
+        AudioError: if the file is empty, libsndfile cannot decode it, it holds no samples,
+            or it is longer than ``max_duration_s``.
         OSError: if the file cannot be read at all (propagated: it may be transient).
     """
-    data = storage.read_bytes(uri, storage_options=storage_options)
-    return decode_audio(data, sample_rate=sample_rate, quality=quality)
+    with storage.local_copy(uri, storage_options=storage_options) as path, open(path, "rb") as handle:
+        if not handle.read(1):
+            raise AudioError("empty file (0 bytes)")
+        handle.seek(0)
+        return _decode(handle, sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
 
 
-def decode_audio(data: bytes, *, sample_rate: int, quality: str = "soxr_hq") -> Decoded:
+def decode_audio(data: bytes, *, sample_rate: int, quality: str = "soxr_hq", max_duration_s: float | None = MAX_CLIP_S) -> Decoded:
     """Decode encoded audio bytes; see ``read_audio``."""
     if not data:
         raise AudioError("empty file (0 bytes)")
-    try:
-        samples, original_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except soundfile.LibsndfileError as error:
-        raise AudioError(f"undecodable: {error.error_string}") from None
-    except (RuntimeError, ValueError, EOFError) as error:  # soundfile raises these for some truncations
-        raise AudioError(f"undecodable: {error}") from None
+    return _decode(io.BytesIO(data), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
+
+
+def _decode(handle: Any, *, sample_rate: int, quality: str, max_duration_s: float | None) -> Decoded:
+    with _decoding(), soundfile.SoundFile(handle) as sound:
+        original_rate = int(sound.samplerate)
+        header_s = sound.frames / original_rate
+        if max_duration_s is not None and header_s > max_duration_s:
+            raise AudioError(f"too long for a clip: {header_s:.0f} s > {max_duration_s:.0f} s; score long recordings with `ser-batch score`")
+        samples = sound.read(dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise AudioError("no samples: the header is valid but the data is empty or truncated")
     n_channels = samples.shape[1]
     # librosa.to_mono: plain mean over channels.
     mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
     waveform = resample(np.ascontiguousarray(mono), original_rate, sample_rate, quality=quality)
-    return Decoded(waveform, sample_rate, int(original_rate), n_channels, samples.shape[0] / original_rate)
+    return Decoded(waveform, sample_rate, original_rate, n_channels, samples.shape[0] / original_rate)
 
 
 def resample(waveform: NDArray[np.float32], original_rate: int, sample_rate: int, *, quality: str = "soxr_hq") -> NDArray[np.float32]:

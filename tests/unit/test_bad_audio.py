@@ -45,7 +45,16 @@ def _inf_float(path: Path) -> None:
     _wav(path, samples, subtype="FLOAT")
 
 
+def _one_hour(path: Path) -> None:
+    # 1 hour of 8 kHz 16-bit mono, written in blocks so the test itself stays small in memory.
+    with soundfile.SoundFile(path, "w", samplerate=8_000, channels=1, subtype="PCM_16") as sound:
+        block = _tone(60.0, 8_000)
+        for _ in range(60):
+            sound.write(block)
+
+
 BAD: dict[str, tuple[Callable[[Path], None], str]] = {
+    "one-hour.wav": (_one_hour, "too long for a clip: 3600 s > 600 s"),
     "empty.wav": (lambda p: p.write_bytes(b""), "empty file"),
     "random.wav": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), "undecodable"),
     "truncated-header.wav": (lambda p: p.write_bytes(b"RIFF\x24\x08\x00\x00WAVEfm"), "undecodable"),
@@ -94,6 +103,17 @@ def test_each_bad_input_is_an_error_row_with_its_reason_and_the_rest_featurizes(
     assert {Path(p).name for p in features.column("path").to_pylist()} == set(GOOD)
     vectors = np.stack(features.column("features").to_numpy(zero_copy_only=False))
     assert np.isfinite(vectors).all()
+
+
+def test_a_one_hour_file_is_refused_from_its_header_without_decoding(bad_archive: Path) -> None:
+    import resource
+
+    path = bad_archive / "one-hour.wav"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _, errors = featurize_files([info for info in storage.list_files(str(bad_archive)) if info.uri == str(path)], SEED)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert errors.column("message").to_pylist()[0].startswith("too long for a clip")
+    assert grown_mib < 50  # decoding it whole would take > 100 MiB of float32
 
 
 def test_originals_are_described_as_they_were(bad_archive: Path) -> None:
