@@ -48,7 +48,7 @@ def main() -> None:
 
     corpora = sorted({c for _, runs in rows for run in runs for c in run["test"]["per_corpus"]})
     header = ["split", "train acc", "val acc", "test acc", "test bal. acc", *[f"test {c}" for c in corpora]]
-    print(f"seed268 + seed-mlp, {args.epochs} epochs, seeds {args.seeds}, {table.num_rows} ser-dev rows (6 classes kept)")
+    print(f"seed268 + seed-mlp, {args.epochs} epochs, seeds {args.seeds}; {table.num_rows} ser-dev clips featurized, the six classes kept")
     print(" | ".join(header))
     print(" | ".join(["recipe, published (own data)", *(f"{PUBLISHED[p]:.2f}" for p in PUBLISHED), "-", *["-"] * len(corpora)]))
     for split, runs in rows:
