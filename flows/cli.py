@@ -59,7 +59,8 @@ def _featurize(args: argparse.Namespace) -> int:
     )
     features = Path(args.dest) / "features" if "://" not in args.dest else f"{args.dest.rstrip('/')}/features"
     print(f"\nfeatures: {features}/feature_set={args.feature_set}/corpus=*/part-*.parquet")
-    print(f"query:    duckdb -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\"")
+    duckdb = Path(sys.executable).parent / "duckdb"  # installed with ser-batch (duckdb-cli)
+    print(f"query:    {duckdb if duckdb.exists() else 'duckdb'} -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\"")
     if args.json:
         print(json.dumps(summary))
     return 0
