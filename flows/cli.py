@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ser_batch.config import DEFAULT_FEATURE_SET, FEATURE_SETS, MODELS, SEED_CLASSES, TrainConfig
 from ser_batch.errors import SerBatchError
 
@@ -262,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.handler(args)
     except SerBatchError as error:
         print(f"ser-batch: error: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a config model refused a value (e.g. --classes angry,bogus)
+        problem = error.errors()[0]
+        print(f"ser-batch: error: {'.'.join(map(str, problem['loc'])) or error.title}: {problem['msg']}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ser-batch: interrupted", file=sys.stderr)
