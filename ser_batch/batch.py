@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from ser_batch import store
+from ser_batch import storage, store
 from ser_batch.audio import read_audio
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
@@ -19,10 +19,6 @@ from ser_batch.features import feature_names, feature_vector
 from ser_batch.labels import labels_from_path
 from ser_batch.plan import Shard
 from ser_batch.storage import FileInfo
-
-# Permanent, per-file read failures: recorded as error rows. Any other OSError may be
-# transient (network, throttling) and fails the shard so its task is retried.
-_PER_FILE_OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def featurize_files(
             decoded = read_audio(info.uri, sample_rate=config.sample_rate, quality=config.resample_quality, storage_options=storage_options)
             stage = "features"
             vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
-        except (AudioError, *_PER_FILE_OS_ERRORS) as error:
+        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
             message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
             errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
                            "message": message, "stage": stage, "feature_set": config.name, "run_at": now})  # fmt: skip

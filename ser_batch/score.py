@@ -50,9 +50,6 @@ from ser_batch.segment import Span, speech_windows
 from ser_batch.storage import FileInfo
 
 _PREDICT_ROWS = 1024
-# Permanent, per-file read failures become error rows. Any other OSError may be transient
-# (network, throttling) and fails the shard so its task is retried.
-_PER_FILE_OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -247,7 +244,7 @@ def score_files(
         try:
             channels, sample_rate, duration_s = read_recording_windows(info, config, features, progress,
                                                                         storage_options=storage_options)  # fmt: skip
-        except (AudioError, *_PER_FILE_OS_ERRORS) as error:
+        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
             message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
             rows["errors"].append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
                                    "message": message, "stage": progress.stage, "feature_set": features.name,

@@ -28,6 +28,11 @@ AUDIO_EXTENSIONS = frozenset(
 """Extensions of the containers libsndfile decodes (headerless RAW excluded)."""
 
 
+PER_FILE_OS_ERRORS: tuple[type[OSError], ...] = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+"""Read failures that are permanent for one file: recorded as its error row. Any other OSError may
+be transient (network, throttling) and fails the shard, so its task is retried."""
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """One listed file: its URI, size in bytes, a key that changes when its content does, and its mtime.
