@@ -270,17 +270,9 @@ CALLS_SCHEMA = pa.schema(
     ]
 )
 
-SCORE_ERRORS_SCHEMA = pa.schema(
-    [
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("content_key", pa.string(), nullable=False),
-        pa.field("error_type", pa.string(), nullable=False),
-        pa.field("message", pa.string(), nullable=False),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("feature_set", pa.string(), nullable=False),
-        pa.field("model_id", pa.string(), nullable=False),
-        pa.field("run_at", pa.timestamp("ms", tz="UTC"), nullable=False),
-    ]
+# Featurize's error columns plus the model that met the error, before run_at.
+SCORE_ERRORS_SCHEMA = ERRORS_SCHEMA.insert(
+    ERRORS_SCHEMA.get_field_index("run_at"), pa.field("model_id", pa.string(), nullable=False)
 )
 
 SCORE_SCHEMAS: dict[str, pa.Schema] = {"errors": SCORE_ERRORS_SCHEMA, "predictions": PREDICTIONS_SCHEMA, "calls": CALLS_SCHEMA}
