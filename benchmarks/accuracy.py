@@ -43,8 +43,8 @@ from ser_batch.labels import labels_from_path  # noqa: E402
 DEFAULT_LABEL = "stats8k + mlp-ensemble + aug"
 """The configuration the library defaults to (augmentation needs the featurize wiring; see the README)."""
 
-FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel")
-AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel")  # the recipe baseline is never augmented
+FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "frames8k")
+AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "frames8k")  # the recipe baseline is never augmented
 VARIANTS = ("clean", "tel", "aug0", "aug1")
 
 
@@ -154,6 +154,8 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats8k + mlp-ensemble + aug + speaker-norm(all)", "stats8k", "mlp-ensemble", augment=True, speaker_norm="all"),
     Setup("stats8k + mlp-ensemble + aug + speaker-norm(20, half neutral)", "stats8k", "mlp-ensemble", augment=True,
           speaker_norm="20-half-neutral"),  # fmt: skip
+    Setup("frames8k + crnn", "frames8k", "crnn"),
+    Setup("frames8k + crnn + aug", "frames8k", "crnn", augment=True),
 )
 
 
@@ -212,7 +214,7 @@ def run_fold(setup: Setup, matrices: dict[str, np.ndarray], targets: np.ndarray,
     x, y = np.concatenate(blocks), np.concatenate(labels)
     ok = np.isfinite(x).all(axis=1)
     x, y = x[ok], y[ok]
-    model = build_model(x.shape[1], 6, config, normalizer_data=x)
+    model = build_model(x.shape[1], 6, config, normalizer_data=x, frame_shape=getattr(feature_config(setup.feature_set), "frame_shape", None))
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))

@@ -58,6 +58,7 @@ def _featurize(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
+        augment=args.augment,
     )
     features = Path(args.dest) / "features" if "://" not in args.dest else f"{args.dest.rstrip('/')}/features"
     print(f"\nfeatures: {features}/feature_set={args.feature_set}/corpus=*/part-*.parquet")
@@ -73,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     from ser_batch.config import TrainConfig
 
     config = TrainConfig(model=args.model, split=args.split, classes=tuple(args.classes.split(",")),
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmented=args.augmented)  # fmt: skip
     result = train(features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config)
     print(json.dumps(result["metrics"], indent=2) if args.json else _metrics_table(result["metrics"]))
     print(f"model: {args.model_dir} (model.keras, metadata.json, confusion_matrix.png/.csv, history.png)")
@@ -127,6 +128,7 @@ def _score(args: argparse.Namespace) -> int:
         hop_s=args.hop_s,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
+        augment=args.augment,
     )
     calls = f"{args.dest.rstrip('/')}/calls"
     print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
@@ -167,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     featurize.add_argument("--shard-size", type=_positive_int, default=200, help="files per Prefect task (default 200)")
     featurize.add_argument("--retry-errors", action="store_true", help="featurize again files whose error is already recorded")
     featurize.add_argument("--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)")
+    featurize.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                           help="also featurize augmented copies (telephone channel; speed, gain and noise) of labelled clips, "
+                           "for training (default: on, except for the recipe's seed268)")  # fmt: skip
     featurize.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(featurize)
     featurize.set_defaults(handler=_featurize, check=_check_featurize)
@@ -182,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=100)
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--augmented", action=argparse.BooleanOptionalAction, default=True,
+                       help="add the augmented copies featurize made of training clips to the training part (default: on)")  # fmt: skip
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_storage_options(train)
     train.set_defaults(handler=_train)

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import batch, catalog, report
+from ser_batch.augment import augment_by_default
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
 from ser_batch.errors import SerBatchError
 from ser_batch.plan import Shard
@@ -26,6 +27,14 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
     return summary
 
 
+@task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> batch.ShardSummary:
+    summary = batch.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
+    get_run_logger().info("augment shard %s: %d clips, %d copies, %d errors, %.1f s", summary.shard_id, summary.n_files,
+                          summary.n_rows, summary.n_errors, summary.elapsed_s)  # fmt: skip
+    return summary
+
+
 @flow(name="featurize", log_prints=True)
 def featurize(
     source: str,
@@ -36,8 +45,9 @@ def featurize(
     shard_size: int = 200,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
+    augment: bool | None = None,
 ) -> dict[str, Any]:
-    """Featurize every new or changed audio file under SOURCE into partitioned Parquet under DEST."""
+    """Featurize every new or changed audio file under SOURCE into partitioned Parquet under DEST, and augmented copies of labelled clips."""
     started = time.perf_counter()
     logger = get_run_logger()
     config = feature_config(feature_set)
@@ -49,7 +59,17 @@ def featurize(
         summaries = run_shards(featurize_shard, plan.shards, dask_runner(dask_address, n_workers), description="featurize",
                                n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
     pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
-    summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest)
+    copies = []
+    if augment_by_default(config) if augment is None else augment:
+        copies_plan = catalog.plan_augmentation(source, dest, config, shard_size=shard_size, retry_errors=retry_errors,
+                                                storage_options=storage_options)  # fmt: skip
+        logger.info("%d labelled clips to augment in %d shards", copies_plan.n_pending, len(copies_plan.shards))
+        if copies_plan.shards:
+            copies = run_shards(augment_shard, copies_plan.shards, dask_runner(dask_address, n_workers), description="augment",
+                                n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
+        pruned += catalog.reconcile_features(dest, config, copies_plan.changed, dataset_name="augmented", storage_options=storage_options)
+    summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest,
+                                       augmented=copies)  # fmt: skip
     print(report.format_featurize_summary(summary))
     if plan.n_pending and summary["failed"] > max_error_ratio * plan.n_pending:
         raise SerBatchError(f"{summary['failed']} of {plan.n_pending} files failed (> max_error_ratio {max_error_ratio}); see {dest}/errors")

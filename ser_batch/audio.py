@@ -35,7 +35,7 @@ MAX_CLIP_S = 600.0
 def read_audio(
     uri: str,
     *,
-    sample_rate: int,
+    sample_rate: int | None,
     quality: str = "soxr_hq",
     max_duration_s: float | None = MAX_CLIP_S,
     storage_options: dict[str, Any] | None = None,
@@ -47,7 +47,7 @@ def read_audio(
 
     Args:
         uri: local path or ``s3://`` URI.
-        sample_rate: target rate in Hz.
+        sample_rate: target rate in Hz; None keeps the file's own rate.
         quality: soxr quality name (``soxr_hq`` is librosa's default).
         max_duration_s: refuse longer files; None accepts any length.
         storage_options: fsspec options for remote URIs.
@@ -74,7 +74,7 @@ def decode_audio(data: bytes, *, sample_rate: int, quality: str = "soxr_hq", max
     return _decode(io.BytesIO(data), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
 
 
-def _decode(handle: Any, *, sample_rate: int, quality: str, max_duration_s: float | None) -> Decoded:
+def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_s: float | None) -> Decoded:
     with _decoding(), soundfile.SoundFile(handle) as sound:
         original_rate = int(sound.samplerate)
         header_s = sound.frames / original_rate
@@ -86,8 +86,9 @@ def _decode(handle: Any, *, sample_rate: int, quality: str, max_duration_s: floa
     n_channels = samples.shape[1]
     # librosa.to_mono: plain mean over channels.
     mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
-    waveform = resample(np.ascontiguousarray(mono), original_rate, sample_rate, quality=quality)
-    return Decoded(waveform, sample_rate, original_rate, n_channels, samples.shape[0] / original_rate)
+    target_rate = original_rate if sample_rate is None else sample_rate
+    waveform = resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality)
+    return Decoded(waveform, target_rate, original_rate, n_channels, samples.shape[0] / original_rate)
 
 
 def resample(waveform: NDArray[np.float32], original_rate: int, sample_rate: int, *, quality: str = "soxr_hq") -> NDArray[np.float32]:

@@ -15,6 +15,7 @@ import soxr
 from numpy.typing import NDArray
 from scipy import signal
 
+from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
 
 TELEPHONE_RATE = 8_000
@@ -156,3 +157,13 @@ def augmented_copies(waveform: NDArray[np.float32], sample_rate: int, rng: np.ra
         Copy("telephone", phone, TELEPHONE_RATE),
         Copy(f"speed{factor:.2f}-noise", np.clip(noisy, -1.0, 1.0).astype(np.float32), sample_rate),
     ]
+
+
+def augment_by_default(config: FeatureConfig) -> bool:
+    """Whether featurizing makes augmented copies unless told: yes, except for the recipe's ``seed268``.
+
+    >>> from ser_batch.config import feature_config
+    >>> augment_by_default(feature_config("stats8k")), augment_by_default(feature_config("seed268"))
+    (True, False)
+    """
+    return config.kind != "seed"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from ser_batch import storage, store
-from ser_batch.audio import read_audio
+from ser_batch.audio import read_audio, resample
+from ser_batch.augment import augmented_copies
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
 from ser_batch.features import feature_names, feature_vector
@@ -75,6 +79,79 @@ def featurize_files(
         )  # fmt: skip
     features = rows.to_table(store.features_schema(config, feature_names(config)))
     return features, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+
+
+def augment_files(
+    files: Sequence[FileInfo],
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Featurize the augmented copies (``augment.augmented_copies``) of labelled clips.
+
+    Each clip is decoded at its own rate, copied with a generator seeded by its path and
+    content key (so a retried shard makes the same copies), and every copy is resampled
+    to the feature set's rate as the decoder would.
+
+    Returns:
+        ``(augmented, errors)``: ``store.augmented_schema`` rows (one per copy) and error
+        rows with stage ``augment`` for clips no copy could be made of.
+    """
+    now = datetime.now(UTC)
+    rows = store.FeatureRows.empty()
+    transforms: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for info in files:
+        try:
+            labels = labels_from_path(info.uri)
+            decoded = read_audio(info.uri, sample_rate=None, storage_options=storage_options)
+            rng = np.random.default_rng(zlib.crc32(f"{info.uri}\t{info.content_key}".encode()))
+            copies = [(copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
+                      for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)]  # fmt: skip
+        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
+            message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+            errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
+                           "message": message, "stage": store.AUGMENT_STAGE, "feature_set": config.name, "run_at": now})  # fmt: skip
+            continue
+        for name, vector in copies:
+            transforms.append(name)
+            rows.append(
+                vector,
+                path=info.uri, corpus=store.partition_value(labels.corpus), speaker=labels.speaker, emotion=labels.emotion,
+                duration_s=decoded.duration_s, sample_rate=decoded.original_sample_rate, n_channels=decoded.n_channels,
+                content_key=info.content_key, feature_set=config.name, fingerprint=config.fingerprint(), featurized_at=now,
+            )  # fmt: skip
+    features = rows.to_table(store.features_schema(config, feature_names(config)))
+    augmented = features.add_column(
+        features.schema.get_field_index("features"), store.AUGMENTATION_FIELD, pa.array(transforms, pa.string())
+    ).replace_schema_metadata(features.schema.metadata)
+    return augmented, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+
+
+def _features_at_rate(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
+    resampled = resample(waveform, sample_rate, config.sample_rate, quality=config.resample_quality)
+    return feature_vector(resampled, config.sample_rate, config)
+
+
+def augment_shard(
+    shard: Shard,
+    dest: str,
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> ShardSummary:
+    """Make and featurize a shard's augmented copies and write them under deterministic names (see ``featurize_shard``)."""
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        augmented, errors = augment_files(shard.files, config, storage_options=storage_options)
+    written = []
+    if errors.num_rows:
+        written.append(store.write_errors(errors, dest, config.name, shard.shard_id, storage_options=storage_options))
+    if augmented.num_rows:
+        written.extend(store.write_features(augmented, dest, shard.shard_id, dataset_name="augmented", storage_options=storage_options))
+    audio_s = float(sum(augmented.column("duration_s").to_pylist()))
+    return ShardSummary(shard.shard_id, len(shard.files), augmented.num_rows, errors.num_rows, audio_s,
+                        time.perf_counter() - started, tuple(written))  # fmt: skip
 
 
 def featurize_shard(

@@ -10,7 +10,8 @@ from typing import Any
 
 from ser_batch import storage, store
 from ser_batch.config import FeatureConfig
-from ser_batch.errors import ConfigError
+from ser_batch.errors import AudioError, ConfigError
+from ser_batch.labels import labels_from_path
 from ser_batch.plan import Plan, plan_shards, superseded_rows
 from ser_batch.score import ModelIdentity, read_model_identity
 from ser_batch.storage import FileInfo
@@ -53,13 +54,57 @@ def plan_featurization(
     return plan_shards(catalogue, done, fingerprint=config.fingerprint(), shard_size=shard_size, retry_errors=retry_errors)
 
 
+AUGMENTATION_POLICY = "call-v1"
+"""Version of ``ser_batch.augment.augmented_copies``; part of every augmentation shard id."""
+
+
+def plan_augmentation(
+    source: str,
+    dest: str,
+    config: FeatureConfig,
+    *,
+    shard_size: int,
+    retry_errors: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> Plan:
+    """Plan the augmented copies still to make: labelled clips under SOURCE whose features row
+    (of their current content) DEST holds and whose copies it does not.
+
+    Raises:
+        ConfigError: if ``shard_size`` < 1.
+        StorageError: if SOURCE or DEST cannot be read.
+    """
+    if shard_size < 1:
+        raise ConfigError(f"shard_size {shard_size} < 1")
+    featurized = store.read_done(dest, config.name, storage_options=storage_options).featurized
+    done = store.read_done(dest, config.name, dataset_name="augmented", storage_options=storage_options)
+    labelled = (
+        info for info in storage.list_files(source, storage_options=storage_options)
+        if any(key == info.content_key for key, _ in featurized.get(info.uri, ())) and _labelled(info.uri)
+    )  # fmt: skip
+    fingerprint = f"{config.fingerprint()}/{AUGMENTATION_POLICY}"
+    return plan_shards(labelled, done, fingerprint=fingerprint, shard_size=shard_size, retry_errors=retry_errors)
+
+
+def _labelled(uri: str) -> bool:
+    try:
+        return labels_from_path(uri).emotion is not None
+    except AudioError:  # mislabelled names never reach the features table anyway
+        return False
+
+
 def _chain(first: storage.FileInfo, rest: Any) -> Any:
     yield first
     yield from rest
 
 
 def reconcile_features(
-    dest: str, config: FeatureConfig, changed: Mapping[str, str], *, storage_options: dict[str, Any] | None = None
+    dest: str,
+    config: FeatureConfig,
+    changed: Mapping[str, str],
+    *,
+    dataset_name: str = "features",
+    storage_options: dict[str, Any] | None = None,
 ) -> int:
     """After a run, delete the rows superseded by re-featurized (changed) inputs; return how many.
 
@@ -67,7 +112,7 @@ def reconcile_features(
     """
     if not changed:
         return 0
-    done = store.read_done(dest, config.name, storage_options=storage_options)
+    done = store.read_done(dest, config.name, dataset_name=dataset_name, storage_options=storage_options)
     protocol = dest.split("://", 1)[0] if storage.is_remote(dest) else None
     removed = 0
     for part_file, paths in sorted(superseded_rows(done, changed).items()):

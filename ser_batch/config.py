@@ -43,6 +43,13 @@ class _Frozen(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _fmax_below_nyquist(cls: type, fmax: float, info: Any) -> float:
+    rate = info.data.get("sample_rate")
+    if rate is not None and fmax > rate / 2:
+        raise ValueError(f"fmax {fmax} > sample_rate / 2 = {rate / 2}")
+    return fmax
+
+
 class FeatureConfig(_Frozen):
     """Settings of one named feature set; every librosa argument comes from here."""
 
@@ -87,13 +94,31 @@ class StatsFeatureConfig(FeatureConfig):
         "from the band's spectral moments), so wideband and telephone audio give the same frames",
     )
 
-    @field_validator("fmax")
-    @classmethod
-    def _below_nyquist(cls, fmax: float, info: Any) -> float:
-        rate = info.data.get("sample_rate")
-        if rate is not None and fmax > rate / 2:
-            raise ValueError(f"fmax {fmax} > sample_rate / 2 = {rate / 2}")
-        return fmax
+    _below_nyquist = field_validator("fmax")(_fmax_below_nyquist)
+
+
+class FramesFeatureConfig(FeatureConfig):
+    """Per-frame log-mel for sequence models (``crnn``): one fixed-size ``(n_frames, n_mels)`` matrix a clip.
+
+    Silence is trimmed and the level normalised as in the ``stats`` sets; a clip longer
+    than ``n_frames`` keeps its centre, a shorter one is repeated until the matrix is full
+    (so pooling over time never sees padding). ``n_mfcc`` and ``n_chroma`` are unused (0).
+    """
+
+    kind: Literal["frames"] = "frames"  # type: ignore[assignment]
+    n_mfcc: int = Field(default=0, ge=0)
+    n_chroma: int = Field(default=0, ge=0)
+    fmin: float = Field(default=50.0, ge=0.0, description="lowest mel band edge (Hz)")
+    fmax: float = Field(gt=0.0, description="highest mel band edge (Hz), at most sample_rate / 2")
+    n_frames: int = Field(gt=0, le=10_000, description="frames per clip after cropping or repeating")
+    trim_db: float = Field(default=40.0, gt=0.0, description="edge frames this far below the loudest are trimmed")
+
+    _below_nyquist = field_validator("fmax")(_fmax_below_nyquist)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(n_frames, n_mels)``: how a flat feature vector of this set reshapes into frames."""
+        return self.n_frames, self.n_mels
 
 
 FEATURE_SETS: dict[str, FeatureConfig] = {
@@ -122,6 +147,10 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
         name="stats8k-tel", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=32,
         fmin=300.0, fmax=3400.0, contrast_fmin=300.0, n_contrast_bands=3, band_limited=True,
     ),  # fmt: skip
+    # Log-mel frames for the crnn model: 8 kHz, 64 ms frames every 20 ms, 40 bands, 3 s (150 frames).
+    "frames8k": FramesFeatureConfig(
+        name="frames8k", sample_rate=8_000, n_fft=512, hop_length=160, n_mels=40, fmax=4000.0, n_frames=150
+    ),
 }
 DEFAULT_FEATURE_SET = "stats8k"
 """Narrowband statistics: what a telephone call carries; see benchmarks/accuracy.py for the comparison."""
@@ -143,8 +172,8 @@ def feature_config(name: str) -> FeatureConfig:
         raise ConfigError(f"unknown feature set {name!r}; known: {known}") from None
 
 
-MODELS: tuple[str, ...] = ("seed-mlp", "mlp", "mlp-ensemble", "logistic")
-"""Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model.MODEL_BUILDERS``."""
+MODELS: tuple[str, ...] = ("seed-mlp", "mlp", "mlp-ensemble", "logistic", "crnn")
+"""Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model`` (``MODEL_BUILDERS`` or ``SEQUENCE_BUILDERS``)."""
 
 
 DEFAULT_PATIENCE = 20
@@ -161,8 +190,8 @@ class TrainConfig(_Frozen):
     ('angry', 'sad')
     """
 
-    # A later model is added here and in ser_batch.model.MODEL_BUILDERS.
-    model: Literal["seed-mlp", "mlp", "mlp-ensemble", "logistic"] = "mlp-ensemble"
+    # A later model is added here and in ser_batch.model.MODEL_BUILDERS (or SEQUENCE_BUILDERS).
+    model: Literal["seed-mlp", "mlp", "mlp-ensemble", "logistic", "crnn"] = "mlp-ensemble"
     split: Literal["random", "speaker", "none"] = "random"
     classes: tuple[str, ...] = SEED_CLASSES
     epochs: int = Field(default=100, ge=1, le=100_000)
@@ -176,6 +205,11 @@ class TrainConfig(_Frozen):
         default="auto",
         description="balanced: weight each class by n_rows / (n_classes * n_class_rows) in the loss; "
         "auto: none for seed-mlp (the recipe), balanced otherwise",
+    )
+    augmented: bool = Field(
+        default=True,
+        description="add the augmented copies DEST holds of training clips (never of validation or test clips) "
+        "to the training part",
     )
     patience: int | None = Field(
         default=None, ge=0, le=100_000,

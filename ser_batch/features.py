@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 from numpy.typing import NDArray
 
-from ser_batch.config import FeatureConfig, StatsFeatureConfig
+from ser_batch.config import FeatureConfig, FramesFeatureConfig, StatsFeatureConfig
 from ser_batch.errors import AudioError
 from ser_batch.tuning import tuning_estimate
 
@@ -21,6 +21,8 @@ def feature_names(config: FeatureConfig) -> list[str]:
     """
     if isinstance(config, StatsFeatureConfig):
         return _stats_names(config)
+    if isinstance(config, FramesFeatureConfig):
+        return [f"logmel_{m:02d}_t{t:03d}" for t in range(config.n_frames) for m in range(1, config.n_mels + 1)]
     return (
         [f"mfcc_{i:03d}_mean" for i in range(1, config.n_mfcc + 1)]
         + [f"chroma_{i:02d}_mean" for i in range(1, config.n_chroma + 1)]
@@ -59,6 +61,8 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     loudest are trimmed and the spectrum is normalised to unit mean power, so the vector
     does not depend on gain.
 
+    For ``frames`` sets (``frames8k``) it is ``logmel_frames`` flattened frame by frame.
+
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
     ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three.
@@ -84,6 +88,8 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     validate_waveform(waveform, sample_rate, config)
     if isinstance(config, StatsFeatureConfig):
         return _stats_vector(waveform, sample_rate, config)
+    if isinstance(config, FramesFeatureConfig):
+        return logmel_frames(waveform, sample_rate, config).reshape(-1)
     magnitude = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length))
     mel_power = librosa.feature.melspectrogram(
         S=magnitude**2, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels
@@ -238,3 +244,41 @@ def _stats_vector(waveform: NDArray[np.float32], sample_rate: int, config: Stats
         np.asarray(_pitch_stats(f0, strength, voiced)),
     ]
     return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def logmel_frames(waveform: NDArray[np.float32], sample_rate: int, config: FramesFeatureConfig) -> NDArray[np.float32]:
+    """Log-mel frames of a clip, silence-trimmed, level-normalised and fitted to ``config.n_frames``.
+
+    The mel spectrogram equals ``librosa.feature.melspectrogram`` of the waveform (Hann,
+    centred frames) on the kept frames, scaled to unit mean power, in dB with
+    ``power_to_db(ref=1.0, top_db=80)``. Longer clips keep their centre ``n_frames``
+    frames; shorter ones are repeated (never zero-padded) to fill them.
+
+    Args:
+        waveform: mono samples, shape ``(n,)``, float32, already validated.
+        sample_rate: rate in Hz, ``config.sample_rate``.
+        config: a ``frames`` feature set.
+
+    Returns:
+        float32 array of shape ``config.frame_shape`` = ``(n_frames, n_mels)``.
+
+    >>> from ser_batch.config import feature_config
+    >>> config = feature_config("frames8k")
+    >>> t = np.arange(config.sample_rate, dtype=np.float32) / config.sample_rate
+    >>> logmel_frames(0.5 * np.sin(2 * np.pi * 440 * t), config.sample_rate, config).shape
+    (150, 40)
+    """
+    power = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length, window="hann", center=True)) ** 2
+    rms_db = 10.0 * np.log10(np.maximum(power.mean(axis=0) * 2.0 / config.n_fft, _AMIN))
+    power = power[:, _kept_frames(rms_db, config.trim_db)]
+    power = power / max(float(power.mean()), _AMIN)  # level normalisation: no dependence on gain
+    mel = librosa.feature.melspectrogram(
+        S=power, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+    )  # fmt: skip
+    logmel = librosa.power_to_db(mel, ref=1.0, amin=_AMIN, top_db=80.0).T
+    n_kept = logmel.shape[0]
+    if n_kept >= config.n_frames:
+        start = (n_kept - config.n_frames) // 2
+        return np.ascontiguousarray(logmel[start : start + config.n_frames], dtype=np.float32)
+    return np.resize(logmel, (config.n_frames, config.n_mels)).astype(np.float32)  # repeats whole frames

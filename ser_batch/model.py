@@ -25,32 +25,47 @@ SEED_MLP_L2 = 0.01
 """L2 factor of the seed MLP's last four layers (Keras' ``"l2"`` default, as the recipe used)."""
 
 
-def build_model(n_features: int, n_classes: int, config: TrainConfig, *, normalizer_data: ArrayLike) -> keras.Model:
+def build_model(
+    n_features: int,
+    n_classes: int,
+    config: TrainConfig,
+    *,
+    normalizer_data: ArrayLike,
+    frame_shape: tuple[int, int] | None = None,
+) -> keras.Model:
     """Build and compile the model ``config.model`` names, normalising inputs inside it.
 
     The first layer is a ``keras.layers.Normalization`` adapted on ``normalizer_data``
     (training rows only), so the saved model takes raw feature vectors. Seeds Python,
-    NumPy and TensorFlow with ``config.seed`` before creating weights.
+    NumPy and TensorFlow with ``config.seed`` before creating weights. Sequence models
+    (``crnn``) reshape the flat vector to ``frame_shape`` and normalise each band.
 
     Args:
         n_features: width of a feature vector.
         n_classes: number of output classes, at least 2.
         config: training settings; ``model`` and ``seed`` are used here.
         normalizer_data: training features, shape ``(m, n_features)``, ``m >= 1``, finite.
+        frame_shape: ``(n_frames, n_bands)`` of a ``frames`` feature set; required by
+            ``crnn``, refused by the pooled-statistics models.
 
     Returns:
         a compiled Keras model mapping ``(batch, n_features)`` float32 to class
         probabilities of shape ``(batch, n_classes)``.
 
     Raises:
-        ConfigError: if the model name has no builder or the sizes are invalid.
+        ConfigError: if the model name has no builder, the sizes are invalid, or the model
+            and the feature set's kind (frames or pooled vectors) do not go together.
         SchemaError: if ``normalizer_data`` has the wrong shape or non-finite values.
     """
-    builder = MODEL_BUILDERS.get(config.model)
-    if builder is None:
-        raise ConfigError(f"unknown model {config.model!r}; known: {', '.join(sorted(MODEL_BUILDERS))}")
+    if config.model not in MODEL_BUILDERS and config.model not in SEQUENCE_BUILDERS:
+        raise ConfigError(f"unknown model {config.model!r}; known: {', '.join(sorted({*MODEL_BUILDERS, *SEQUENCE_BUILDERS}))}")
     if n_features < 1 or n_classes < 2:
         raise ConfigError(f"n_features {n_features} must be >= 1 and n_classes {n_classes} >= 2")
+    if (config.model in SEQUENCE_BUILDERS) != (frame_shape is not None):
+        needs = "a frames feature set (e.g. frames8k)" if config.model in SEQUENCE_BUILDERS else "a pooled feature set, not frames"
+        raise ConfigError(f"model {config.model!r} needs {needs}")
+    if frame_shape is not None and frame_shape[0] * frame_shape[1] != n_features:
+        raise ConfigError(f"frame_shape {frame_shape} does not hold {n_features} features")
     data = np.asarray(normalizer_data, dtype=np.float32)
     if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != n_features:
         raise SchemaError(f"normalizer_data has shape {data.shape}; expected (m >= 1, {n_features})")
@@ -60,8 +75,11 @@ def build_model(n_features: int, n_classes: int, config: TrainConfig, *, normali
 
     keras.utils.set_random_seed(config.seed)
     normalizer = keras.layers.Normalization(axis=-1, name="normalize")
-    normalizer.adapt(data)
-    return builder(n_features, n_classes, normalizer)
+    if frame_shape is None:
+        normalizer.adapt(data)
+        return MODEL_BUILDERS[config.model](n_features, n_classes, normalizer)
+    normalizer.adapt(data.reshape(-1, *frame_shape))  # per band, over every training frame
+    return SEQUENCE_BUILDERS[config.model](frame_shape, n_classes, normalizer)
 
 
 def probabilities(model: keras.Model, features: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:
@@ -175,10 +193,50 @@ def _logistic(n_features: int, n_classes: int, normalizer: Any) -> keras.Model:
     return _compile(keras.Model(inputs, outputs, name="logistic"))
 
 
+CRNN_FILTERS: tuple[int, ...] = (16, 32, 64)
+"""Channels of the CRNN's 3x3 convolution blocks; each block halves time and bands."""
+
+CRNN_GRU_UNITS = 32
+"""Units per direction of the CRNN's bidirectional GRU over the pooled frames."""
+
+
+def _crnn(frame_shape: tuple[int, int], n_classes: int, normalizer: Any) -> keras.Model:
+    # Small CRNN on log-mel frames: conv blocks learn local time-frequency patterns, a
+    # bidirectional GRU their order, and mean pooling over time makes it length-free.
+    import keras
+    from keras import layers, regularizers
+
+    n_frames, n_bands = frame_shape
+    inputs = keras.Input(shape=(n_frames * n_bands,), name="features")
+    hidden = normalizer(layers.Reshape(frame_shape, name="frames")(inputs))
+    hidden = layers.GaussianNoise(MLP_INPUT_NOISE, name="input_noise")(hidden)
+    hidden = layers.Reshape((n_frames, n_bands, 1), name="image")(hidden)
+    for i, filters in enumerate(CRNN_FILTERS, 1):
+        hidden = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizers.L2(MLP_L2),
+                               name=f"conv_{i}")(hidden)  # fmt: skip
+        hidden = layers.BatchNormalization(name=f"batchnorm_{i}")(hidden)
+        hidden = layers.Activation("relu", name=f"relu_{i}")(hidden)
+        hidden = layers.MaxPooling2D(2, name=f"pool_{i}")(hidden)
+        hidden = layers.SpatialDropout2D(0.1, name=f"dropout_{i}")(hidden)
+    steps, bands, channels = hidden.shape[1], hidden.shape[2], hidden.shape[3]
+    hidden = layers.Reshape((steps, bands * channels), name="sequence")(hidden)
+    hidden = layers.Bidirectional(layers.GRU(CRNN_GRU_UNITS, return_sequences=True), name="gru")(hidden)
+    hidden = layers.GlobalAveragePooling1D(name="mean_over_time")(hidden)
+    hidden = layers.Dropout(MLP_DROPOUT, name="dropout")(hidden)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+    return _compile(keras.Model(inputs, outputs, name="crnn"))
+
+
 MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "seed-mlp": _seed_mlp,
     "mlp": _mlp,
     "mlp-ensemble": _mlp_ensemble,
     "logistic": _logistic,
 }
-"""Every trainable model by ``TrainConfig.model`` name; add an entry (and the name) for a new one."""
+"""Every model of pooled feature vectors by ``TrainConfig.model`` name; add an entry (and the name) for a new one."""
+
+SequenceBuilder = Callable[[tuple[int, int], int, "keras.layers.Layer"], "keras.Model"]
+"""``(frame_shape, n_classes, adapted_normalizer) -> compiled model`` for ``frames`` feature sets."""
+
+SEQUENCE_BUILDERS: dict[str, SequenceBuilder] = {"crnn": _crnn}
+"""Every model of ``frames`` feature sets by name."""

@@ -18,8 +18,9 @@ def progress_bar(total: int, *, description: str) -> tqdm:  # type: ignore[type-
     return tqdm(total=total, desc=description, unit="file", disable=None, dynamic_ncols=True)
 
 
-def featurize_summary(plan: Plan, summaries: Sequence[ShardSummary], *, wall_s: float, n_pruned: int, dest: str) -> dict[str, Any]:
-    """Counts and throughput of one featurize run, as a JSON-ready dict."""
+def featurize_summary(plan: Plan, summaries: Sequence[ShardSummary], *, wall_s: float, n_pruned: int, dest: str,
+                      augmented: Sequence[ShardSummary] = ()) -> dict[str, Any]:  # fmt: skip
+    """Counts and throughput of one featurize run, as a JSON-ready dict (``augmented``: the augmentation shards)."""
     featurized = sum(s.n_rows for s in summaries)
     audio_s = sum(s.audio_s for s in summaries)
     return {
@@ -29,6 +30,9 @@ def featurize_summary(plan: Plan, summaries: Sequence[ShardSummary], *, wall_s: 
         "already_done": plan.n_done,
         "known_bad_skipped": plan.n_known_bad,
         "failed": sum(s.n_errors for s in summaries),
+        "clips_augmented": sum(s.n_files - s.n_errors for s in augmented),
+        "augmented_copies": sum(s.n_rows for s in augmented),
+        "augment_failed": sum(s.n_errors for s in augmented),
         "superseded_rows_removed": n_pruned,
         "shards": len(summaries),
         "audio_s": round(audio_s, 3),
@@ -47,6 +51,8 @@ def format_featurize_summary(summary: dict[str, Any]) -> str:
             f"already done    {summary['already_done']}",
             f"known bad       {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
             f"failed          {summary['failed']} (see {summary['dest']}/errors)",
+            f"augmented       {summary['clips_augmented']} labelled clips, {summary['augmented_copies']} copies "
+            f"({summary['augment_failed']} failed)",
             f"throughput      {summary['clips_per_s']} clips/s, {summary['audio_s_per_s']} s of audio/s "
             f"({summary['wall_s']} s wall, start-up included)",
         ]
@@ -81,6 +87,9 @@ def score_summary(plan: ScorePlan, summaries: Sequence[ScoreShardSummary], *, wa
         "already_scored": plan.plan.n_done,
         "known_bad_skipped": plan.plan.n_known_bad,
         "failed": sum(s.n_errors for s in summaries),
+        "clips_augmented": sum(s.n_files - s.n_errors for s in augmented),
+        "augmented_copies": sum(s.n_rows for s in augmented),
+        "augment_failed": sum(s.n_errors for s in augmented),
         "channels": sum(s.n_channels for s in summaries),
         "segments": sum(s.n_segments for s in summaries),
         "shards": len(summaries),

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
@@ -106,8 +107,23 @@ class FeatureRows:
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def features_root(dest: str, feature_set: str) -> str:
-    return storage.join(dest, "features", f"feature_set={feature_set}")
+DATASETS: tuple[str, ...] = ("features", "augmented")
+"""Feature datasets under DEST: one row per input clip, and the augmented copies of labelled clips."""
+
+AUGMENTATION_FIELD = pa.field("augmentation", pa.string(), nullable=False)
+"""The transform that made an augmented row (``augmented`` dataset only), e.g. ``telephone``."""
+
+
+def augmented_schema(config: FeatureConfig, feature_names: Sequence[str]) -> pa.Schema:
+    """Arrow schema of a feature set's augmented rows: the feature rows plus ``augmentation``."""
+    schema = features_schema(config, feature_names)
+    return schema.insert(schema.get_field_index("features"), AUGMENTATION_FIELD)
+
+
+def features_root(dest: str, feature_set: str, dataset_name: str = "features") -> str:
+    if dataset_name not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset_name!r}; expected one of {DATASETS}")
+    return storage.join(dest, dataset_name, f"feature_set={feature_set}")
 
 
 def errors_root(dest: str, feature_set: str) -> str:
@@ -120,15 +136,15 @@ def partition_value(corpus: str) -> str:
 
 
 def write_features(
-    table: pa.Table, dest: str, shard_id: str, *, storage_options: dict[str, Any] | None = None
+    table: pa.Table, dest: str, shard_id: str, *, dataset_name: str = "features", storage_options: dict[str, Any] | None = None
 ) -> list[str]:
-    """Write one shard's feature rows, one part file per corpus; return the URIs written."""
+    """Write one shard's rows of ``dataset_name``, one part file per corpus; return the URIs written."""
     feature_set = table.schema.metadata[META_FEATURE_SET].decode()
     written = []
     corpora = table.column("corpus").to_pylist()
     for corpus in sorted(set(corpora)):
         mask = pa.array([value == corpus for value in corpora])
-        uri = storage.join(features_root(dest, feature_set), f"corpus={partition_value(corpus)}", f"part-{shard_id}.parquet")
+        uri = storage.join(features_root(dest, feature_set, dataset_name), f"corpus={partition_value(corpus)}", f"part-{shard_id}.parquet")
         storage.write_bytes_atomic(uri, _parquet_bytes(table.filter(mask)), storage_options=storage_options)
         written.append(uri)
     return written
@@ -162,17 +178,18 @@ def read_features(
     *,
     config: FeatureConfig,
     columns: Sequence[str] | None = None,
+    dataset_name: str = "features",
     storage_options: dict[str, Any] | None = None,
 ) -> pa.Table:
-    """Read one feature set's consolidated table from DEST.
+    """Read one feature set's consolidated table (or its augmented copies) from DEST.
 
     Raises:
         SchemaError: if no rows exist, or a part file's fingerprint differs from ``config``'s.
     """
-    root = features_root(dest, config.name)
+    root = features_root(dest, config.name, dataset_name)
     dataset = _dataset(root, storage_options)
     if dataset is None:
-        raise SchemaError(f"no features for feature set {config.name!r} under {root}; run `ser-batch featurize` first")
+        raise SchemaError(f"no {dataset_name} for feature set {config.name!r} under {root}; run `ser-batch featurize` first")
     stored = dataset.schema.metadata or {}
     fingerprint = stored.get(META_FINGERPRINT, b"").decode()
     if fingerprint != config.fingerprint():
@@ -184,7 +201,12 @@ def read_features(
     return table.replace_schema_metadata(stored)
 
 
-_ALL_COLUMNS = {field.name for field in ROW_FIELDS} | {"features"}
+_ALL_COLUMNS = {field.name for field in ROW_FIELDS} | {"features", AUGMENTATION_FIELD.name}
+
+
+def has_augmented(dest: str, feature_set: str, *, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether DEST holds augmented copies for a feature set."""
+    return _dataset(features_root(dest, feature_set, "augmented"), storage_options) is not None
 
 
 @dataclass(frozen=True)
@@ -195,19 +217,32 @@ class DoneIndex:
     failed: set[tuple[str, str]]  # (path, content_key) recorded in errors
 
 
-def read_done(dest: str, feature_set: str, *, storage_options: dict[str, Any] | None = None) -> DoneIndex:
-    """Index the inputs DEST already holds, reading only the key columns."""
+AUGMENT_STAGE = "augment"
+"""``stage`` of an error row for a clip whose augmented copies could not be made (its features row exists)."""
+
+
+def read_done(
+    dest: str, feature_set: str, *, dataset_name: str = "features", storage_options: dict[str, Any] | None = None
+) -> DoneIndex:
+    """Index the inputs a dataset of DEST already holds, reading only the key columns.
+
+    An input counts once per part file however many rows (augmented copies) it has there.
+    Failures are the error rows of the dataset's stage (``augment`` for ``augmented``).
+    """
     featurized: dict[str, list[tuple[str, str]]] = {}
-    dataset = _dataset(features_root(dest, feature_set), storage_options)
+    dataset = _dataset(features_root(dest, feature_set, dataset_name), storage_options)
     if dataset is not None:
         for fragment in dataset.get_fragments():
             keys = fragment.to_table(columns=["path", "content_key"])
-            for path, key in zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True):
+            pairs = zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
+            for path, key in dict.fromkeys(pairs):
                 featurized.setdefault(path, []).append((key, fragment.path))
     failed: set[tuple[str, str]] = set()
     dataset = _dataset(errors_root(dest, feature_set), storage_options)
     if dataset is not None:
-        errors = dataset.to_table(columns=["path", "content_key"])
+        errors = dataset.to_table(columns=["path", "content_key", "stage"])
+        augment = pc.equal(errors.column("stage"), AUGMENT_STAGE)
+        errors = errors.filter(augment if dataset_name == "augmented" else pc.invert(augment))
         failed = set(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
     return DoneIndex(featurized, failed)
 

@@ -49,6 +49,13 @@ class FeatureIdentity:
     config: dict[str, Any] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
 
+    @property
+    def frame_shape(self) -> tuple[int, int] | None:
+        """``(n_frames, n_mels)`` for a ``frames`` feature set, None for pooled vectors."""
+        if self.config.get("kind") != "frames":
+            return None
+        return int(self.config["n_frames"]), int(self.config["n_mels"])
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -140,7 +147,8 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     train = split["train"]
     _say(log, f"{config.model}: {data.emotion.size} rows ({', '.join(f'{p} {i.size}' for p, i in split.items())}); "
               f"excluded {data.n_excluded or 'none'}, unlabelled {data.n_unlabelled}")  # fmt: skip
-    model = build_model(data.features.shape[1], len(config.classes), config, normalizer_data=data.features[train])
+    model = build_model(data.features.shape[1], len(config.classes), config, normalizer_data=data.features[train],
+                        frame_shape=identity.frame_shape)  # fmt: skip
     history = _fit_model(model, data.features, data.emotion, split, config, log)
     predicted = _predicted_classes(model, data.features, config.classes)
     metrics = {
@@ -286,6 +294,20 @@ def _split_with_copies(data: _Labelled, config: TrainConfig) -> dict[str, Indice
         joined = copies[copies_of(train, paths[originals], paths[copies])]
         return {"train": np.sort(np.concatenate([originals[train], joined])), "validation": originals[validation], "test": originals[test]}
     return {"train": train, "validation": validation, "test": test}
+
+
+def with_copies(table: pa.Table, copies: pa.Table) -> pa.Table:
+    """One table of original rows and augmented copies, ``AUGMENTATION_COLUMN`` null for originals.
+
+    Raises:
+        SchemaError: if the two tables belong to different feature sets.
+    """
+    found = feature_identity(copies)
+    check_feature_set(table, feature_set=found.name, fingerprint=found.fingerprint)
+    columns = [name for name in table.column_names if name in copies.column_names]
+    originals = table.select(columns).append_column(AUGMENTATION_COLUMN, pa.nulls(table.num_rows, pa.string()))
+    combined = pa.concat_tables([originals, copies.select([*columns, AUGMENTATION_COLUMN]).cast(originals.schema)])
+    return combined.replace_schema_metadata(table.schema.metadata)
 
 
 def class_weights(targets: NDArray[np.int64], n_classes: int) -> dict[int, float]:

@@ -8,7 +8,7 @@ from typing import Any
 from ser_batch import store
 from ser_batch.artifact import load_artifact, save_artifact
 from ser_batch.config import TrainConfig, feature_config
-from ser_batch.train import Evaluation, evaluate, fit
+from ser_batch.train import Evaluation, evaluate, fit, with_copies
 
 
 def train_and_save(
@@ -30,7 +30,11 @@ def train_and_save(
         SchemaError: no table for the feature set, or one of another fingerprint.
         StorageError: DEST unreadable or MODEL_DIR unwritable.
     """
-    table = store.read_features(features_dest, config=feature_config(feature_set), storage_options=storage_options)
+    features = feature_config(feature_set)
+    table = store.read_features(features_dest, config=features, storage_options=storage_options)
+    if config.augmented and store.has_augmented(features_dest, feature_set, storage_options=storage_options):
+        copies = store.read_features(features_dest, config=features, dataset_name="augmented", storage_options=storage_options)
+        table = with_copies(table, copies)
     result = fit(table, config, log=log)
     return save_artifact(model_dir, result, storage_options=storage_options)
 

@@ -57,6 +57,33 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     assert all(current[p] == k for p, k in zip(paths, rows.column("content_key").to_pylist(), strict=True))
 
 
+def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(prefect, archive, tmp_path) -> None:
+    stats = feature_config("stats8k")
+    (archive / "random.wav").write_bytes(os.urandom(3000))
+    dest = tmp_path / "out"
+    labelled = {info.uri for info in storage.list_files(str(archive)) if "/calls/" not in info.uri and "random" not in info.uri}
+
+    first = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    copies = store.read_features(str(dest), config=stats, dataset_name="augmented")
+    assert first["augmented_copies"] == copies.num_rows == 2 * len(labelled) and first["clips_augmented"] == len(labelled)
+    assert set(copies.column("path").to_pylist()) == labelled  # not the unlabelled call, not the bad file
+
+    again = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    assert (again["featurized"], again["augmented_copies"]) == (0, 0)
+
+    changed = archive / "emodb" / "03a01Wa.wav"
+    soundfile.write(changed, np.sin(np.arange(12_000) / 7).astype(np.float32) * 0.3, 16_000)
+    third = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    assert (third["featurized"], third["augmented_copies"], third["superseded_rows_removed"]) == (1, 2, 3)
+    copies = store.read_features(str(dest), config=stats, dataset_name="augmented")
+    current = {info.uri: info.content_key for info in storage.list_files(str(archive))}
+    assert copies.num_rows == 2 * len(labelled)
+    assert all(current[p] == k for p, k in zip(copies.column("path").to_pylist(), copies.column("content_key").to_pylist(), strict=True))
+
+    plain = featurize(str(archive), str(tmp_path / "plain"), feature_set="stats8k", n_workers=1, augment=False)
+    assert plain["augmented_copies"] == 0 and not (tmp_path / "plain" / "augmented").exists()
+
+
 def test_dask_processes_match_in_process_featurization(prefect, archive, tmp_path) -> None:
     featurize(str(archive), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=2)
     with threadpool_limits(limits=1):  # as on the workers: BLAS summation order depends on threads

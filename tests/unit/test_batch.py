@@ -9,6 +9,7 @@ import soundfile
 from ser_batch import storage, store
 from ser_batch.batch import featurize_files, featurize_shard
 from ser_batch.config import feature_config
+from ser_batch.features import feature_names
 from ser_batch.plan import plan_shards
 
 SEED = feature_config("seed268")
@@ -68,3 +69,25 @@ def test_unreadable_file_is_an_error_row_not_a_failure(archive) -> None:
     finally:
         target.chmod(0o644)
     assert errors.column("error_type").to_pylist() == ["PermissionError"]
+
+
+STATS = feature_config("stats8k")
+
+
+def test_augmented_copies_are_two_seeded_rows_per_clip_and_errors_name_their_stage(archive) -> None:
+    from ser_batch.batch import augment_files
+
+    (archive / "ravdess" / "Actor_03" / "03-01-03-01-01-01-03.wav").parent.mkdir(parents=True)
+    (archive / "ravdess" / "Actor_03" / "03-01-03-01-01-01-03.wav").write_bytes(os.urandom(3000))
+    files = [info for info in storage.list_files(str(archive)) if "calls" not in info.uri]
+    augmented, errors = augment_files(files, STATS)
+    assert augmented.num_rows == 2 * (len(files) - 1)
+    assert errors.column("stage").to_pylist() == [store.AUGMENT_STAGE]
+    assert errors.column("path").to_pylist() == [str(archive / "ravdess" / "Actor_03" / "03-01-03-01-01-01-03.wav")]
+    transforms = augmented.column("augmentation").to_pylist()
+    assert transforms[0::2] == ["telephone"] * (len(files) - 1) and all(t.startswith("speed") for t in transforms[1::2])
+    assert augmented.schema == store.augmented_schema(STATS, feature_names(STATS))
+    again, _ = augment_files(files, STATS)
+    assert again.column("features").equals(augmented.column("features"))  # seeded by path + content key
+    clean, _ = featurize_files(files[:1], STATS)
+    assert augmented.column("features")[0] != clean.column("features")[0]

@@ -166,3 +166,54 @@ def test_stats8k_works_on_telephone_audio_resampled_from_8k() -> None:
 
 def test_seed268_fingerprint_is_unchanged() -> None:
     assert SEED.fingerprint() == "c74da47aea1c7e7b"
+
+
+FRAMES = feature_config("frames8k")
+
+
+@pytest.mark.parametrize("kind", sorted(SIGNALS))
+@pytest.mark.parametrize("duration_s", [0.07, 1.3, 4.0])
+def test_frames_set_shape_dtype_finite_repeatable(kind: str, duration_s: float) -> None:
+    waveform = SIGNALS[kind](duration_s, FRAMES.sample_rate)
+    first = feature_vector(waveform, FRAMES.sample_rate, FRAMES)
+    assert first.shape == (len(feature_names(FRAMES)),) == (150 * 40,) and first.dtype == np.float32
+    assert np.isfinite(first).all()
+    assert first.tobytes() == feature_vector(waveform.copy(), FRAMES.sample_rate, FRAMES).tobytes()
+
+
+def test_frames_names_are_frame_major() -> None:
+    names = feature_names(FRAMES)
+    assert len(set(names)) == len(names)
+    assert names[:2] == ["logmel_01_t000", "logmel_02_t000"] and names[40] == "logmel_01_t001" and names[-1] == "logmel_40_t149"
+
+
+def test_frames_equal_direct_librosa_calls_cropped_to_the_centre() -> None:
+    from ser_batch.features import logmel_frames
+
+    waveform = SIGNALS["noise"](4.0, FRAMES.sample_rate)  # stationary: no frame is trimmed
+    sr, n_fft, hop = FRAMES.sample_rate, FRAMES.n_fft, FRAMES.hop_length
+    power = np.abs(librosa.stft(waveform, n_fft=n_fft, hop_length=hop)) ** 2
+    mel = librosa.feature.melspectrogram(y=waveform, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=FRAMES.n_mels, fmin=FRAMES.fmin, fmax=FRAMES.fmax)
+    direct = librosa.power_to_db(mel / power.mean(), ref=1.0, amin=1e-10, top_db=80.0).T
+    start = (direct.shape[0] - FRAMES.n_frames) // 2
+    np.testing.assert_allclose(logmel_frames(waveform, sr, FRAMES), direct[start : start + FRAMES.n_frames], rtol=1e-4, atol=1e-3)
+
+
+def test_short_clips_repeat_whole_frames_instead_of_padding() -> None:
+    from ser_batch.features import logmel_frames
+
+    frames = logmel_frames(SIGNALS["chirp"](1.0, FRAMES.sample_rate), FRAMES.sample_rate, FRAMES)
+    n_kept = 1 + FRAMES.sample_rate // FRAMES.hop_length  # 51 centred frames in one second
+    np.testing.assert_array_equal(frames[n_kept : 2 * n_kept], frames[:n_kept])
+    assert not np.array_equal(frames[1], frames[0])
+
+
+def test_frames_trim_silence_and_do_not_depend_on_gain() -> None:
+    voiced = harmonic(180.0, 1.0, FRAMES.sample_rate) + SIGNALS["noise"](1.0, FRAMES.sample_rate) * 0.05
+    padded = np.concatenate([np.zeros(FRAMES.sample_rate, np.float32), voiced, np.zeros(FRAMES.sample_rate, np.float32)])
+    quiet = (padded * 0.1).astype(np.float32)
+    np.testing.assert_allclose(feature_vector(padded, FRAMES.sample_rate, FRAMES), feature_vector(quiet, FRAMES.sample_rate, FRAMES), rtol=1e-3, atol=1e-3)
+    clipped = np.clip(padded * 50, -1, 1).astype(np.float32)
+    assert np.isfinite(feature_vector(clipped, FRAMES.sample_rate, FRAMES)).all()
+    with pytest.raises(AudioError, match="silent"):
+        feature_vector(np.zeros(FRAMES.sample_rate, np.float32), FRAMES.sample_rate, FRAMES)

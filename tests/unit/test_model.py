@@ -9,12 +9,13 @@ import pytest
 
 from ser_batch.config import MODELS, TrainConfig
 from ser_batch.errors import ConfigError, SchemaError
-from ser_batch.model import MODEL_BUILDERS, SEED_MLP_L2
+from ser_batch.model import MODEL_BUILDERS, SEED_MLP_L2, SEQUENCE_BUILDERS
 
 
 def test_every_configurable_model_has_a_builder() -> None:
     names = typing.get_args(TrainConfig.model_fields["model"].annotation)
-    assert set(names) == set(MODELS) == set(MODEL_BUILDERS)
+    assert set(names) == set(MODELS) == set(MODEL_BUILDERS) | set(SEQUENCE_BUILDERS)
+    assert not set(MODEL_BUILDERS) & set(SEQUENCE_BUILDERS)
 
 
 def test_importing_the_training_modules_does_not_load_tensorflow() -> None:
@@ -105,10 +106,37 @@ def test_every_model_trains_predicts_and_round_trips_through_a_keras_file(name: 
 
     rng = np.random.default_rng(1)
     targets = np.repeat(np.arange(3), 16)
-    data = (rng.normal(0, 1, (48, 5)) + targets[:, None] * 2.0).astype(np.float32)
-    model = build_model(5, 3, TrainConfig(model=name, classes=("angry", "happy", "sad")), normalizer_data=data)
+    frame_shape = (16, 8) if name in SEQUENCE_BUILDERS else None
+    width = 16 * 8 if frame_shape else 5
+    data = (rng.normal(0, 1, (48, width)) + targets[:, None] * 2.0).astype(np.float32)
+    config = TrainConfig(model=name, classes=("angry", "happy", "sad"))
+    model = build_model(width, 3, config, normalizer_data=data, frame_shape=frame_shape)
     model.fit(data, targets, epochs=1, batch_size=16, verbose=0)
     before = probabilities(model, data)
     np.testing.assert_allclose(before.sum(axis=1), 1.0, rtol=1e-5)
     model.save(tmp_path / "model.keras")
     np.testing.assert_allclose(probabilities(keras.saving.load_model(tmp_path / "model.keras"), data), before, rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_and_pooled_models_refuse_the_other_kind_of_features() -> None:
+    from ser_batch.model import build_model
+
+    with pytest.raises(ConfigError, match="needs a frames feature set"):
+        build_model(128, 6, TrainConfig(model="crnn"), normalizer_data=np.zeros((3, 128)))
+    with pytest.raises(ConfigError, match="needs a pooled feature set"):
+        build_model(128, 6, TrainConfig(model="mlp"), normalizer_data=np.zeros((3, 128)), frame_shape=(16, 8))
+    with pytest.raises(ConfigError, match="does not hold 100 features"):
+        build_model(100, 6, TrainConfig(model="crnn"), normalizer_data=np.zeros((3, 100)), frame_shape=(16, 8))
+
+
+@pytest.mark.slow
+def test_crnn_normalises_each_band_over_training_frames_only() -> None:
+    pytest.importorskip("tensorflow")
+    from ser_batch.model import build_model
+
+    rng = np.random.default_rng(2)
+    frames = rng.normal(0, 1, (20, 16, 8)) * np.arange(1, 9) + 10.0 * np.arange(8)  # band b: mean 10 b, std b + 1
+    model = build_model(128, 3, TrainConfig(model="crnn"), normalizer_data=frames.reshape(20, -1), frame_shape=(16, 8))
+    normalizer = model.get_layer("normalize")
+    np.testing.assert_allclose(np.ravel(normalizer.mean), frames.reshape(-1, 8).mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(np.ravel(normalizer.variance), frames.reshape(-1, 8).var(axis=0), rtol=1e-3)

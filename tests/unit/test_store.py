@@ -100,3 +100,23 @@ def test_prune_rows_rewrites_or_deletes_a_part(tmp_path) -> None:
     assert pq.read_schema(part).metadata[store.META_FEATURE_SET] == b"seed268"
     store.prune_rows(part, {"/a/1.wav"}, protocol=None)
     assert not (tmp_path / "features" / "feature_set=seed268" / "corpus=tess" / "part-abc.parquet").exists()
+
+
+def test_augmented_copies_count_once_per_part_and_only_augment_errors_count_as_their_failures(tmp_path) -> None:
+    import pyarrow as pa
+
+    table = rows(["tess", "tess"]).to_table(store.features_schema(SEED, feature_names(SEED)))
+    copies = table.add_column(table.schema.get_field_index("features"), store.AUGMENTATION_FIELD, pa.array(["telephone", "speed"]))
+    copies = pa.concat_tables([copies, copies]).replace_schema_metadata(table.schema.metadata)  # 2 copies per path
+    (part,) = store.write_features(copies, str(tmp_path), "abc", dataset_name="augmented")
+    assert part.startswith(str(tmp_path / "augmented" / "feature_set=seed268" / "corpus=tess"))
+    errors = [{"path": f"/bad{stage}.wav", "content_key": "9:9", "error_type": "AudioError", "message": "x",
+               "stage": stage, "feature_set": "seed268", "run_at": datetime.now(UTC)} for stage in ("decode", "augment")]  # fmt: skip
+    store.write_errors(pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA), str(tmp_path), "seed268", "abc")
+    done = store.read_done(str(tmp_path), "seed268", dataset_name="augmented")
+    assert done.featurized == {"/a/0.wav": [("0:1", part)], "/a/1.wav": [("1:1", part)]}
+    assert done.failed == {("/badaugment.wav", "9:9")}
+    assert store.read_done(str(tmp_path), "seed268").failed == {("/baddecode.wav", "9:9")}
+    read = store.read_features(str(tmp_path), config=SEED, dataset_name="augmented")
+    assert read.num_rows == 4 and read.column("augmentation").to_pylist() == ["telephone", "speed"] * 2
+    assert store.has_augmented(str(tmp_path), "seed268") and not store.has_augmented(str(tmp_path), "stats8k")

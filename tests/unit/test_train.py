@@ -240,3 +240,16 @@ def test_default_model_learns_emotions_from_120_real_clips(ser_dev) -> None:
     test = result.metrics["test"]
     assert test["n"] >= 30
     assert test["accuracy"] >= 0.40, test  # chance is 1/6 ~ 0.17
+
+
+def test_with_copies_marks_originals_and_refuses_copies_of_another_feature_set(features_table: FeaturesTable) -> None:
+    from ser_batch.train import AUGMENTATION_COLUMN, with_copies
+
+    table = features_table({"angry": 3, "sad": 3})
+    copies = table.append_column(AUGMENTATION_COLUMN, pa.array(["telephone"] * 6, pa.string()))
+    combined = with_copies(table, copies)
+    assert combined.num_rows == 12 and combined.schema.metadata == table.schema.metadata
+    assert combined.column(AUGMENTATION_COLUMN).to_pylist() == [None] * 6 + ["telephone"] * 6
+    other = features_table({"angry": 3, "sad": 3}, fingerprint="beef").append_column(AUGMENTATION_COLUMN, pa.array(["x"] * 6))
+    with pytest.raises(SchemaError, match="fingerprint"):
+        with_copies(table, other)
