@@ -39,9 +39,19 @@ from ser_batch.config import SEED_CLASSES, feature_config  # noqa: E402
 from ser_batch.errors import AudioError  # noqa: E402
 from ser_batch.features import feature_vector  # noqa: E402
 from ser_batch.labels import labels_from_path  # noqa: E402
+from ser_batch.voice import normalise_voices, voice_prior  # noqa: E402
 
 DEFAULT_LABEL = "stats8k + mlp-ensemble + aug"
-"""The configuration the library defaults to (augmentation needs the featurize wiring; see the README)."""
+"""The configuration ``ser-batch featurize`` and ``ser-batch train`` default to."""
+
+VOICE_PRIOR_WEIGHT = 10.0
+"""Pseudo-clips of the population prior in each voice's statistics (the library default)."""
+
+CALL_CLIPS = 20
+"""Test clips per simulated call (about a minute of speech) for voice normalisation."""
+
+LEARNING_CURVE_LABEL = "stats8k + mlp"
+"""The configuration the learning curve retrains (a single MLP: five times cheaper than the ensemble)."""
 
 FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "frames8k")
 AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "frames8k")  # the recipe baseline is never augmented
@@ -133,6 +143,7 @@ class Setup:
     copies: tuple[str, ...] = ("aug0", "aug1")  # aug0: telephone copy, aug1: speed + noise copy
     epochs: int = 100  # TrainConfig's default; class weighting and patience are the model's defaults too
     speaker_norm: str = ""  # z-score features per speaker: "all" clips or "20-half-neutral" (see _speaker_norm)
+    voice_norm: bool = False  # the product's ser_batch.voice normalisation, test voices cut into 20-clip "calls"
 
 
 SETUPS: tuple[Setup, ...] = (
@@ -154,6 +165,7 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats8k + mlp-ensemble + aug + speaker-norm(all)", "stats8k", "mlp-ensemble", augment=True, speaker_norm="all"),
     Setup("stats8k + mlp-ensemble + aug + speaker-norm(20, half neutral)", "stats8k", "mlp-ensemble", augment=True,
           speaker_norm="20-half-neutral"),  # fmt: skip
+    Setup("stats8k + mlp-ensemble + aug + voice-norm", "stats8k", "mlp-ensemble", augment=True, voice_norm=True),
     Setup("frames8k + crnn", "frames8k", "crnn"),
     Setup("frames8k + crnn + aug", "frames8k", "crnn", augment=True),
 )
@@ -214,18 +226,68 @@ def run_fold(setup: Setup, matrices: dict[str, np.ndarray], targets: np.ndarray,
     x, y = np.concatenate(blocks), np.concatenate(labels)
     ok = np.isfinite(x).all(axis=1)
     x, y = x[ok], y[ok]
+    validation_x = matrices["clean"][validation]
+    if setup.voice_norm:  # as ser_batch.training does: each training voice (and channel) with all its clips
+        voices = np.concatenate([np.char.add(groups[fit_rows], f"/{v}") for v in ("clean", *setup.copies)])[ok]
+        prior = voice_prior(x, voices, weight=VOICE_PRIOR_WEIGHT)
+        x = normalise_voices(x, voices, prior)
+        validation_x = normalise_voices(validation_x, groups[validation], prior)
     model = build_model(x.shape[1], 6, config, normalizer_data=x, frame_shape=getattr(feature_config(setup.feature_set), "frame_shape", None))
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
-    model.fit(x, y, validation_data=(matrices["clean"][validation], targets[validation]) if validation.size else None,
+    model.fit(x, y, validation_data=(validation_x, targets[validation]) if validation.size else None,
               epochs=setup.epochs, batch_size=64, shuffle=True, verbose=0, callbacks=callbacks,
               class_weight=class_weights(y, 6) if config.resolved_class_weight() == "balanced" else None)  # fmt: skip
     out = {}
     for variant in ("clean", "tel"):
         features = np.nan_to_num(matrices[variant][test])
+        if setup.voice_norm:
+            features = normalise_voices(features, _calls(groups[test], targets[test], seed, mixed=True), prior)
         out[variant] = model.predict(features, batch_size=1024, verbose=0).argmax(axis=1)
+    if setup.voice_norm:  # stress tests: one clip alone, and calls of a single emotion
+        clean = np.nan_to_num(matrices["clean"][test])
+        for name, voices in (("single", np.arange(test.size)), ("one_emotion", _calls(groups[test], targets[test], seed, mixed=False))):
+            out[name] = model.predict(normalise_voices(clean, voices, prior), batch_size=1024, verbose=0).argmax(axis=1)
     return out
+
+
+def _calls(groups: np.ndarray, targets: np.ndarray, seed: int, *, mixed: bool) -> np.ndarray:
+    # Test clips of one voice cut into "calls" of CALL_CLIPS clips: random mixes, or one emotion each.
+    rng = np.random.default_rng(seed)
+    calls = np.empty(groups.size, dtype=object)
+    for group, target in sorted({(g, -1 if mixed else int(t)) for g, t in zip(groups, targets, strict=True)}):
+        rows = rng.permutation(np.flatnonzero((groups == group) & ((targets == target) | mixed)))
+        for start in range(0, rows.size, CALL_CLIPS):
+            calls[rows[start : start + CALL_CLIPS]] = f"{group}/{target}/{start}"
+    return calls
+
+
+def learning_curve(cache: Path, folds: list[tuple[np.ndarray, np.ndarray]], seed: int, setup: Setup,
+                   fractions: tuple[float, ...] = (0.33, 0.67, 1.0), draws: int = 2) -> list[tuple[float, float, float, float]]:  # fmt: skip
+    """Accuracy against the number of training voices: each fold trains on a random share of its voices.
+
+    Returns ``(fraction, mean training voices, mean accuracy, std over folds and draws)`` per fraction.
+    """
+    data = load_cache(cache, setup.feature_set)
+    targets = np.array([list(SEED_CLASSES).index(e) for e in data["emotion"]], dtype=np.int64)
+    groups = np.char.add(np.char.add(data["corpus"], "/"), data["speaker"])
+    matrices = _matrices(data, setup, groups)
+    rows = []
+    for fraction in fractions:
+        accuracies, voices = [], []
+        for draw in range(draws if fraction < 1.0 else 1):
+            rng = np.random.default_rng(seed + 100 * draw)
+            for k, (train, test) in enumerate(folds):
+                names = np.unique(groups[train])
+                keep = rng.choice(names, max(5, round(fraction * names.size)), replace=False)
+                subset = train[np.isin(groups[train], keep)]
+                result = run_fold(setup, matrices, targets, groups, subset, test, seed + k)
+                accuracies.append(float(np.mean(result["clean"] == targets[test])))
+                voices.append(keep.size)
+        rows.append((fraction, float(np.mean(voices)), float(np.mean(accuracies)), float(np.std(accuracies))))
+        print(f"learning curve {fraction:.2f}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
 
 
 def _bal(y: np.ndarray, p: np.ndarray) -> float:
@@ -238,14 +300,17 @@ def evaluate_setup(setup: Setup, cache: Path, folds: list[tuple[np.ndarray, np.n
     targets = np.array([classes.index(e) for e in data["emotion"]], dtype=np.int64)
     groups = np.char.add(np.char.add(data["corpus"], "/"), data["speaker"])
     matrices = _matrices(data, setup, groups)
-    predicted = {v: np.full(targets.size, -1) for v in ("clean", "tel")}
+    predicted: dict[str, np.ndarray] = {}
     per_fold: dict[str, list[float]] = {"acc": [], "bal": [], "tel": [], "tel_bal": []}
     start = time.perf_counter()
     for k, (train, test) in enumerate(folds):
         result = run_fold(setup, matrices, targets, groups, train, test, seed + k)
         for variant, values in result.items():
-            predicted[variant][test] = values
+            predicted.setdefault(variant, np.full(targets.size, -1))[test] = values
         y = targets[test]
+        for stress in ("single", "one_emotion"):
+            if stress in result:
+                per_fold.setdefault(stress, []).append(float(np.mean(result[stress] == y)))
         per_fold["acc"].append(float(np.mean(result["clean"] == y)))
         per_fold["bal"].append(_bal(y, result["clean"]))
         per_fold["tel"].append(float(np.mean(result["tel"] == y)))
@@ -295,6 +360,14 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
           "the TESS fold holds 1,199 of the 2,140 clips); pooled acc: every clip once; per corpus: pooled over "
           "the folds (every clip is tested once; TESS's single speaker sits in one fold, trained on RAVDESS + EmoDB "
           "voices only); ms/clip: median featurization of one clean clip at the set's rate.")  # fmt: skip
+    stressed = [r for r in results if "single" in r["folds"]]  # type: ignore[operator]
+    if stressed:
+        print(f"\nvoice normalisation: test voices cut into calls of {CALL_CLIPS} clips (mixed emotions, as in the "
+              "table), compared with each clip alone and with calls of one emotion; accuracy, mean ± std over folds")  # fmt: skip
+        print("| configuration | mixed calls | single clip | one-emotion calls |\n|---|---|---|---|")
+        for r in stressed:
+            f = r["folds"]  # type: ignore[index]
+            print(f"| {r['setup'].label} | {_ms(f['acc'])} | {_ms(f['single'])} | {_ms(f['one_emotion'])} |")  # type: ignore[union-attr]
     if reference is not None:
         print(f"reference, the recipe's original protocol (random 80/20 split, same speakers on both sides): "
               f"accuracy {reference:.3f}")
@@ -306,8 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ser-acc"))
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", help="labels (substrings) of the setups to run")
+    parser.add_argument("--only", nargs="*", help="exact labels of the setups to run (default: all)")
     parser.add_argument("--confusion", type=Path, help="write the default setup's pooled confusion matrix here (.csv and .png)")
+    parser.add_argument("--learning-curve", action="store_true", help="also print accuracy against the number of training voices")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -322,14 +396,17 @@ def main(argv: list[str] | None = None) -> None:
     meta = load_cache(args.cache, "seed268")
     groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
     folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
-    setups = [s for s in SETUPS if not args.only or any(o in s.label for o in args.only)]
+    unknown = set(args.only or ()) - {s.label for s in SETUPS}
+    if unknown:
+        raise SystemExit(f"unknown setups {sorted(unknown)}; known: {[s.label for s in SETUPS]}")
+    setups = [s for s in SETUPS if not args.only or s.label in args.only]
     results = []
     for setup in setups:
         results.append(evaluate_setup(setup, args.cache, folds, args.seed))
         f, c = results[-1]["folds"], results[-1]["corpora"]
         print(f"done {setup.label} in {results[-1]['seconds']:.0f} s: acc {_ms(f['acc'])} bal {_ms(f['bal'])} "
               f"tel {_ms(f['tel'])} corpora {c}", file=sys.stderr, flush=True)  # fmt: skip
-    reference = random_split_reference(args.cache, args.seed) if not args.only else None
+    reference = random_split_reference(args.cache, args.seed) if setups[0] is SETUPS[0] else None  # with the recipe row
     print_table(results, reference)
     defaults = [r for r in results if r["setup"].label == DEFAULT_LABEL]  # type: ignore[union-attr]
     if args.confusion is not None and defaults:
@@ -339,6 +416,12 @@ def main(argv: list[str] | None = None) -> None:
         title = f"{DEFAULT_LABEL}: speaker-grouped 5-fold CV on ser-dev"
         args.confusion.with_suffix(".csv").write_bytes(confusion_csv(matrix, SEED_CLASSES))  # type: ignore[arg-type]
         args.confusion.with_suffix(".png").write_bytes(confusion_png(matrix, SEED_CLASSES, title=title))  # type: ignore[arg-type]
+    if args.learning_curve:
+        curve_setup = next(s for s in SETUPS if s.label == LEARNING_CURVE_LABEL)
+        print(f"\nlearning curve ({curve_setup.label}): a random share of each fold's training voices, same test voices")
+        print("| share of training voices | voices (mean) | accuracy |\n|---|---|---|")
+        for fraction, voices, mean, std in learning_curve(args.cache, folds, args.seed, curve_setup):
+            print(f"| {fraction:.2f} | {voices:.1f} | {mean:.3f} ± {std:.3f} |")
     print(f"\nwall time {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

@@ -74,7 +74,8 @@ def _train(args: argparse.Namespace) -> int:
     from ser_batch.config import TrainConfig
 
     config = TrainConfig(model=args.model, split=args.split, classes=tuple(args.classes.split(",")),
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmented=args.augmented)  # fmt: skip
+                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmented=args.augmented,
+                         voice_norm=args.voice_norm)  # fmt: skip
     result = train(features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config)
     print(json.dumps(result["metrics"], indent=2) if args.json else _metrics_table(result["metrics"]))
     print(f"model: {args.model_dir} (model.keras, metadata.json, confusion_matrix.png/.csv, history.png)")
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--augmented", action=argparse.BooleanOptionalAction, default=True,
                        help="add the augmented copies featurize made of training clips to the training part (default: on)")  # fmt: skip
+    train.add_argument("--voice-norm", action="store_true",
+                       help="normalise features per voice (speaker; call channel when scoring): better when each voice "
+                       "has audio of several emotions, worse for calls of one emotion throughout (see README)")  # fmt: skip
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_storage_options(train)
     train.set_defaults(handler=_train)

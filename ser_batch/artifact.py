@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
@@ -24,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from ser_batch.errors import SchemaError
 from ser_batch.model import probabilities
 from ser_batch.storage import join, read_bytes, storage_errors, write_bytes_atomic
+from ser_batch.voice import VoicePrior, normalise_voices
 
 if TYPE_CHECKING:
     import keras
@@ -50,6 +52,7 @@ class Artifact:
     feature_set: str
     fingerprint: str
     model_dir: str
+    voice_prior: VoicePrior | None = None
 
 
 def save_artifact(
@@ -118,15 +121,19 @@ def load_artifact(model_dir: str, *, storage_options: dict[str, Any] | None = No
     return Artifact(
         model=model, metadata=metadata, classes=classes, feature_set=str(metadata["feature_set"]),
         fingerprint=str(metadata["fingerprint"]), model_dir=model_dir,
+        voice_prior=VoicePrior.from_dict(metadata["voice_prior"]) if metadata.get("voice_prior") else None,
     )  # fmt: skip
 
 
-def predict_proba(artifact: Artifact, features: ArrayLike) -> NDArray[np.float32]:
+def predict_proba(artifact: Artifact, features: ArrayLike, *, voices: Sequence[Hashable] | None = None) -> NDArray[np.float32]:
     """Class probabilities for raw feature vectors of the artifact's feature set.
 
     Args:
         artifact: a loaded model directory.
         features: shape ``(n, n_features)``.
+        voices: the voice (speaker, call channel) of each row, for a model trained with
+            voice normalisation; None treats every row as a voice of its own, which
+            leans on the training population's statistics.
 
     Returns:
         float32 array of shape ``(n, len(artifact.classes))``, columns in ``artifact.classes`` order.
@@ -134,7 +141,10 @@ def predict_proba(artifact: Artifact, features: ArrayLike) -> NDArray[np.float32
     Raises:
         SchemaError: if ``features`` does not have the model's width.
     """
-    return probabilities(artifact.model, features)
+    matrix = np.asarray(features, dtype=np.float32)
+    if artifact.voice_prior is not None and matrix.ndim == 2 and matrix.shape[0]:
+        matrix = normalise_voices(matrix, range(matrix.shape[0]) if voices is None else voices, artifact.voice_prior)
+    return probabilities(artifact.model, matrix)
 
 
 def confusion_png(matrix: NDArray[np.int64], classes: tuple[str, ...], *, title: str) -> bytes:
@@ -209,6 +219,7 @@ def _metadata(result: TrainResult) -> dict[str, Any]:
         "feature_names": result.features.names,
         "n_features": int(result.model.input_shape[-1]),
         "train_config": config.model_dump(mode="json"),
+        "voice_prior": result.voice_prior.as_dict() if result.voice_prior is not None else None,
         "split": config.split,
         "seed": config.seed,
         "n_rows": {p: int(indices.size) for p, indices in split.items()},

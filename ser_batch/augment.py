@@ -155,7 +155,7 @@ def augmented_copies(waveform: NDArray[np.float32], sample_rate: int, rng: np.ra
     noisy = add_noise(fast, float(rng.uniform(10.0, 30.0)), rng)
     return [
         Copy("telephone", phone, TELEPHONE_RATE),
-        Copy(f"speed{factor:.2f}-noise", np.clip(noisy, -1.0, 1.0).astype(np.float32), sample_rate),
+        Copy("speed-noise", np.clip(noisy, -1.0, 1.0).astype(np.float32), sample_rate),
     ]
 
 

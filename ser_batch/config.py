@@ -211,6 +211,15 @@ class TrainConfig(_Frozen):
         description="add the augmented copies DEST holds of training clips (never of validation or test clips) "
         "to the training part",
     )
+    voice_norm: bool = Field(
+        default=False,
+        description="z-score features per voice (a training speaker, a call channel when scoring) with its own "
+        "statistics shrunk towards the training population's (ser_batch.voice); helps when a voice has audio of "
+        "several emotions, hurts when a call is one emotion throughout (see the README)",
+    )
+    voice_prior_weight: float = Field(
+        default=10.0, ge=0.0, le=1e6, description="pseudo-clips of the population statistics in each voice's"
+    )
     patience: int | None = Field(
         default=None, ge=0, le=100_000,
         description="stop after this many epochs without a lower validation loss and keep the best weights; "

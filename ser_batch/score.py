@@ -43,6 +43,7 @@ from ser_batch import storage, store
 from ser_batch.artifact import _REQUIRED_METADATA, Artifact, load_artifact
 from ser_batch.audio import audio_info, read_channel
 from ser_batch.config import EMOTIONS, FeatureConfig, ScoreConfig, feature_config
+from ser_batch.voice import normalise_voices
 from ser_batch.errors import AudioError, SchemaError
 from ser_batch.plan import Shard
 from ser_batch.prediction import call_columns, segment_columns, window_features
@@ -250,7 +251,7 @@ def score_files(
                                    "message": message, "stage": progress.stage, "feature_set": features.name,
                                    "model_id": identity.model_id, "run_at": now})  # fmt: skip
             continue
-        probabilities = predicted_probabilities(artifact, np.concatenate([c.features for c in channels]))
+        probabilities = predicted_probabilities(artifact, voice_normalised(artifact, channels))
         offset = 0
         key = {"path": info.uri, "content_key": info.content_key, **stamp}
         for channel in channels:
@@ -308,6 +309,15 @@ def read_recording_windows(
             channels.append(ChannelWindows(channel, windows, window_features(waveform, sample_rate, windows, features)))
             del waveform  # before the next channel is decoded: one channel in memory at a time
     return channels, sample_rate, n_samples / sample_rate
+
+
+def voice_normalised(artifact: Artifact, channels: Sequence[ChannelWindows]) -> NDArray[np.float32]:
+    """The windows' features of every channel, normalised per channel (one voice) when the model expects it."""
+    features = np.concatenate([c.features for c in channels])
+    if artifact.voice_prior is None or not features.shape[0]:
+        return features
+    voices = np.repeat(np.arange(len(channels)), [len(c.windows) for c in channels])
+    return normalise_voices(features, voices, artifact.voice_prior)
 
 
 def predicted_probabilities(artifact: Artifact, features: NDArray[np.float32]) -> NDArray[np.float32]:

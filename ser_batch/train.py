@@ -22,6 +22,7 @@ from ser_batch.errors import SchemaError
 from ser_batch.metrics import confusion_matrix, metric_summary
 from ser_batch.model import build_model, probabilities
 from ser_batch.split import Indices, copies_of, speaker_groups, split_indices
+from ser_batch.voice import VoicePrior, normalise_voices, voice_prior
 
 AUGMENTATION_COLUMN = "augmentation"
 """Optional column naming the transform of an augmented copy (null for an original clip).
@@ -73,6 +74,7 @@ class TrainResult:
     training_rows: dict[str, dict[str, int]]
     n_excluded: dict[str, int]
     n_unlabelled: int
+    voice_prior: VoicePrior | None = None
 
 
 @dataclass(frozen=True)
@@ -145,12 +147,20 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     _check_classes_present(data.emotion, config.classes, log)
     split = _split_with_copies(data, config)
     train = split["train"]
+    features, prior = data.features, None
+    if config.voice_norm:  # each part's voices with their own clips: no statistics cross parts
+        voices = row_voices(data.table)
+        prior = voice_prior(features[train], voices[train], weight=config.voice_prior_weight)
+        features = np.empty_like(data.features)
+        for indices in split.values():
+            if indices.size:
+                features[indices] = normalise_voices(data.features[indices], voices[indices], prior)
     _say(log, f"{config.model}: {data.emotion.size} rows ({', '.join(f'{p} {i.size}' for p, i in split.items())}); "
               f"excluded {data.n_excluded or 'none'}, unlabelled {data.n_unlabelled}")  # fmt: skip
-    model = build_model(data.features.shape[1], len(config.classes), config, normalizer_data=data.features[train],
+    model = build_model(features.shape[1], len(config.classes), config, normalizer_data=features[train],
                         frame_shape=identity.frame_shape)  # fmt: skip
-    history = _fit_model(model, data.features, data.emotion, split, config, log)
-    predicted = _predicted_classes(model, data.features, config.classes)
+    history = _fit_model(model, features, data.emotion, split, config, log)
+    predicted = _predicted_classes(model, features, config.classes)
     metrics = {
         p: metric_summary(data.emotion[i], predicted[i], data.corpus[i], classes=config.classes)
         for p, i in split.items()
@@ -163,8 +173,19 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
         model=model, config=config, classes=config.classes, features=identity, history=history, split=split,
         rows=data.table.drop_columns(["features"]), metrics=metrics, confusion=confusion,
         training_rows=_rows_per_corpus_and_class(data.corpus[train], data.emotion[train], config.classes),
-        n_excluded=data.n_excluded, n_unlabelled=data.n_unlabelled,
+        n_excluded=data.n_excluded, n_unlabelled=data.n_unlabelled, voice_prior=prior,
     )  # fmt: skip
+
+
+def row_voices(table: pa.Table) -> NDArray[np.object_]:
+    """The voice of each row: corpus, speaker (the path when unknown) and, for a copy, its transform.
+
+    An augmented copy is its own voice: a telephone line changes the voice's statistics.
+    """
+    corpus, speaker, path = (table.column(name).to_pylist() for name in ("corpus", "speaker", "path"))
+    copy = table.column(AUGMENTATION_COLUMN).to_pylist() if AUGMENTATION_COLUMN in table.column_names else [None] * table.num_rows
+    return np.array([f"{c}/{s if s is not None else p}/{a or 'original'}" for c, s, p, a in zip(corpus, speaker, path, copy, strict=True)],
+                    dtype=object)  # fmt: skip
 
 
 def evaluate(table: pa.Table, artifact: Artifact) -> Evaluation:
@@ -188,7 +209,10 @@ def evaluate(table: pa.Table, artifact: Artifact) -> Evaluation:
     """
     check_feature_set(table, feature_set=artifact.feature_set, fingerprint=artifact.fingerprint)
     data = _labelled(table, artifact.classes, width=int(artifact.model.input_shape[-1]))
-    predicted = _predicted_classes(artifact.model, data.features, artifact.classes)
+    features = data.features
+    if artifact.voice_prior is not None and data.table.num_rows:
+        features = normalise_voices(features, row_voices(data.table), artifact.voice_prior)
+    predicted = _predicted_classes(artifact.model, features, artifact.classes)
     summary = metric_summary(data.emotion, predicted, data.corpus, classes=artifact.classes)
     return Evaluation(
         classes=tuple(artifact.classes), n=summary["n"], accuracy=summary["accuracy"],

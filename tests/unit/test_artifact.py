@@ -75,7 +75,8 @@ def test_save_load_predict_round_trip_gives_equal_outputs(
     assert artifact.classes == CLASSES
     assert (artifact.feature_set, artifact.fingerprint) == ("tiny", "f00d")
     features = feature_matrix(features_table({"angry": 5, "happy": 5, "sad": 5}, seed=9))
-    np.testing.assert_allclose(predict_proba(artifact, features), probabilities(trained.model, features), atol=1e-6)
+    np.testing.assert_allclose(probabilities(artifact.model, features), probabilities(trained.model, features), atol=1e-6)
+    assert predict_proba(artifact, features).shape == (15, len(CLASSES))
 
 
 @pytest.mark.slow
@@ -124,3 +125,28 @@ def test_load_refuses_metadata_without_required_keys(tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text(json.dumps({"model": "seed-mlp"}))
     with pytest.raises(SchemaError, match="lacks keys"):
         load_artifact(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_voice_normalised_model_keeps_its_prior_and_evaluate_reproduces_the_test_metrics(
+    trained: TrainResult, features_table: FeaturesTable, tmp_path: Path
+) -> None:
+    from ser_batch.artifact import load_artifact, predict_proba, save_artifact
+    from ser_batch.train import evaluate, fit
+
+    assert trained.voice_prior is None  # off by default
+    trained = fit(features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6}),
+                  TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2, voice_norm=True))  # fmt: skip
+    assert trained.voice_prior is not None
+    save_artifact(str(tmp_path), trained)
+    artifact = load_artifact(str(tmp_path))
+    assert artifact.voice_prior is not None
+    np.testing.assert_allclose(artifact.voice_prior.mean, trained.voice_prior.mean)
+    assert artifact.voice_prior.weight == trained.config.voice_prior_weight == 10.0
+    table = features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6})  # the table it was fitted on
+    test_paths = set(trained.rows.take(trained.split["test"]).column("path").to_pylist())
+    test_rows = table.filter(pa.array([p in test_paths for p in table.column("path").to_pylist()]))
+    assert evaluate(test_rows, artifact).accuracy == trained.metrics["test"]["accuracy"]
+    features = feature_matrix(test_rows)
+    alone, together = predict_proba(artifact, features), predict_proba(artifact, features, voices=["one voice"] * len(features))
+    assert alone.shape == together.shape and not np.allclose(alone, together)  # each clip alone leans on the prior
