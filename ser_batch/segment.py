@@ -48,7 +48,7 @@ _POWER_EPS = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 _PEAK_RADIUS_LOBES = 1.5  # a peak's reach, in Hann main-lobe half-widths (±2 / frame_s Hz)
 _STEADY_LAG_S = 0.1  # a tone's spectrum is compared with the frames this far before and after
 _STEADY_SIMILARITY = 0.99  # cosine of magnitude spectra; speech moves below it within 0.1 s
-_BLOCK_FRAMES = 4096  # VAD frames per read (41 s at 10 ms): bounds memory on calls of any length
+_BLOCK_FRAMES = 1024  # VAD frames per read (10 s at 10 ms): bounds memory (~10 MB of temporaries) at any length
 
 
 def speech_spans(waveform: NDArray[np.floating], sample_rate: int, config: ScoreConfig) -> list[Span]:
