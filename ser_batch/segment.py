@@ -277,22 +277,29 @@ def _tone_frames(
     n_fft = 1 << (frame_length - 1).bit_length()
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
-    magnitude = _magnitude(frames[index], n_fft)
+    window = np.hanning(frame_length)
+    magnitude = _magnitude(frames[index], n_fft, window)
     is_tone = _tonality(magnitude**2, radius) > max_tonality
     tonal = np.flatnonzero(is_tone)
     steady = np.zeros(tonal.size, dtype=bool)
+    # Most neighbours of a tonal frame are loud frames whose spectrum is already computed.
+    row_of = np.full(frames.shape[0], -1)
+    row_of[index] = np.arange(index.size)
     for neighbour in (index[tonal] - lag, index[tonal] + lag):
         inside = (neighbour >= 0) & (neighbour < frames.shape[0])
-        other = _magnitude(frames[np.clip(neighbour, 0, frames.shape[0] - 1)], n_fft)
+        clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
+        rows = row_of[clipped]
+        other = np.empty((tonal.size, magnitude.shape[1]))
+        other[rows >= 0] = magnitude[rows[rows >= 0]]
+        other[rows < 0] = _magnitude(frames[clipped[rows < 0]], n_fft, window)
         steady |= inside & (np.sum(magnitude[tonal] * other, axis=1) > _STEADY_SIMILARITY)
     is_tone[tonal] = steady
     return is_tone
 
 
-def _magnitude(frames: NDArray[np.float32], n_fft: int) -> NDArray[np.float64]:
-    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame."""
-    frame_length = frames.shape[1]
-    magnitude = np.abs(np.fft.rfft(frames * np.hanning(frame_length), n=n_fft, axis=1))
+def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame (each row on its own)."""
+    magnitude = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
     return unit
@@ -305,9 +312,9 @@ def _tonality(power: NDArray[np.float64], radius: int) -> NDArray[np.float64]:
     remaining = power.copy()
     for _ in range(2):
         peak = np.argmax(remaining, axis=1)[:, None]
-        near |= np.abs(bins - peak) <= radius
-        remaining[near] = 0.0
-    captured = np.where(near, power, 0.0).sum(axis=1)
+        near |= (bins >= peak - radius) & (bins <= peak + radius)
+        np.copyto(remaining, 0.0, where=near)
+    captured = (power * near).sum(axis=1)
     share: NDArray[np.float64] = captured / (power.sum(axis=1) + _POWER_EPS)
     return share
 

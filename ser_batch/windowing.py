@@ -49,6 +49,7 @@ _FRAME_BLOCK = 1024  # frames transformed at a time: bounds the FFT temporaries 
 _TOP_DB = 80.0  # librosa.power_to_db's default, used by _stats_vector's log-mel and by spectral_contrast
 _DELTA_WIDTH = 9
 _CONTRAST_QUANTILE = 0.02  # librosa.feature.spectral_contrast's default
+_ROLL_PERCENT = 0.85  # librosa.feature.spectral_rolloff's default
 _ZCR_THRESHOLD = 1e-10  # librosa.zero_crossings' default
 
 
@@ -184,7 +185,7 @@ def _frame_features(frames: NDArray[np.float32], config: StatsFeatureConfig) -> 
             "rms_db": 10.0 * np.log10(np.maximum(rms, _AMIN) ** 2),
             "power_sum": power.sum(axis=0),
             "centroid": librosa.feature.spectral_centroid(S=magnitude, sr=config.sample_rate, n_fft=config.n_fft)[0],
-            "rolloff": librosa.feature.spectral_rolloff(S=magnitude, sr=config.sample_rate, n_fft=config.n_fft)[0],
+            "rolloff": _rolloff(magnitude, freqs),
             "flatness": librosa.feature.spectral_flatness(S=magnitude, amin=_AMIN)[0],
             "f0": f0,
             "strength": strength,
@@ -197,6 +198,17 @@ def _frame_features(frames: NDArray[np.float32], config: StatsFeatureConfig) -> 
         for name, value in values.items():
             blocks.setdefault(name, []).append(value)
     return {name: np.concatenate(parts, axis=-1) for name, parts in blocks.items()}
+
+
+def _rolloff(magnitude: NDArray[np.float32], freqs: NDArray[np.float64]) -> NDArray[np.float64]:
+    """librosa.feature.spectral_rolloff, exactly: the first bin whose cumulative sum reaches 85%.
+
+    librosa takes the NaN-aware minimum of the frequencies of all such bins; frequencies rise
+    with the bin, so that is the first one, found here without the NaN arrays.
+    """
+    total = np.cumsum(magnitude, axis=0)
+    reached = total >= _ROLL_PERCENT * total[-1]
+    return freqs[np.argmax(reached, axis=0)]
 
 
 def _contrast_bands(freqs: NDArray[np.float64], config: StatsFeatureConfig) -> list[tuple[NDArray[np.bool_], int]]:
