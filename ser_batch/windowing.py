@@ -99,8 +99,8 @@ def window_vectors(
         validate_waveform(samples[a:b], config.sample_rate, config)
     for rows in window_groups(windows, _GROUP_HOPS * config.hop_length):
         group = [windows[row] for row in rows]
-        frames, columns = _frame_matrix(samples, group, config)
-        per_frame = _frame_features(frames, config)
+        sources, columns = _frame_matrix(samples, group, config)
+        per_frame = _frame_features(sources, config)
         zcr = None if config.band_limited else _zero_crossing_rates(samples, group, config)
         for index, (row, cols) in enumerate(zip(rows, columns, strict=True)):
             matrix[row] = _window_vector(per_frame, cols, None if zcr is None else zcr[index], config)
@@ -130,8 +130,8 @@ def window_groups(windows: Sequence[SampleWindow], max_samples: int) -> list[lis
 
 def _frame_matrix(
     samples: NDArray[np.float32], windows: Sequence[SampleWindow], config: StatsFeatureConfig
-) -> tuple[NDArray[np.float32], list[NDArray[np.intp]]]:
-    """Raw frames (one row each) of every window, interior frames shared; each window's rows."""
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.intp]]]:
+    """Raw frames of every window, interior frames shared, as blocks of rows; each window's row numbers."""
     half, hop = config.n_fft // 2, config.hop_length
     centres = [a + hop * np.arange(1 + (b - a) // hop) for a, b in windows]
     interior = [(c - half >= a) & (c + half <= b) for c, (a, b) in zip(centres, windows, strict=True)]
@@ -153,12 +153,14 @@ def _frame_matrix(
         cols[outside] = n_edges + np.arange(outside.size)
         n_edges += outside.size
         columns.append(cols)
+    # Shared frames on a common hop grid are strided views of the samples: no copy until windowed.
     views = np.lib.stride_tricks.sliding_window_view(samples, config.n_fft)
-    frames = np.concatenate([views[shared - half], *edges]) if edges else views[shared - half]
-    return np.ascontiguousarray(frames, dtype=np.float32), columns
+    breaks = np.flatnonzero(np.diff(shared) != hop) + 1
+    runs = [views[run[0] - half : run[-1] - half + 1 : hop] for run in np.split(shared, breaks) if run.size]
+    return [*runs, np.concatenate(edges)], columns
 
 
-def _frame_features(frames: NDArray[np.float32], config: StatsFeatureConfig) -> dict[str, NDArray[np.floating]]:
+def _frame_features(sources: list[NDArray[np.float32]], config: StatsFeatureConfig) -> dict[str, NDArray[np.floating]]:
     """Everything ``_stats_vector`` computes per frame before gain normalisation, one column per frame.
 
     Each value keeps the dtype ``_stats_vector`` has for it (``rms_db`` is float32 there, and
@@ -171,10 +173,11 @@ def _frame_features(frames: NDArray[np.float32], config: StatsFeatureConfig) -> 
     outside = (freqs < config.fmin) | (freqs > config.fmax)
     bands = _contrast_bands(freqs, config)
     blocks: dict[str, list[NDArray[np.floating]]] = {}
-    for begin in range(0, frames.shape[0], _FRAME_BLOCK):
+    chunks = (source[begin : begin + _FRAME_BLOCK] for source in sources for begin in range(0, source.shape[0], _FRAME_BLOCK))
+    for frames in chunks:
         # (frames, bins) C order transposed is librosa.stft's (bins, frames) Fortran order, so
         # every reduction over bins below runs in the same order as on a window's own STFT.
-        magnitude = np.abs(np.fft.rfft(window * frames[begin : begin + _FRAME_BLOCK], axis=1).astype(np.complex64)).T
+        magnitude = np.abs(np.fft.rfft(window * frames, axis=1).astype(np.complex64)).T
         if config.band_limited:
             magnitude[outside] = 0.0
         power = magnitude.astype(np.float64) ** 2
