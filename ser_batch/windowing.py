@@ -33,6 +33,7 @@ from scipy.ndimage import convolve1d
 from scipy.signal import savgol_coeffs
 
 from ser_batch.config import FeatureConfig, StatsFeatureConfig
+from ser_batch.errors import ConfigError
 from ser_batch.features import (
     _AMIN,
     _kept_frames,
@@ -79,7 +80,7 @@ def window_vectors(
 
     Raises:
         AudioError: if a window breaks ``feature_vector``'s contract (too short, silent, not finite).
-        ValueError: if ``config`` is not a plain ``stats`` set or a window is out of range.
+        ConfigError: if ``config`` is not a plain ``stats`` set or a window is out of range.
 
     >>> from ser_batch.config import feature_config
     >>> config = feature_config("stats8k")
@@ -88,14 +89,14 @@ def window_vectors(
     (2, 265)
     """
     if not supports_shared_frames(config):
-        raise ValueError(f"feature set {config.name!r} is not a plain stats set; use feature_vector per window")
+        raise ConfigError(f"feature set {config.name!r} is not a plain stats set; use feature_vector per window")
     assert isinstance(config, StatsFeatureConfig)
     matrix = np.empty((len(windows), len(feature_names(config))), dtype=np.float32)
     if not windows:
         return matrix
     for a, b in windows:
         if not 0 <= a < b <= samples.size:
-            raise ValueError(f"window ({a}, {b}) is not inside [0, {samples.size}]")
+            raise ConfigError(f"window ({a}, {b}) is not inside [0, {samples.size}]")
         validate_waveform(samples[a:b], config.sample_rate, config)
     for rows in window_groups(windows, _GROUP_HOPS * config.hop_length):
         group = [windows[row] for row in rows]

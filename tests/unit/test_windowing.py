@@ -6,7 +6,7 @@ import pytest
 from signals_gen import burst
 from ser_batch.audio import read_audio
 from ser_batch.config import ScoreConfig, feature_config
-from ser_batch.errors import AudioError
+from ser_batch.errors import AudioError, ConfigError
 from ser_batch.features import feature_names, feature_vector
 from ser_batch.prediction import window_samples
 from ser_batch.segment import speech_windows
@@ -87,7 +87,7 @@ def test_bad_windows_raise_as_the_featurizer_does() -> None:
 def test_no_windows_give_an_empty_matrix_and_other_sets_are_refused() -> None:
     assert window_vectors(np.zeros(100, np.float32), [], feature_config("stats8k")).shape == (0, 265)
     assert not supports_shared_frames(feature_config("seed268"))
-    with pytest.raises(ValueError, match="not a plain stats set"):
+    with pytest.raises(ConfigError, match="not a plain stats set"):
         window_vectors(np.zeros(100, np.float32), [], feature_config("seed268"))
 
 
