@@ -242,10 +242,13 @@ def _peaks_and_valleys(magnitude: NDArray[np.float32], bands: list[tuple[NDArray
     for k, (rows, n) in enumerate(bands):
         # The n smallest and largest are summed in sorted order, as spectral_contrast sums them
         # (n < 8 here, where numpy sums a row one element after another, as it does down a column).
-        ordered = np.sort(by_frame[:, rows], axis=1)
-        low, high = ordered[:, :n], ordered[:, -n:]
-        valley[k] = np.mean(low, axis=1)
-        peak[k] = np.mean(high, axis=1)
+        band = by_frame[:, rows]
+        if n == 1:  # the mean of one value is that value
+            valley[k], peak[k] = band.min(axis=1), band.max(axis=1)
+            continue
+        ordered = np.sort(band, axis=1)
+        valley[k] = np.mean(ordered[:, :n], axis=1)
+        peak[k] = np.mean(ordered[:, -n:], axis=1)
     return peak, valley
 
 

@@ -21,7 +21,9 @@ def per_window(samples: np.ndarray, windows: list[tuple[int, int]], config) -> n
 
 
 def assert_same_numbers(shared: np.ndarray, reference: np.ndarray, config) -> None:
-    np.testing.assert_allclose(shared, reference, rtol=1e-5, atol=1e-5)
+    # Mel power and contrast are scaled after projection: float32 rounding of dB values in the
+    # tens, carried through the DCT, leaves up to ~3e-5 on MFCC statistics near zero.
+    np.testing.assert_allclose(shared, reference, rtol=1e-5, atol=5e-5)
     exact = [i for i, name in enumerate(feature_names(config)) if name.startswith(EXACT_PREFIXES)]
     np.testing.assert_array_equal(shared[:, exact], reference[:, exact])
 
