@@ -128,7 +128,7 @@ def test_streamed_channels_give_the_same_windows_and_features_as_whole_ones(tmp_
     assert (streamed_rate, streamed_s) == (rate, duration_s)
     for a, b in zip(whole, streamed, strict=True):
         assert a.windows == b.windows and len(a.windows) > 5
-        np.testing.assert_allclose(a.features, b.features, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-5)  # BLAS blocks differ: float32 rounding
 
 
 def write_hour(path: Path, rng: np.random.Generator) -> None:
