@@ -331,6 +331,7 @@ def read_recording_windows(
                                           min_window_s=config.min_window_s, duration_s=size / sample_rate)  # fmt: skip
                 progress.stage = "features"
                 channels.append(ChannelWindows(channel, windows, _region_features(read, windows, sample_rate, features)))
+            del read  # it holds a whole channel's samples: free them before the next channel is decoded
     return channels, sample_rate, n_samples / sample_rate
 
 
@@ -340,7 +341,7 @@ def _channel_samples(path: str, channel: int, n_frames: int | None) -> Iterator[
     if n_frames is None:
         waveform = read_channel(path, channel)
         yield (lambda start, stop: waveform[start:stop]), waveform.size
-        return  # the waveform is freed before the next channel is decoded: one in memory at a time
+        return
     with channel_reader(path, channel) as read:
         yield read, n_frames
 
