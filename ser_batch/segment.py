@@ -226,18 +226,23 @@ class _Frames:
     def __init__(self, read: SampleReader, frame_length: int, hop_length: int, n_frames: int) -> None:
         self.read, self.frame_length, self.hop_length, self.n_frames = read, frame_length, hop_length, n_frames
 
-    def block(self, first: int, stop: int) -> NDArray[np.float32]:
-        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``."""
+    def block(self, first: int, stop: int, *, squared: bool = False) -> NDArray[np.floating]:
+        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``.
+
+        ``squared`` gives the float64 squares instead, each sample squared once rather than
+        once per frame holding it (frames overlap 3x at the default settings).
+        """
         samples = _checked_waveform(self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length))
-        return np.lib.stride_tricks.sliding_window_view(samples, self.frame_length)[:: self.hop_length]
+        values = np.square(samples, dtype=np.float64) if squared else samples
+        return np.lib.stride_tricks.sliding_window_view(values, self.frame_length)[:: self.hop_length]
 
 
 def _active_frames(frames: _Frames, lag: int, config: ScoreConfig) -> NDArray[np.bool_]:
     n_frames = frames.n_frames
     level_db = np.empty(n_frames)
     for begin in range(0, n_frames, _BLOCK_FRAMES):
-        block = frames.block(begin, min(begin + _BLOCK_FRAMES, n_frames)).astype(np.float64)
-        level_db[begin : begin + block.shape[0]] = 10.0 * np.log10(np.mean(block**2, axis=1) + _POWER_EPS)
+        squares = frames.block(begin, min(begin + _BLOCK_FRAMES, n_frames), squared=True)
+        level_db[begin : begin + squares.shape[0]] = 10.0 * np.log10(np.mean(squares, axis=1) + _POWER_EPS)
     noise_db = min(float(np.percentile(level_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
     threshold_db = max(noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
     active = level_db > threshold_db
