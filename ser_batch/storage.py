@@ -7,6 +7,7 @@ environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, profiles, ...).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import tempfile
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
-import fsspec.asyn
 from fsspec.core import url_to_fs
 
 from ser_batch.errors import StorageError
@@ -156,13 +156,21 @@ def _remote_listing(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> Itera
     streamed = 0
     if bucket and iterdir is not None and not getattr(fs, "version_aware", False):
         pages = iterdir(bucket, delimiter="", prefix=f"{key.rstrip('/')}/" if key else "")
-        while True:
-            with storage_errors(uri):
-                page = fsspec.asyn.sync(fs.loop, _next_items, pages, _LISTING_PAGE)
-            streamed += len(page)
-            yield from page
-            if len(page) < _LISTING_PAGE:
-                break
+        # One page ahead: the next request is in flight on fsspec's event loop while the
+        # caller works through this page (one request at a time on the generator).
+        pending = asyncio.run_coroutine_threadsafe(_next_items(pages, _LISTING_PAGE), fs.loop)
+        try:
+            while True:
+                with storage_errors(uri):
+                    page = pending.result()
+                if len(page) == _LISTING_PAGE:
+                    pending = asyncio.run_coroutine_threadsafe(_next_items(pages, _LISTING_PAGE), fs.loop)
+                streamed += len(page)
+                yield from page
+                if len(page) < _LISTING_PAGE:
+                    break
+        finally:
+            pending.cancel()
     if streamed == 0:
         with storage_errors(uri):
             listing = fs.find(path, detail=True)
