@@ -99,3 +99,23 @@ def test_window_groups_bound_the_region_of_each_group() -> None:
     assert groups == [[0, 1, 2], [3], [4]]
     for group in groups[:-1]:
         assert max(windows[i][1] for i in group) - min(windows[i][0] for i in group) <= 10
+
+
+def test_pooling_windows_together_equals_pooling_each_alone(rng: np.random.Generator) -> None:
+    from ser_batch.features import pooled_stats_vector
+    from ser_batch.windowing import _pooled, _WindowFrames
+
+    windows = []
+    for n_frames in (301, 301, 250, 301, 3):
+        full = rng.standard_normal((25, n_frames)) * rng.uniform(0.1, 100.0, (25, 1))
+        windows.append(_WindowFrames(
+            logmel=(rng.standard_normal((40, n_frames)) * 20 - 40).astype(np.float32), full=full,
+            deltas=[rng.standard_normal(20), rng.standard_normal(20)], contrast=rng.standard_normal((6, n_frames)) * 10,
+            f0=rng.uniform(80, 300, n_frames), strength=rng.uniform(0, 1, n_frames), voiced=rng.uniform(0, 1, n_frames) > 0.3,
+        ))  # fmt: skip
+
+    together = _pooled(windows)
+
+    for row, w in zip(together, windows, strict=True):
+        alone = pooled_stats_vector(w.logmel, w.full[:20], w.full[20:], w.deltas, w.contrast, w.f0, w.strength, w.voiced)
+        np.testing.assert_array_equal(row, alone)
