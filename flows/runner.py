@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import re
-
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import dask
-from prefect import Task, unmapped
-from prefect.futures import as_completed
+from prefect import Task
+from prefect.futures import PrefectFuture
 from prefect_dask import DaskTaskRunner
 
 from flows.settings import sealed_storage_options
@@ -69,16 +70,40 @@ def run_shards(
 ) -> list[Summary]:
     """Run ``task(shard=..., storage_options=..., **constants)`` once per shard on the cluster, with a progress bar.
 
+    At most ``in_flight(n_threads)`` shards are submitted at a time and the next one when one
+    finishes, so the scheduler, the workers and the Prefect API hold a bounded number of task
+    runs (and their file lists) however large the archive.
+
     The runner is used directly, not through a subflow: a subflow's parameters (every file
     path) would be stored by the Prefect API. Storage options travel sealed as a SecretStr,
     so workers of an external cluster use the flow's endpoint and keys and the API shows none.
     """
-    parameters = {"shard": list(shards), "storage_options": unmapped(sealed_storage_options()),
-                  **{name: unmapped(value) for name, value in constants.items()}}  # fmt: skip
+    shared = {"storage_options": sealed_storage_options(), **constants}
     summaries = []
+    finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
+    waiting = iter(shards)
     with runner, report.progress_bar(sum(len(s.files) for s in shards), description=description) as bar:
-        for future in as_completed(runner.map(task, parameters)):
-            summary = future.result()
+        limit = in_flight(sum(runner.client.nthreads().values()))
+        n_running = 0
+        for shard in itertools.islice(waiting, limit):
+            runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
+            n_running += 1
+        while n_running:
+            summary = finished.get().result()
+            n_running -= 1
             summaries.append(summary)
             bar.update(n_done(summary))
+            shard = next(waiting, None)
+            if shard is not None:
+                runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
+                n_running += 1
     return summaries
+
+
+def in_flight(n_threads: int) -> int:
+    """Shards submitted at once: enough to keep every worker thread busy while results come back.
+
+    >>> in_flight(2), in_flight(64)
+    (8, 256)
+    """
+    return max(8, 4 * n_threads)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +148,55 @@ def read_channel(path: str, channel: int) -> NDArray[np.float32]:
             if filled == waveform.size:
                 break
     return waveform[:filled]
+
+
+def decoded_length(path: str) -> int:
+    """Frames libsndfile actually decodes from a local file: the header's count, or fewer when truncated.
+
+    Decodes the file block by block and keeps nothing, as ``read_channel`` would count.
+
+    Raises:
+        AudioError: if libsndfile fails while decoding.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        n_frames, decoded = max(int(handle.frames), 0), 0
+        for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            decoded += block.shape[0]
+            if decoded >= n_frames:
+                break
+    return min(decoded, n_frames)
+
+
+@contextmanager
+def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDArray[np.float32]]]:
+    """Random access to one channel of a local file: ``read(start, stop)`` decodes just those frames.
+
+    Memory is the frames asked for (all channels of them, briefly), never the whole file.
+    Callers keep ``stop`` within ``decoded_length(path)``.
+
+    Raises:
+        AudioError: if libsndfile fails, the channel does not exist, or a read comes back short.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw:
+        with _decoding():
+            handle = soundfile.SoundFile(raw.fileno(), closefd=False)
+        try:
+            if not 0 <= channel < handle.channels:
+                raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
+
+            def read(start: int, stop: int) -> NDArray[np.float32]:
+                with _decoding():
+                    handle.seek(start)
+                    block = handle.read(stop - start, dtype="float32", always_2d=True)
+                if block.shape[0] != stop - start:
+                    raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0]} samples")
+                return np.ascontiguousarray(block[:, channel])
+
+            yield read
+        finally:
+            handle.close()
 
 
 @contextmanager

@@ -236,11 +236,43 @@ def _stats_vector(waveform: NDArray[np.float32], sample_rate: int, config: Stats
     deltas = [librosa.feature.delta(mfcc, width=9, order=order, mode="nearest").std(axis=1) for order in (1, 2)]
     f0, strength = autocorrelation_pitch(power, sample_rate, config)
     voiced = (strength >= config.voicing_threshold) & (rms_db >= rms_db.max() - 30.0)
+    return pooled_stats_vector(frames["logmel"], mfcc, shape, deltas, frames["contrast"], f0, strength, voiced)
+
+
+def pooled_stats_vector(
+    logmel: NDArray[np.floating],
+    mfcc: NDArray[np.floating],
+    shape: NDArray[np.floating],
+    deltas: list[NDArray[np.float64]],
+    contrast: NDArray[np.floating],
+    f0: NDArray[np.float64],
+    strength: NDArray[np.float64],
+    voiced: NDArray[np.bool_],
+) -> NDArray[np.float32]:
+    """Pool a ``stats`` set's frame matrices (columns are frames) into its feature vector.
+
+    The last step of ``feature_vector`` for ``stats`` sets, public so that
+    ``ser_batch.windowing`` can pool frames it shares between overlapping windows.
+
+    Args:
+        logmel: ``(n_mels, t)`` dB. mfcc: ``(n_mfcc, t)``. shape: ``(5, t)`` zcr, relative
+            energy dB, centroid, rolloff, flatness. deltas: the std over frames of the first and
+            second MFCC deltas, ``(n_mfcc,)`` each. contrast: ``(n_contrast_bands + 1, t)`` dB.
+            f0: ``(t,)`` Hz. strength: ``(t,)`` in [0, 1]. voiced: ``(t,)``.
+
+    Returns:
+        float32 array of shape ``(len(feature_names(config)),)``, NaN and inf replaced by 0.
+
+    >>> t = 3
+    >>> pooled_stats_vector(np.zeros((2, t)), np.zeros((1, t)), np.zeros((5, t)), [np.zeros(1)] * 2,
+    ...                     np.zeros((2, t)), np.full(t, 100.0), np.ones(t), np.ones(t, bool)).shape
+    (48,)
+    """
     parts = [
-        _pool(frames["logmel"].astype(np.float64), full=False),
+        _pool(logmel.astype(np.float64), full=False),
         _pool(np.vstack([mfcc, shape]), full=True),
         *deltas,
-        _pool(frames["contrast"].astype(np.float64), full=False),
+        _pool(contrast.astype(np.float64), full=False),
         np.asarray(_pitch_stats(f0, strength, voiced)),
     ]
     return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

@@ -3,7 +3,8 @@
 A channel is scored at its own sample rate: ``ser_batch.segment`` finds speech windows
 on it, each window is resampled on its own to the model's feature-set rate (as a
 training clip was) and featurized, and the model's probabilities for the windows
-become one row per segment and one summary row per channel.
+become one row per segment and one summary row per channel. At the feature set's own
+rate, ``stats`` sets featurize all windows from shared STFT frames (``ser_batch.windowing``).
 
 Columns cover every emotion in ``EMOTIONS`` order (``prob_<emotion>``, ``share_<emotion>``);
 a class the model does not have is None, so every model writes the same schema.
@@ -23,6 +24,7 @@ from ser_batch.errors import SchemaError
 from ser_batch.features import feature_names, feature_vector
 from ser_batch.segment import Span
 from ser_batch.summary import call_summary
+from ser_batch.windowing import SampleWindow, supports_shared_frames, window_vectors
 
 
 def window_features(
@@ -48,9 +50,35 @@ def window_features(
     >>> window_features(0.3 * np.sin(2 * np.pi * 200 * t), 8000, [(0.5, 2.0), (1.0, 3.0)], config).shape
     (2, 268)
     """
+    return window_features_at(waveform, sample_rate, window_samples(windows, sample_rate), config)
+
+
+def window_samples(windows: Sequence[Span], sample_rate: int) -> list[SampleWindow]:
+    """``(start, stop)`` sample offsets of windows given in seconds.
+
+    >>> window_samples([(0.5, 2.0)], 8000)
+    [(4000, 16000)]
+    """
+    return [(round(start_s * sample_rate), round(end_s * sample_rate)) for start_s, end_s in windows]
+
+
+def window_features_at(
+    samples: NDArray[np.float32], sample_rate: int, windows: Sequence[SampleWindow], config: FeatureConfig
+) -> NDArray[np.float32]:
+    """``window_features`` of windows given as ``(start, stop)`` sample offsets into ``samples``.
+
+    At the feature set's own rate, ``stats`` sets share STFT frames between overlapping windows
+    (``ser_batch.windowing``; equal to ``feature_vector`` per window to float32 rounding).
+    Otherwise each window is resampled on its own, as a training clip was, and featurized.
+
+    Raises:
+        AudioError: if a window breaks the featurizer's contract (too short, silent, not finite).
+    """
+    if sample_rate == config.sample_rate and supports_shared_frames(config):
+        return window_vectors(np.ascontiguousarray(samples, dtype=np.float32), windows, config)
     matrix = np.empty((len(windows), len(feature_names(config))), dtype=np.float32)
-    for row, (start_s, end_s) in enumerate(windows):
-        clip = np.ascontiguousarray(waveform[round(start_s * sample_rate) : round(end_s * sample_rate)], dtype=np.float32)
+    for row, (start, stop) in enumerate(windows):
+        clip = np.ascontiguousarray(samples[start:stop], dtype=np.float32)
         clip = resample(clip, sample_rate, config.sample_rate, quality=config.resample_quality)
         matrix[row] = feature_vector(clip, config.sample_rate, config)
     return matrix

@@ -17,9 +17,11 @@ two trainings never share it, so a new model scores everything again, and an unc
 model directory never does.
 
 The model is loaded once per process (see ``load_model_once``). Memory per recording is
-one decoded channel at its own rate (4 bytes a sample: 115 MB for one hour at 8 kHz) plus
-its window features: channels are decoded one at a time, in blocks, from a local file
-(remote recordings are first downloaded to a temporary file, not into memory).
+bounded whatever its length: channels are decoded one at a time from a local file (remote
+recordings are first downloaded to a temporary file, not into memory); a channel of up to
+``WHOLE_CHANNEL_SAMPLES`` is decoded whole (32 MB at most), a longer one is read in blocks
+(the VAD then keeps ~40 bytes per 10 ms frame: 14 MB for an hour), plus the window
+features (~1 KB per window) of the shard's recordings until they are predicted together.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,18 +42,23 @@ import pyarrow as pa
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from ser_batch import storage, store
+from ser_batch import segment, storage, store
 from ser_batch.artifact import _REQUIRED_METADATA, Artifact, load_artifact
-from ser_batch.audio import audio_info, read_channel
+from ser_batch.audio import audio_info, channel_reader, decoded_length, read_channel
 from ser_batch.config import EMOTIONS, FeatureConfig, ScoreConfig, feature_config
-from ser_batch.voice import normalise_voices
 from ser_batch.errors import AudioError, SchemaError
+from ser_batch.features import feature_names
 from ser_batch.plan import Shard
-from ser_batch.prediction import call_columns, segment_columns, window_features
-from ser_batch.segment import Span, speech_windows
+from ser_batch.prediction import call_columns, segment_columns, window_features_at, window_samples
+from ser_batch.segment import SampleReader, Span, streamed_speech_spans
 from ser_batch.storage import FileInfo
+from ser_batch.voice import normalise_voices
+from ser_batch.windowing import window_groups
 
-_PREDICT_ROWS = 1024
+_PREDICT_ROWS = 8192
+WHOLE_CHANNEL_SAMPLES = 1 << 23
+"""Channels up to this many samples (17 min at 8 kHz, 32 MB as float32) are decoded whole; longer ones are streamed."""
+_REGION_S = 60.0  # a streamed channel is featurized this many seconds of windows at a time
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,10 @@ def score_files(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> Scores:
-    """Score recordings one by one, collecting undecodable ones as error rows instead of failing.
+    """Score recordings, collecting undecodable ones as error rows instead of failing.
+
+    Recordings are decoded and featurized one by one; the model then predicts the windows of
+    all of them in one batch (a Keras call costs ~100 ms whatever its size up to thousands of rows).
 
     Returns:
         The ``errors``, ``predictions`` and ``calls`` tables (``store.SCORE_SCHEMAS``): every
@@ -239,7 +250,7 @@ def score_files(
     features = feature_config(artifact.feature_set)
     stamp = {"model_id": identity.model_id, "scored_at": now}
     rows: dict[str, list[dict[str, Any]]] = {"errors": [], "predictions": [], "calls": []}
-    audio_s = speech_s = 0.0
+    recordings: list[tuple[FileInfo, list[ChannelWindows], int, float]] = []
     for info in files:
         progress = _Progress()
         try:
@@ -251,10 +262,15 @@ def score_files(
                                    "message": message, "stage": progress.stage, "feature_set": features.name,
                                    "model_id": identity.model_id, "run_at": now})  # fmt: skip
             continue
-        probabilities = predicted_probabilities(artifact, voice_normalised(artifact, channels))
-        offset = 0
+        recordings.append((info, channels, sample_rate, duration_s))
+    matrices = [voice_normalised(artifact, channels) for _, channels, _, _ in recordings]
+    probabilities = predicted_probabilities(artifact, np.concatenate(matrices)) if matrices else None
+    offset = 0
+    audio_s = speech_s = 0.0
+    for info, channels, sample_rate, duration_s in recordings:
         key = {"path": info.uri, "content_key": info.content_key, **stamp}
         for channel in channels:
+            assert probabilities is not None
             probs = probabilities[offset : offset + len(channel.windows)]
             offset += len(channel.windows)
             segments = segment_columns(channel.windows, probs, artifact.classes)
@@ -266,7 +282,7 @@ def score_files(
             speech_s += call["speech_s"]
         audio_s += duration_s
     tables = {name: pa.Table.from_pylist(rows[name], schema=store.SCORE_SCHEMAS[name]) for name in store.SCORE_TABLES}
-    return Scores(tables, n_scored=len(files) - len(rows["errors"]), audio_s=audio_s, speech_s=speech_s)
+    return Scores(tables, n_scored=len(recordings), audio_s=audio_s, speech_s=speech_s)
 
 
 @dataclass
@@ -284,6 +300,10 @@ def read_recording_windows(
 ) -> tuple[list[ChannelWindows], int, float]:
     """Decode each channel of one recording in turn, find its speech windows and featurize them.
 
+    A channel of up to ``WHOLE_CHANNEL_SAMPLES`` samples is decoded whole; a longer one is
+    read in blocks, twice for the VAD and then one region of windows at a time, so memory
+    does not grow with its length beyond the VAD's ~40 bytes per 10 ms frame.
+
     Returns:
         ``(channels, sample_rate, duration_s)``: one ``ChannelWindows`` per channel, in order,
         and the file's own rate and length.
@@ -297,17 +317,22 @@ def read_recording_windows(
     progress.stage = "read"
     with storage.local_copy(info.uri, storage_options=storage_options) as path:
         progress.stage = "decode"
-        sample_rate, n_channels, _ = audio_info(path)
+        sample_rate, n_channels, n_frames = audio_info(path)
+        streamed = n_frames > WHOLE_CHANNEL_SAMPLES
+        if streamed:
+            n_frames = decoded_length(path)
         channels, n_samples = [], 0
         for channel in range(n_channels):
             progress.stage = "decode"
-            waveform = read_channel(path, channel)
-            n_samples = max(n_samples, waveform.size)
-            progress.stage = "segment"
-            windows = speech_windows(waveform, sample_rate, config)
-            progress.stage = "features"
-            channels.append(ChannelWindows(channel, windows, window_features(waveform, sample_rate, windows, features)))
-            del waveform  # before the next channel is decoded: one channel in memory at a time
+            with _channel_samples(path, channel, n_frames if streamed else None) as (read, size):
+                n_samples = max(n_samples, size)
+                progress.stage = "segment"
+                spans = streamed_speech_spans(read, size, sample_rate, config)
+                windows = segment.windows(spans, window_s=config.window_s, hop_s=config.hop_s,
+                                          min_window_s=config.min_window_s, duration_s=size / sample_rate)  # fmt: skip
+                progress.stage = "features"
+                channels.append(ChannelWindows(channel, windows, _region_features(read, windows, sample_rate, features)))
+            del read  # it holds a whole channel's samples: free them before the next channel is decoded
     return channels, sample_rate, n_samples / sample_rate
 
 
@@ -318,6 +343,27 @@ def voice_normalised(artifact: Artifact, channels: Sequence[ChannelWindows]) -> 
         return features
     voices = np.repeat(np.arange(len(channels)), [len(c.windows) for c in channels])
     return normalise_voices(features, voices, artifact.voice_prior)
+
+
+@contextmanager
+def _channel_samples(path: str, channel: int, n_frames: int | None) -> Iterator[tuple[SampleReader, int]]:
+    """A reader of one channel and its length: decoded whole (``n_frames`` None) or read on demand."""
+    if n_frames is None:
+        waveform = read_channel(path, channel)
+        yield (lambda start, stop: waveform[start:stop]), waveform.size
+        return
+    with channel_reader(path, channel) as read:
+        yield read, n_frames
+
+
+def _region_features(read: SampleReader, windows: list[Span], sample_rate: int, features: FeatureConfig) -> NDArray[np.float32]:
+    bounds = window_samples(windows, sample_rate)
+    matrix = np.empty((len(bounds), len(feature_names(features))), dtype=np.float32)
+    for rows in window_groups(bounds, round(_REGION_S * sample_rate)):
+        low, high = min(bounds[row][0] for row in rows), max(bounds[row][1] for row in rows)
+        region = np.asarray(read(low, high), dtype=np.float32)
+        matrix[rows] = window_features_at(region, sample_rate, [(bounds[row][0] - low, bounds[row][1] - low) for row in rows], features)
+    return matrix
 
 
 def predicted_probabilities(artifact: Artifact, features: NDArray[np.float32]) -> NDArray[np.float32]:

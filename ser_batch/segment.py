@@ -31,6 +31,7 @@ noise) is missed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,13 +40,15 @@ from ser_batch.errors import AudioError, ConfigError
 from ser_batch.config import ScoreConfig
 
 Span = tuple[float, float]
+SampleReader = Callable[[int, int], NDArray[np.floating]]
+"""``read(start, stop)``: samples ``[start, stop)`` of one channel."""
 
 _NOISE_PERCENTILE = 10.0
 _POWER_EPS = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 _PEAK_RADIUS_LOBES = 1.5  # a peak's reach, in Hann main-lobe half-widths (±2 / frame_s Hz)
 _STEADY_LAG_S = 0.1  # a tone's spectrum is compared with the frames this far before and after
 _STEADY_SIMILARITY = 0.99  # cosine of magnitude spectra; speech moves below it within 0.1 s
-_BLOCK_FRAMES = 4096  # frames per block, bounds memory on 30-minute calls
+_BLOCK_FRAMES = 1024  # VAD frames per read (10 s at 10 ms): bounds memory (~10 MB of temporaries) at any length
 
 
 def speech_spans(waveform: NDArray[np.floating], sample_rate: int, config: ScoreConfig) -> list[Span]:
@@ -73,20 +76,50 @@ def speech_spans(waveform: NDArray[np.floating], sample_rate: int, config: Score
     [(1.0, 2.0)]
     """
     samples = _checked_waveform(waveform)
+    return streamed_speech_spans(lambda start, stop: samples[start:stop], samples.size, sample_rate, config)
+
+
+def streamed_speech_spans(read: SampleReader, n_samples: int, sample_rate: int, config: ScoreConfig) -> list[Span]:
+    """:func:`speech_spans` of a channel read block by block: the same spans, in bounded memory.
+
+    The channel is read twice, in blocks of ``_BLOCK_FRAMES`` VAD frames: once for frame
+    levels (the noise floor is a percentile over the whole channel), then around the loud
+    frames for the tone test. Besides one block of samples, memory holds about 40 bytes per
+    VAD frame (4 KB per second of audio at the default 10 ms hop), whatever the sample rate.
+
+    Args:
+        read: ``read(start, stop)`` returns samples ``[start, stop)`` of the channel, 1-D floating
+            point in [-1, 1]; it is only called with ``0 <= start < stop <= n_samples``.
+        n_samples: the channel's length in samples, >= 0.
+        sample_rate: samples per second, > 0.
+        config: the ``vad_*``, ``min_speech_s`` and ``min_gap_s`` settings.
+
+    Returns:
+        As :func:`speech_spans`.
+
+    Raises:
+        AudioError: if a block is not 1-D floating point or holds NaN/inf.
+        ConfigError: as :func:`speech_spans`.
+
+    >>> x = np.zeros(8000, dtype=np.float32)
+    >>> streamed_speech_spans(lambda start, stop: x[start:stop], x.size, 8000, ScoreConfig())
+    []
+    """
     if sample_rate <= 0:
         raise ConfigError(f"sample_rate {sample_rate} must be > 0")
     frame_length = round(config.vad_frame_s * sample_rate)
     hop_length = max(1, round(config.vad_hop_s * sample_rate))
     if frame_length < 4:
         raise ConfigError(f"vad_frame_s {config.vad_frame_s} is {frame_length} samples at {sample_rate} Hz; need >= 4")
-    duration_s = samples.size / sample_rate
-    if samples.size == 0:
+    duration_s = n_samples / sample_rate
+    if n_samples == 0:
         return []
-    if samples.size < frame_length:
-        samples = np.pad(samples, (0, frame_length - samples.size))
-    frames = np.lib.stride_tricks.sliding_window_view(samples, frame_length)[::hop_length]
+    if n_samples < frame_length:
+        short = np.pad(_checked_waveform(read(0, n_samples)), (0, frame_length - n_samples))
+        read, n_samples = (lambda start, stop: short[start:stop]), frame_length
+    frames = _Frames(read, frame_length, hop_length, 1 + (n_samples - frame_length) // hop_length)
     lag = max(1, round(_STEADY_LAG_S * sample_rate / hop_length))
-    active = _active_frames(frames, hop_length, lag, config)
+    active = _active_frames(frames, lag, config)
     spans = _runs_to_spans(active, frame_length, hop_length, sample_rate, duration_s)
     spans = _bridge_gaps(spans, config.min_gap_s)
     return [(start, end) for start, end in spans if end - start >= config.min_speech_s]
@@ -187,28 +220,50 @@ def _checked_waveform(waveform: NDArray[np.floating]) -> NDArray[np.float32]:
     return samples.astype(np.float32, copy=False)
 
 
-def _active_frames(frames: NDArray[np.float32], hop_length: int, lag: int, config: ScoreConfig) -> NDArray[np.bool_]:
-    n_frames = frames.shape[0]
+class _Frames:
+    """The VAD frames of a channel, read a block at a time (frames never straddle two reads)."""
+
+    def __init__(self, read: SampleReader, frame_length: int, hop_length: int, n_frames: int) -> None:
+        self.read, self.frame_length, self.hop_length, self.n_frames = read, frame_length, hop_length, n_frames
+
+    def block(self, first: int, stop: int, *, squared: bool = False) -> NDArray[np.floating]:
+        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``.
+
+        ``squared`` gives the float64 squares instead, each sample squared once rather than
+        once per frame holding it (frames overlap 3x at the default settings).
+        """
+        samples = _checked_waveform(self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length))
+        values = np.square(samples, dtype=np.float64) if squared else samples
+        return np.lib.stride_tricks.sliding_window_view(values, self.frame_length)[:: self.hop_length]
+
+
+def _active_frames(frames: _Frames, lag: int, config: ScoreConfig) -> NDArray[np.bool_]:
+    n_frames = frames.n_frames
     level_db = np.empty(n_frames)
     for begin in range(0, n_frames, _BLOCK_FRAMES):
-        block = frames[begin : begin + _BLOCK_FRAMES].astype(np.float64)
-        level_db[begin : begin + block.shape[0]] = 10.0 * np.log10(np.mean(block**2, axis=1) + _POWER_EPS)
+        squares = frames.block(begin, min(begin + _BLOCK_FRAMES, n_frames), squared=True)
+        level_db[begin : begin + squares.shape[0]] = 10.0 * np.log10(np.mean(squares, axis=1) + _POWER_EPS)
     noise_db = min(float(np.percentile(level_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
     threshold_db = max(noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
     active = level_db > threshold_db
+    del level_db
     if config.vad_max_tonality < 1.0:
         is_tone = np.zeros(n_frames, dtype=bool)
-        loud = np.flatnonzero(active)
-        for begin in range(0, loud.size, _BLOCK_FRAMES):
-            index = loud[begin : begin + _BLOCK_FRAMES]
-            is_tone[index] = _tone_frames(frames, index, lag, config.vad_max_tonality)
+        for begin in range(0, n_frames, _BLOCK_FRAMES):
+            stop = min(begin + _BLOCK_FRAMES, n_frames)
+            loud = np.flatnonzero(active[begin:stop]) + begin
+            if loud.size == 0:
+                continue
+            # The tone test compares a frame with the frames lag before and after: read those too.
+            first, last = max(0, begin - lag), min(n_frames, stop + lag)
+            is_tone[loud] = _tone_frames(frames.block(first, last), loud - first, lag, config.vad_max_tonality)
         # Majority vote over ±lag/2 frames: beats and noise make single frames of a tone
         # miss the test, which bridging would then grow into a whole "speech" span.
         width = 2 * (lag // 2) + 1
         tone = _centred_count(is_tone, width) > width / 2
         # Frames half over a tone's onset or end are not pure; without this their
         # clicks at both ends of a short beep are bridged into one span.
-        reach = 2 * math.ceil(frames.shape[1] / hop_length) + 1
+        reach = 2 * math.ceil(frames.frame_length / frames.hop_length) + 1
         active &= _centred_count(tone, reach) == 0
     return active
 
@@ -227,22 +282,29 @@ def _tone_frames(
     n_fft = 1 << (frame_length - 1).bit_length()
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
-    magnitude = _magnitude(frames[index], n_fft)
+    window = np.hanning(frame_length)
+    magnitude = _magnitude(frames[index], n_fft, window)
     is_tone = _tonality(magnitude**2, radius) > max_tonality
     tonal = np.flatnonzero(is_tone)
     steady = np.zeros(tonal.size, dtype=bool)
+    # Most neighbours of a tonal frame are loud frames whose spectrum is already computed.
+    row_of = np.full(frames.shape[0], -1)
+    row_of[index] = np.arange(index.size)
     for neighbour in (index[tonal] - lag, index[tonal] + lag):
         inside = (neighbour >= 0) & (neighbour < frames.shape[0])
-        other = _magnitude(frames[np.clip(neighbour, 0, frames.shape[0] - 1)], n_fft)
+        clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
+        rows = row_of[clipped]
+        other = np.empty((tonal.size, magnitude.shape[1]))
+        other[rows >= 0] = magnitude[rows[rows >= 0]]
+        other[rows < 0] = _magnitude(frames[clipped[rows < 0]], n_fft, window)
         steady |= inside & (np.sum(magnitude[tonal] * other, axis=1) > _STEADY_SIMILARITY)
     is_tone[tonal] = steady
     return is_tone
 
 
-def _magnitude(frames: NDArray[np.float32], n_fft: int) -> NDArray[np.float64]:
-    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame."""
-    frame_length = frames.shape[1]
-    magnitude = np.abs(np.fft.rfft(frames * np.hanning(frame_length), n=n_fft, axis=1))
+def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame (each row on its own)."""
+    magnitude = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
     return unit
@@ -255,9 +317,9 @@ def _tonality(power: NDArray[np.float64], radius: int) -> NDArray[np.float64]:
     remaining = power.copy()
     for _ in range(2):
         peak = np.argmax(remaining, axis=1)[:, None]
-        near |= np.abs(bins - peak) <= radius
-        remaining[near] = 0.0
-    captured = np.where(near, power, 0.0).sum(axis=1)
+        near |= (bins >= peak - radius) & (bins <= peak + radius)
+        np.copyto(remaining, 0.0, where=near)
+    captured = (power * near).sum(axis=1)
     share: NDArray[np.float64] = captured / (power.sum(axis=1) + _POWER_EPS)
     return share
 

@@ -7,6 +7,7 @@ environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, profiles, ...).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import tempfile
@@ -128,15 +129,62 @@ def list_files(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
     with storage_errors(uri):
         if not fs.exists(path):
             raise FileNotFoundError(f"no such bucket or prefix: {uri}")
-        listing = fs.find(path, detail=True)
     protocol = uri.split("://", 1)[0]
-    for key in sorted(listing):
-        info = listing[key]
+    for info in _remote_listing(fs, path, uri):
+        key = str(info["name"])
         if info.get("type") == "file" and os.path.splitext(key)[1].lower() in AUDIO_EXTENSIONS:
             etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
             modified = info.get("LastModified", info.get("mtime"))
             modified_s = modified.timestamp() if hasattr(modified, "timestamp") else None
             yield FileInfo(f"{protocol}://{key}", int(info["size"]), f"{info['size']}:{etag}", modified_s)
+
+
+_LISTING_PAGE = 1000  # S3's page size: one page of object infos in memory at a time
+
+
+def _remote_listing(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> Iterator[dict[str, Any]]:
+    """Info dicts of everything under ``path``, sorted by name.
+
+    On S3 the keys are streamed a page at a time: ListObjectsV2 without a delimiter returns
+    every key under the prefix in UTF-8 byte order, which is Python's order for the names,
+    so no sort is needed. ``fs.find`` would instead hold the whole listing (about 1.5 KB
+    per object) and cache every folder of it in the filesystem instance. Other stores (and
+    a SOURCE that is a single object) fall back to ``find``.
+    """
+    bucket, key, _ = fs.split_path(path) if hasattr(fs, "split_path") else (None, None, None)
+    iterdir = getattr(fs, "_iterdir", None)
+    streamed = 0
+    if bucket and iterdir is not None and not getattr(fs, "version_aware", False):
+        pages = iterdir(bucket, delimiter="", prefix=f"{key.rstrip('/')}/" if key else "")
+        # One page ahead: the next request is in flight on fsspec's event loop while the
+        # caller works through this page (one request at a time on the generator).
+        pending = asyncio.run_coroutine_threadsafe(_next_items(pages, _LISTING_PAGE), fs.loop)
+        try:
+            while True:
+                with storage_errors(uri):
+                    page = pending.result()
+                if len(page) == _LISTING_PAGE:
+                    pending = asyncio.run_coroutine_threadsafe(_next_items(pages, _LISTING_PAGE), fs.loop)
+                streamed += len(page)
+                yield from page
+                if len(page) < _LISTING_PAGE:
+                    break
+        finally:
+            pending.cancel()
+    if streamed == 0:
+        with storage_errors(uri):
+            listing = fs.find(path, detail=True)
+        for name in sorted(listing):
+            yield {"name": name, **listing[name]}
+
+
+async def _next_items(items: Any, n: int) -> list[Any]:
+    taken: list[Any] = []
+    async for item in items:
+        taken.append(item)
+        if len(taken) == n:
+            break
+    return taken
 
 
 def _walk_local(root: str) -> Iterator[FileInfo]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import soundfile
 
 from signals_gen import call_waveform
 
-from ser_batch import catalog, score, storage, store
+from ser_batch import catalog, score, segment, storage, store
 from ser_batch.artifact import Artifact
 from ser_batch.config import ScoreConfig, feature_config
 from ser_batch.errors import ConfigError, SchemaError
@@ -20,6 +21,7 @@ from ser_batch.plan import Shard
 from ser_batch.storage import FileInfo
 
 SEED = feature_config("seed268")
+STATS8K = feature_config("stats8k")
 CONFIG = ScoreConfig()
 CLASSES = ("angry", "happy", "sad")
 RATE = 8000
@@ -112,6 +114,52 @@ def test_windows_never_start_in_silence_nor_pass_the_end(tmp_path, seed) -> None
         assert 0.0 <= start < end <= duration_s
         assert inside(start, spans), f"window {start}-{end} starts in silence; speech {spans}"
         assert end - start <= CONFIG.window_s + 1e-9
+
+
+def test_streamed_channels_give_the_same_windows_and_features_as_whole_ones(tmp_path, rng, monkeypatch) -> None:
+    path = write_call(tmp_path / "call.flac", 50.0, [[(1.0, 12.0), (14.0, 30.5)], [(31.0, 49.0)]], rng)
+    whole, rate, duration_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+
+    monkeypatch.setattr(score, "WHOLE_CHANNEL_SAMPLES", 1000)
+    monkeypatch.setattr(score, "_REGION_S", 7.0)  # several regions, and windows wider than one
+    monkeypatch.setattr(segment, "_BLOCK_FRAMES", 300)  # many VAD blocks, tone test across their edges
+    streamed, streamed_rate, streamed_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+
+    assert (streamed_rate, streamed_s) == (rate, duration_s)
+    for a, b in zip(whole, streamed, strict=True):
+        assert a.windows == b.windows and len(a.windows) > 5
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-5)  # BLAS blocks differ: float32 rounding
+
+
+def write_hour(path: Path, rng: np.random.Generator) -> None:
+    """One hour of 8 kHz mono line noise with speech-like bursts at 10 and 50 minutes, written a minute at a time."""
+    with soundfile.SoundFile(path, "w", samplerate=RATE, channels=1, subtype="PCM_16") as handle:
+        for minute in range(60):
+            block = (10 ** (-60 / 20) * rng.standard_normal(60 * RATE)).astype(np.float32)
+            if minute in (10, 50):
+                block[: 20 * RATE] += call_waveform(20.0, RATE, [[(0.0, 20.0)]], rng)[:, 0]
+            handle.write(block)
+
+
+def test_a_one_hour_recording_is_scored_in_bounded_memory(tmp_path, rng) -> None:
+    path = tmp_path / "hour.wav"
+    write_hour(path, rng)
+    whole_channel_bytes = 3600 * RATE * 4  # what decoding the channel whole would hold: 115 MB
+    warm_up = write_call(tmp_path / "warm-up.wav", 5.0, [[(1.0, 4.5)]], rng)
+    score.read_recording_windows(info(warm_up), CONFIG, STATS8K)  # first-call imports and numba are not the point
+
+    tracemalloc.start()
+    try:
+        channels, _, duration_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert duration_s == 3600.0
+    assert peak < 0.3 * whole_channel_bytes, f"peak {peak / 2**20:.0f} MiB"  # ~18 MiB measured; whole: ~128 MiB
+    windows = channels[0].windows
+    assert windows and all(inside(start, [(600, 620), (3000, 3020)], 0.5) for start, _ in windows)
+    assert channels[0].features.shape == (len(windows), 265)
 
 
 def test_silent_channel_still_gets_a_calls_row(tmp_path, fake_model_dir, rng) -> None:
