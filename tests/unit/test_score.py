@@ -364,3 +364,34 @@ def test_model_is_loaded_once_per_process_and_model_version(fake_model_dir, monk
 
     assert [loaded for _, loaded in results] == [True, False, False] and newer[1] is True
     assert len(loads) == 2
+
+
+class RecordingModel(FakeModel):
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, features: np.ndarray, training: bool = False) -> np.ndarray:
+        self.inputs.append(np.array(features))
+        return super().__call__(features, training)
+
+
+def test_a_voice_normalised_model_sees_each_channel_z_scored_by_its_own_windows(tmp_path, fake_model_dir, rng) -> None:
+    from ser_batch.voice import VoicePrior
+
+    path = write_call(tmp_path / "calls" / "call.wav", 15.0, [[(1.0, 6.0)], [(6.0, 14.0)]], rng)
+    channels, _, _ = score.read_recording_windows(info(path), CONFIG, SEED)
+    _, identity = fake_artifact(fake_model_dir)
+    for prior in (None, VoicePrior(np.zeros(268), np.ones(268), weight=0.0)):
+        model = RecordingModel()
+        artifact = Artifact(model=model, metadata={}, classes=CLASSES, feature_set="seed268", fingerprint=SEED.fingerprint(),
+                            model_dir=str(fake_model_dir), voice_prior=prior)  # fmt: skip
+        score.score_files([info(path)], artifact, identity, CONFIG)
+        (seen,) = model.inputs
+        raw = np.concatenate([c.features for c in channels])
+        if prior is None:
+            np.testing.assert_array_equal(seen, raw)
+            continue
+        first = len(channels[0].windows)
+        for block in (seen[:first], seen[first:]):
+            assert len(block) >= 2
+            np.testing.assert_allclose(block.mean(axis=0), 0.0, atol=1e-4)
