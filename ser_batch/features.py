@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import librosa
 import numpy as np
 from numpy.typing import NDArray
 
 from ser_batch.config import FeatureConfig, StatsFeatureConfig
 from ser_batch.errors import AudioError
-from ser_batch.tuning import tuning_estimate
+from ser_batch.seed import seed_filters, seed_vector
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
@@ -61,7 +63,9 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
 
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
-    ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three.
+    ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three
+    (see ``ser_batch.seed``). For many clips use ``featurizer(config)``: it builds the
+    filter banks once.
 
     Args:
         waveform: mono samples in [-1, 1], shape ``(n,)``, float32, ``n >= config.min_samples``.
@@ -84,17 +88,34 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     validate_waveform(waveform, sample_rate, config)
     if isinstance(config, StatsFeatureConfig):
         return _stats_vector(waveform, sample_rate, config)
-    magnitude = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length))
-    mel_power = librosa.feature.melspectrogram(
-        S=magnitude**2, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels
-    )
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel_power), sr=sample_rate, n_mfcc=config.n_mfcc)
-    tuning = tuning_estimate(magnitude, sample_rate=sample_rate, n_fft=config.n_fft, bins_per_octave=config.n_chroma)
-    chroma = librosa.feature.chroma_stft(
-        S=magnitude, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_chroma=config.n_chroma,
-        tuning=tuning,
-    )
-    return np.concatenate([mfcc.mean(axis=1), chroma.mean(axis=1), mel_power.mean(axis=1)]).astype(np.float32)
+    return seed_vector(waveform, seed_filters(config))
+
+
+def featurizer(config: FeatureConfig) -> Callable[[NDArray[np.float32], int], NDArray[np.float32]]:
+    """``feature_vector`` for many clips of one feature set: its filter banks are built once.
+
+    Args:
+        config: the feature set.
+
+    Returns:
+        ``vector(waveform, sample_rate)``, equal to ``feature_vector(waveform, sample_rate, config)``
+        and raising the same ``AudioError``.
+
+    >>> from ser_batch.config import feature_config
+    >>> config = feature_config("seed268")
+    >>> waveform = np.sin(np.arange(4096, dtype=np.float32) / 10)
+    >>> bool((featurizer(config)(waveform, 22_050) == feature_vector(waveform, 22_050, config)).all())
+    True
+    """
+    if isinstance(config, StatsFeatureConfig):
+        return lambda waveform, sample_rate: feature_vector(waveform, sample_rate, config)
+    filters = seed_filters(config)
+
+    def vector(waveform: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
+        validate_waveform(waveform, sample_rate, config)
+        return seed_vector(waveform, filters)
+
+    return vector
 
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")

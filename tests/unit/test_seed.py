@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from signals_gen import SIGNALS
+from ser_batch.config import feature_config
+from ser_batch.errors import AudioError
+from ser_batch.features import feature_vector, featurizer
+from ser_batch.seed import seed_filters, seed_vector, stft_magnitude
+
+SEED = feature_config("seed268")
+
+
+def recipe_vector(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    # The original recipe, verbatim: three separate STFTs and librosa's defaults.
+    stft = np.abs(librosa.stft(waveform))
+    mfccs = np.mean(librosa.feature.mfcc(y=waveform, sr=sample_rate, n_mfcc=128).T, axis=0)
+    chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sample_rate).T, axis=0)
+    mel = np.mean(librosa.feature.melspectrogram(y=waveform, sr=sample_rate).T, axis=0)
+    return np.hstack([mfccs, chroma, mel])
+
+
+@pytest.mark.parametrize("n_samples", [2048, 2049, 2559, 2560, 22_050, 33_333])
+@pytest.mark.parametrize("kind", sorted(SIGNALS))
+def test_stft_magnitude_is_librosa_bit_for_bit(kind: str, n_samples: int) -> None:
+    waveform = SIGNALS[kind](n_samples / SEED.sample_rate + 1e-9, SEED.sample_rate)[:n_samples]
+    assert waveform.size == n_samples
+    expected = np.abs(librosa.stft(waveform, n_fft=SEED.n_fft, hop_length=SEED.hop_length))
+    actual = stft_magnitude(waveform, SEED.n_fft, SEED.hop_length, seed_filters(SEED).window)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype == np.float32
+    assert np.array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("kind", sorted(SIGNALS))
+@pytest.mark.parametrize("duration_s", [0.1, 0.37, 1.3, 4.2])
+def test_seed_vector_equals_the_recipe(kind: str, duration_s: float) -> None:
+    waveform = SIGNALS[kind](duration_s, SEED.sample_rate)
+    actual = seed_vector(waveform, seed_filters(SEED))
+    np.testing.assert_allclose(actual, recipe_vector(waveform, SEED.sample_rate), rtol=1e-5, atol=1e-6)
+
+
+def test_seed_vector_mel_part_is_the_recipe_bit_for_bit() -> None:
+    waveform = SIGNALS["chirp"](1.3, SEED.sample_rate) + SIGNALS["noise"](1.3, SEED.sample_rate)
+    expected = np.mean(librosa.feature.melspectrogram(y=waveform, sr=SEED.sample_rate).T, axis=0)
+    mel = seed_vector(waveform, seed_filters(SEED))[-SEED.n_mels :]
+    np.testing.assert_allclose(mel, expected, rtol=1e-6, atol=0)
+
+
+def test_seed_vector_equals_the_recipe_on_real_clips(ser_dev) -> None:
+    clips = sorted(ser_dev.glob("*/**/*.flac"))[::40]
+    filters = seed_filters(SEED)
+    for path in clips:
+        waveform, sample_rate = librosa.load(path)  # the recipe's own loader
+        np.testing.assert_allclose(seed_vector(waveform, filters), recipe_vector(waveform, sample_rate), rtol=1e-5, atol=1e-6, err_msg=str(path))
+    assert len(clips) >= 60
+
+
+def test_featurizer_equals_feature_vector_and_does_not_depend_on_order() -> None:
+    waveforms = [SIGNALS[kind](duration_s, SEED.sample_rate) for kind in sorted(SIGNALS) for duration_s in (0.4, 1.1)]
+    expected = [feature_vector(waveform, SEED.sample_rate, SEED).tobytes() for waveform in waveforms]
+    forwards, backwards = featurizer(SEED), featurizer(SEED)
+    assert [forwards(waveform, SEED.sample_rate).tobytes() for waveform in waveforms] == expected
+    assert [backwards(waveform, SEED.sample_rate).tobytes() for waveform in waveforms[::-1]] == expected[::-1]
+
+
+@pytest.mark.parametrize("name", ["seed268", "stats8k"])
+def test_featurizer_checks_the_contract(name: str) -> None:
+    config = feature_config(name)
+    with pytest.raises(AudioError, match="silent"):
+        featurizer(config)(np.zeros(config.sample_rate, np.float32), config.sample_rate)
+    with pytest.raises(AudioError, match="sample_rate"):
+        featurizer(config)(np.full(config.sample_rate, 0.1, np.float32), config.sample_rate + 1)
+
+
+def test_featurizer_of_a_stats_set_is_its_feature_vector() -> None:
+    config = feature_config("stats8k")
+    waveform = SIGNALS["chirp"](1.0, config.sample_rate)
+    assert featurizer(config)(waveform, config.sample_rate).tobytes() == feature_vector(waveform, config.sample_rate, config).tobytes()
