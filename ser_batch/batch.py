@@ -15,7 +15,7 @@ from ser_batch import storage, store
 from ser_batch.audio import read_audio
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
-from ser_batch.features import feature_names, featurizer
+from ser_batch.features import feature_names, feature_vector
 from ser_batch.labels import labels_from_path
 from ser_batch.plan import Shard
 from ser_batch.storage import FileInfo
@@ -54,7 +54,6 @@ def featurize_files(
     now = datetime.now(UTC)
     rows = store.FeatureRows.empty()
     errors: list[dict[str, Any]] = []
-    feature_vector = featurizer(config)  # filter banks built once per batch, not per file
     for info in files:
         stage = "labels"
         try:
@@ -62,7 +61,7 @@ def featurize_files(
             stage = "decode"
             decoded = read_audio(info.uri, sample_rate=config.sample_rate, quality=config.resample_quality, storage_options=storage_options)
             stage = "features"
-            vector = feature_vector(decoded.waveform, decoded.sample_rate)
+            vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
         except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
             message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
             errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,

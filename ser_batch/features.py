@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import librosa
 import numpy as np
 from numpy.typing import NDArray
@@ -64,8 +62,7 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
     ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three
-    (see ``ser_batch.seed``). For many clips use ``featurizer(config)``: it builds the
-    filter banks once.
+    (see ``ser_batch.seed``; its filter banks are built once per process).
 
     Args:
         waveform: mono samples in [-1, 1], shape ``(n,)``, float32, ``n >= config.min_samples``.
@@ -89,33 +86,6 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     if isinstance(config, StatsFeatureConfig):
         return _stats_vector(waveform, sample_rate, config)
     return seed_vector(waveform, seed_filters(config))
-
-
-def featurizer(config: FeatureConfig) -> Callable[[NDArray[np.float32], int], NDArray[np.float32]]:
-    """``feature_vector`` for many clips of one feature set: its filter banks are built once.
-
-    Args:
-        config: the feature set.
-
-    Returns:
-        ``vector(waveform, sample_rate)``, equal to ``feature_vector(waveform, sample_rate, config)``
-        and raising the same ``AudioError``.
-
-    >>> from ser_batch.config import feature_config
-    >>> config = feature_config("seed268")
-    >>> waveform = np.sin(np.arange(4096, dtype=np.float32) / 10)
-    >>> bool((featurizer(config)(waveform, 22_050) == feature_vector(waveform, 22_050, config)).all())
-    True
-    """
-    if isinstance(config, StatsFeatureConfig):
-        return lambda waveform, sample_rate: feature_vector(waveform, sample_rate, config)
-    filters = seed_filters(config)
-
-    def vector(waveform: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
-        validate_waveform(waveform, sample_rate, config)
-        return seed_vector(waveform, filters)
-
-    return vector
 
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")
