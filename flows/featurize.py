@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
-from ser_batch import batch, catalog, report
+from ser_batch import batch, catalog, features, report
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
 from ser_batch.errors import SerBatchError
 from ser_batch.plan import Shard
@@ -24,6 +24,11 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
         "shard %s: %d files, %d rows, %d errors, %.1f s", summary.shard_id, summary.n_files, summary.n_rows, summary.n_errors, summary.elapsed_s
     )
     return summary
+
+
+def warm_worker(feature_set: str) -> None:
+    """Run on each Dask worker before its first shard: imports this module (Prefect) and warms the featurizer."""
+    features.warm_up(feature_config(feature_set))
 
 
 @flow(name="featurize", log_prints=True)

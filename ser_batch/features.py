@@ -88,6 +88,25 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     return seed_vector(waveform, seed_filters(config))
 
 
+LAZY_MODULES: tuple[str, ...] = ("scipy.signal", "librosa.filters", "librosa.util.utils", "librosa.feature", "ser_batch.batch")
+"""What ``feature_vector`` and its batch driver import on first use (librosa loads lazily, with numba
+kernels): a process that forks workers can import these once for all of them."""
+
+
+def warm_up(config: FeatureConfig) -> None:
+    """Featurize one synthetic clip so that a fresh process pays its one-off costs now.
+
+    librosa imports its submodules lazily and numba loads its cached kernels on first use
+    (2-4 s in a new Dask worker); ``seed268`` also builds its filter banks. Call it once per
+    worker before the first shard (the CLI does, while the Prefect API starts).
+
+    >>> from ser_batch.config import feature_config
+    >>> warm_up(feature_config("stats8k"))
+    """
+    t = np.arange(config.sample_rate, dtype=np.float32) / config.sample_rate
+    feature_vector((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), config.sample_rate, config)
+
+
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")
 """Statistics pooled over frames for the ``stats`` feature sets' full-statistics groups."""
 
