@@ -272,13 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parse_storage_options(args.storage_options)
             os.environ[STORAGE_OPTIONS_ENV] = args.storage_options
-        if getattr(args, "check", None):
-            args.check(args)
         if not getattr(args, "needs_api", True):
+            if getattr(args, "check", None):
+                args.check(args)
             return args.handler(args)
         from flows.api import prefect_api_starting
 
+        # The API boots in the background from here on; checks and preparations run meanwhile.
         with prefect_api_starting() as api_ready, ExitStack() as resources:
+            if getattr(args, "check", None):
+                args.check(args)
             prepare = getattr(args, "prepare", None)
             if prepare is not None:  # e.g. start and warm the Dask cluster while the API boots
                 from prefect.settings import PREFECT_API_URL
