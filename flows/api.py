@@ -70,6 +70,9 @@ def prefect_api_starting() -> Iterator[Callable[[], str | None]]:
                 if server.api_url != planned:
                     os.environ["PREFECT_API_URL"] = server.api_url
                     settings.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
+                if not server.used:  # logged only once it is used: a failed check prints its one error line alone
+                    server.used = True
+                    _logger.info("Started temporary server on %s", server.api_url.removesuffix("/api"))
                 return server.api_url
 
             yield ready
@@ -92,6 +95,7 @@ class _Server:
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.failure: BaseException | None = None
+        self.used = False
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -115,7 +119,6 @@ class _Server:
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-        _logger.info("Starting temporary server on http://127.0.0.1:%d", self.port)
         self._spawn(command, env)
         with httpx.Client() as client:
             while time.monotonic() < deadline:
@@ -142,7 +145,8 @@ class _Server:
             self._stopped = True
         if self.process is None:
             return
-        _logger.info("Stopping temporary server on http://127.0.0.1:%d", self.port)
+        if self.used:
+            _logger.info("Stopping temporary server on http://127.0.0.1:%d", self.port)
         self.process.terminate()
         try:
             self.process.wait(timeout=5)
