@@ -1,10 +1,15 @@
 """Throughput, scaling, overhead and memory of seed268 featurization against the original recipe.
 
-Usage: python benchmarks/throughput.py [--source DIR] [--copies 2] [--rows steady,e2e,overhead,scaling,catalogue]
+Usage: python benchmarks/throughput.py [--source DIR] [--copies 2] [--repeats 2]
+                                      [--rows steady,e2e,overhead,scaling,catalogue]
 
 Every row runs on this machine in one invocation. The archive is ser-dev linked ``--copies``
 times under distinct paths (2 copies = 5,272 files). The recipe always gets one BLAS thread per
 process and a numba warm-up before its clock starts.
+
+The development machine is shared, so every comparison is interleaved: the steady row alternates
+the two sides every 10 clips, the other rows alternate whole runs ``--repeats`` times; each row
+reports medians and the median of the paired ratios.
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_baseline import init_worker, recipe_features, recipe_features_warm  # noqa: E402
 
-from flows.runner import _keep_glibc_malloc_defaults  # noqa: E402
 from ser_batch import storage, store  # noqa: E402
-from ser_batch.batch import featurize_files, featurize_shard  # noqa: E402
+from ser_batch.batch import featurize_files  # noqa: E402
 from ser_batch.config import feature_config  # noqa: E402
 from ser_batch.plan import plan_shards  # noqa: E402
 
 SEED = feature_config("seed268")
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
-CLI = str(Path(sys.executable).parent / "ser-batch")
+CLI = [sys.executable, "-m", "flows.cli"]  # this checkout's code (the ser-batch script may be another checkout's)
+PLAIN = [sys.executable, str(Path(__file__).resolve().parent / "plain_loop.py")]
+REPO = str(Path(__file__).resolve().parents[1])
 
 
 def linked_archive(source: Path, copies: int, root: Path) -> list[str]:
@@ -75,72 +81,102 @@ class PeakRss:
         self._thread.join()
 
 
-def cli_featurize(source: str, dest: str, n_workers: int) -> tuple[float, dict, int]:
+def run_json(command: list[str]) -> tuple[float, dict, int]:
+    """Run a command that prints a JSON summary last; return its wall time, the summary and its peak tree RSS."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
-    proc = subprocess.Popen([CLI, "featurize", source, dest, "--feature-set", "seed268", "--n-workers", str(n_workers), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     with PeakRss(proc.pid) as memory:
         out, _ = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(f"ser-batch featurize exited {proc.returncode}")
+        raise RuntimeError(f"{command} exited {proc.returncode}")
     return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), memory.peak
 
 
-def row_steady(files: list[str], rows: list[tuple[str, ...]]) -> None:
-    sample = files[:: max(1, len(files) // 400)]
-    infos = [storage.FileInfo(path, 0, "0") for path in sample]
-    with threadpool_limits(limits=1):
-        recipe_features_warm()
-        featurize_files(infos[:2], SEED)
-        started = time.perf_counter()
-        expected = np.stack([recipe_features(path) for path in sample])
-        recipe_s = time.perf_counter() - started
-        started = time.perf_counter()
-        table, _ = featurize_files(infos, SEED)
-        ours_s = time.perf_counter() - started
-    actual = np.stack(table.column("features").to_numpy(zero_copy_only=False))
-    identical = np.allclose(actual, expected, rtol=1e-5, atol=1e-6)
-    rows.append(("seed268 steady state, 1 core (decode + features)", f"{len(sample) / ours_s:.1f} clips/s",
-                 f"recipe {len(sample) / recipe_s:.1f} clips/s", f"{recipe_s / ours_s:.2f}x; outputs equal: {identical}", ">= 3x"))  # fmt: skip
+def cli_featurize(source: str, dest: str, n_workers: int) -> tuple[float, dict, int]:
+    return run_json([*CLI, "featurize", source, dest, "--feature-set", "seed268", "--n-workers", str(n_workers), "--json"])
 
 
-def row_e2e(archive: str, files: list[str], rows: list[tuple[str, ...]]) -> None:
+def recipe_pool(files: list[str]) -> float:
     with multiprocessing.get_context("spawn").Pool(2, initializer=init_worker) as pool:
         started = time.perf_counter()
         pool.map(recipe_features, files, chunksize=16)
-        recipe_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as dest:
-        ours_s, summary, peak = cli_featurize(archive, dest, 2)
-    rows.append((f"featurize CLI end to end, {len(files)} clips, 2 workers", f"{ours_s:.1f} s", f"recipe {recipe_s:.1f} s",
-                 f"{ours_s / recipe_s:.2f}x the recipe's wall time", "<= 0.5x"))  # fmt: skip
-    rows.append(("peak memory of the whole run (all processes)", f"{peak / 2**30:.2f} GiB", "", f"{summary['featurized']} files", "< 3 GiB"))
+        return time.perf_counter() - started
 
 
-def row_overhead(files: list[str], rows: list[tuple[str, ...]]) -> None:
-    from distributed import Client, LocalCluster
+def _max_relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = np.maximum(np.abs(expected), 1e-6)  # the parity tests' atol: below it a value counts as zero
+    return float(np.max(np.abs(actual - expected) / scale))
 
-    infos = [storage.FileInfo(path, 0, str(i)) for i, path in enumerate(files)]
-    shards = plan_shards(infos, store.DoneIndex({}, set()), fingerprint=SEED.fingerprint(), shard_size=200).shards
-    _keep_glibc_malloc_defaults()  # the same worker environment the flow's LocalCluster gets
-    started = time.perf_counter()  # like the flow's wall time: cluster start-up included
-    with tempfile.TemporaryDirectory() as dest, LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.gather(client.map(featurize_shard, shards, dest=dest, config=SEED, pure=False))
-        plain_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as source, tempfile.TemporaryDirectory() as dest:
+
+def row_steady(files: list[str], rows: list[tuple[str, ...]]) -> None:
+    sample = files[: len(files) // 2 : max(1, len(files) // 800)][:400]  # one copy of the archive, spread over it
+    infos = [storage.FileInfo(path, 0, "0") for path in sample]
+    times: dict[str, list[float]] = {"recipe": [], "ours": []}
+    expected, actual = [], []
+    with threadpool_limits(limits=1):
+        recipe_features_warm()
+        featurize_files(infos[:2], SEED)
+        for i, start in enumerate(range(0, len(sample), 10)):
+            chunk = infos[start : start + 10]
+            for side in (("recipe", "ours") if i % 2 == 0 else ("ours", "recipe")):
+                started = time.perf_counter()
+                if side == "recipe":
+                    expected.extend(recipe_features(info.uri) for info in chunk)
+                else:
+                    table, _ = featurize_files(chunk, SEED)
+                    actual.extend(table.column("features").to_numpy(zero_copy_only=False))
+                times[side].append(time.perf_counter() - started)
+    recipe, ours = np.array(times["recipe"]), np.array(times["ours"])
+    actual_matrix, expected_matrix = np.stack(actual), np.stack(expected)
+    equal = np.allclose(actual_matrix, expected_matrix, rtol=1e-5, atol=1e-6)
+    rows.append((f"seed268 steady state, 1 core (decode + features), {len(sample)} clips interleaved", f"{len(sample) / ours.sum():.1f} clips/s",
+                 f"recipe {len(sample) / recipe.sum():.1f} clips/s", f"{np.median(recipe / ours):.2f}x (median of 10-clip pairs); equal to rtol 1e-5: {equal}, "
+                 f"max rel. diff {_max_relative_difference(actual_matrix, expected_matrix):.1e}", ">= 3x"))  # fmt: skip
+
+
+def row_e2e(archive: str, files: list[str], rows: list[tuple[str, ...]], repeats: int) -> None:
+    recipe_s, ours_s, peaks, summaries = [], [], [], []
+    for _ in range(repeats):
+        recipe_s.append(recipe_pool(files))
+        with tempfile.TemporaryDirectory() as dest:
+            wall, summary, peak = cli_featurize(archive, dest, 2)
+        ours_s.append(wall), peaks.append(peak), summaries.append(summary)
+    ratios = np.array(ours_s) / np.array(recipe_s)
+    rows.append((f"featurize CLI end to end, {len(files)} clips, 2 workers ({repeats} alternating runs)", f"{np.median(ours_s):.1f} s",
+                 f"recipe {np.median(recipe_s):.1f} s", f"{np.median(ratios):.2f}x the recipe's wall time (runs: {', '.join(f'{r:.2f}' for r in ratios)})",
+                 "<= 0.5x"))  # fmt: skip
+    rows.append(("peak memory of the whole run (all processes)", f"{max(peaks) / 2**30:.2f} GiB", "", f"{summaries[0]['featurized']} files", "< 3 GiB"))
+
+
+def row_overhead(files: list[str], rows: list[tuple[str, ...]], repeats: int) -> None:
+    flow_s, plain_s = [], []
+    with tempfile.TemporaryDirectory() as source:
         for i, path in enumerate(files):
             os.symlink(path, Path(source) / f"{i:06d}{Path(path).suffix}")
-        _, summary, _ = cli_featurize(source, dest, 2)
-    rows.append((f"orchestration overhead, {len(files)} clips, 2 workers", f"flow {summary['wall_s']:.1f} s",
-                 f"plain Dask loop {plain_s:.1f} s", f"{100 * (summary['wall_s'] / plain_s - 1):+.0f}% (both incl. cluster start)", "<= 10%"))  # fmt: skip
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as dest:
+                plain_s.append(run_json([*PLAIN, source, dest, "--n-workers", "2"])[0])
+            with tempfile.TemporaryDirectory() as dest:
+                flow_s.append(cli_featurize(source, dest, 2)[0])
+    overhead = np.array(flow_s) / np.array(plain_s) - 1
+    rows.append((f"orchestration overhead, {len(files)} clips, 2 workers, whole processes ({repeats} alternating runs)",
+                 f"CLI (Prefect API + flow) {np.median(flow_s):.1f} s", f"plain Dask loop {np.median(plain_s):.1f} s",
+                 f"{100 * np.median(overhead):+.0f}% (runs: {', '.join(f'{100 * o:+.0f}%' for o in overhead)})", "<= 10%"))  # fmt: skip
 
 
-def row_scaling(archive: str, rows: list[tuple[str, ...]]) -> None:
-    walls = {}
-    for n_workers in (1, 2):
-        with tempfile.TemporaryDirectory() as dest:
-            _, summary, _ = cli_featurize(archive, dest, n_workers)
-            walls[n_workers] = summary["wall_s"]
-    rows.append(("1 -> 2 workers (flow wall time)", f"{walls[1] / walls[2]:.2f}x", f"1: {walls[1]:.1f} s", f"2: {walls[2]:.1f} s", ">= 1.8x"))
+def row_scaling(archive: str, rows: list[tuple[str, ...]], repeats: int) -> None:
+    flow: dict[int, list[float]] = {1: [], 2: []}
+    whole: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for n_workers in (1, 2):
+            with tempfile.TemporaryDirectory() as dest:
+                wall, summary, _ = cli_featurize(archive, dest, n_workers)
+            flow[n_workers].append(summary["wall_s"]), whole[n_workers].append(wall)
+    flow_ratio = np.median(np.array(flow[1]) / np.array(flow[2]))
+    whole_ratio = np.median(np.array(whole[1]) / np.array(whole[2]))
+    rows.append((f"1 -> 2 workers ({repeats} alternating runs)", f"{flow_ratio:.2f}x flow wall time", f"1: {np.median(flow[1]):.1f} s, 2: {np.median(flow[2]):.1f} s",
+                 f"whole CLI process {whole_ratio:.2f}x ({np.median(whole[1]):.1f} s -> {np.median(whole[2]):.1f} s)", ">= 1.8x"))  # fmt: skip
 
 
 def row_catalogue(n_files: int, rows: list[tuple[str, ...]]) -> None:
@@ -164,6 +200,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--rows", default="steady,e2e,overhead,scaling,catalogue")
     parser.add_argument("--catalogue-files", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per end-to-end comparison")
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
     rows: list[tuple[str, ...]] = []
@@ -172,14 +209,15 @@ def main() -> None:
         if "steady" in wanted:
             row_steady(files, rows)
         if "e2e" in wanted:
-            row_e2e(root, files, rows)
+            row_e2e(root, files, rows, args.repeats)
         if "overhead" in wanted:
-            row_overhead(files, rows)
+            row_overhead(files, rows, args.repeats)
         if "scaling" in wanted:
-            row_scaling(root, rows)
+            row_scaling(root, rows, args.repeats)
     if "catalogue" in wanted:
         row_catalogue(args.catalogue_files, rows)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}; "
+          f"load average at the end {os.getloadavg()[0]:.1f} (shared machine: compare ratios, not absolute times)")  # fmt: skip
     print("| what | ser-batch | baseline | result | goal |\n|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings, temporary_settings
+
+_BOOT_TIMEOUT_S = 90.0  # Prefect's default (20 s) is too short on a loaded 2-core machine while workers start
+_PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+_logger = logging.getLogger("prefect")  # where SubprocessASGIServer logs the same lines
 
 
 @contextmanager
@@ -17,24 +29,139 @@ def prefect_api() -> Iterator[str | None]:
     would start (and report to) its own. Starting it here and exporting its URL
     before the cluster spawns makes the flow and its workers share one API.
     """
+    with prefect_api_starting() as ready:
+        yield ready()
+
+
+@contextmanager
+def prefect_api_starting() -> Iterator[Callable[[], str | None]]:
+    """Like ``prefect_api``, but a temporary server boots in the background: call the yielded ``ready()``.
+
+    Booting takes seconds; work that does not need the API yet (starting and warming a Dask
+    cluster) can run meanwhile. The URL is exported before the boot starts, so processes
+    spawned meanwhile inherit it. ``ready()`` waits until the server answers and returns its
+    URL; that differs from the one exported at entry only if the port was taken in between
+    and the server had to move (the new URL is then exported and set).
+
+    The server is the one Prefect's ``SubprocessASGIServer`` runs (uvicorn with
+    ``prefect.server.api.server:create_app``, UI off), launched directly: importing that
+    class costs this process seconds of imports that only the server needs.
+    """
     configured = PREFECT_API_URL.value()
     if configured:
-        yield configured
+        yield lambda: configured
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
     from prefect.logging.handlers import APILogWorker
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here; avoid telemetry errors
-    server = SubprocessASGIServer()
-    server.start()
+    server = _Server(get_current_settings().to_environment_variables(exclude_unset=True))
     previous = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_API_URL"] = planned = server.api_url
+    booting = threading.Thread(target=server.boot, name="prefect-api-boot", daemon=True)
+    booting.start()
     try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield server.api_url
+        with ExitStack() as settings:
+            settings.enter_context(temporary_settings({PREFECT_API_URL: planned}))
+
+            def ready() -> str:
+                booting.join()
+                if server.failure is not None:
+                    raise server.failure
+                if server.api_url != planned:
+                    os.environ["PREFECT_API_URL"] = server.api_url
+                    settings.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
+                if not server.used:  # logged only once it is used: a failed check prints its one error line alone
+                    server.used = True
+                    _logger.info("Started temporary server on %s", server.api_url.removesuffix("/api"))
+                return server.api_url
+
+            yield ready
     finally:
-        APILogWorker.drain_all(timeout=5)  # send buffered logs while the server still listens
+        if server.process is not None and not booting.is_alive():
+            APILogWorker.drain_all(timeout=5)  # send buffered logs while the server still listens
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        server.stop()  # also ends a boot still in progress (a failed check): no waiting for it
+        booting.join()
+
+
+class _Server:
+    """One temporary Prefect API server process on 127.0.0.1."""
+
+    def __init__(self, settings_env: dict[str, str]) -> None:
+        self.settings_env = settings_env
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.failure: BaseException | None = None
+        self.used = False
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def boot(self) -> None:
+        try:
+            self._boot()
+        except BaseException as error:  # re-raised in the caller's thread by ready()
+            self.failure = error
+
+    def _boot(self) -> None:
+        import httpx
+        import prefect
+
+        timeout_s = max(_BOOT_TIMEOUT_S, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+        deadline = time.monotonic() + timeout_s
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1", **self.settings_env}
+        env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                   "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+        self._spawn(command, env)
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                if self._stopped:
+                    raise RuntimeError("the temporary Prefect API server was stopped while booting")
+                if self.process is not None and self.process.poll() == _PORT_IN_USE:  # taken since we probed it: move
+                    self.port = _free_port()
+                    self._spawn(command, env)
+                elif self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"the temporary Prefect API server exited with status {self.process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise RuntimeError(f"the temporary Prefect API server did not answer within {timeout_s:.0f} s")
+
+    def _spawn(self, command: list[str], env: dict[str, str]) -> None:
+        with self._lock:
+            if not self._stopped:
+                self.process = subprocess.Popen([*command, "--port", str(self.port)], env=env)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        if self.process is None:
+            return
+        if self.used:
+            _logger.info("Stopping temporary server on http://127.0.0.1:%d", self.port)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    # Prefect's own choice (SubprocessASGIServer.find_available_port)
+    for port in random.sample(range(8000, 9000), 50):
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8000-8999 for a temporary Prefect API")

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -44,6 +46,22 @@ def _check_featurize(args: argparse.Namespace) -> None:
 
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
+
+
+def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> None:
+    """Without a Dask address, start and warm the LocalCluster now, while the Prefect API boots.
+
+    Workers fork from one process that imported Prefect, the flow and librosa's lazy modules,
+    so the two cores do not import them once per worker while the API server boots beside them.
+    """
+    from flows.featurize import warm_worker
+    from flows.runner import DASK_ADDRESS_ENV, local_cluster
+    from ser_batch.features import LAZY_MODULES
+
+    if args.dask_address or os.environ.get(DASK_ADDRESS_ENV):
+        return
+    cluster = local_cluster(args.n_workers, warm_up=partial(warm_worker, args.feature_set), preload=("flows.featurize", *LAZY_MODULES))
+    args.dask_address = resources.enter_context(cluster)
 
 
 def _featurize(args: argparse.Namespace) -> int:
@@ -175,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "for training (default: on, except for the recipe's seed268)")  # fmt: skip
     featurize.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(featurize)
-    featurize.set_defaults(handler=_featurize, check=_check_featurize)
+    featurize.set_defaults(handler=_featurize, check=_check_featurize, prepare=_start_featurize_cluster)
 
     train = commands.add_parser("train", help="train a model on FEATURES_DEST/features and save MODEL_DIR")
     train.add_argument("features_dest", help="the DEST a featurize run wrote (local or s3://)")
@@ -265,13 +283,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parse_storage_options(args.storage_options)
             os.environ[STORAGE_OPTIONS_ENV] = args.storage_options
-        if getattr(args, "check", None):
-            args.check(args)
         if not getattr(args, "needs_api", True):
+            if getattr(args, "check", None):
+                args.check(args)
             return args.handler(args)
-        from flows.api import prefect_api
+        from flows.api import prefect_api_starting
 
-        with prefect_api():
+        # The API boots in the background from here on; checks and preparations run meanwhile.
+        with prefect_api_starting() as api_ready, ExitStack() as resources:
+            if getattr(args, "check", None):
+                args.check(args)
+            prepare = getattr(args, "prepare", None)
+            if prepare is not None:  # e.g. start and warm the Dask cluster while the API boots
+                from prefect.settings import PREFECT_API_URL
+
+                exported, given = PREFECT_API_URL.value(), args.dask_address
+                prepare(args, resources)
+                if api_ready() != exported and args.dask_address != given:  # the API moved port: respawn workers with its URL
+                    resources.close()
+                    args.dask_address = given
+                    prepare(args, resources)
+            api_ready()
             return args.handler(args)
     except SerBatchError as error:
         print(f"ser-batch: error: {error}", file=sys.stderr)

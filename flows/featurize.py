@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
-from ser_batch import batch, catalog, report
+from ser_batch import batch, catalog, features, report
 from ser_batch.augment import augment_by_default
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
 from ser_batch.errors import SerBatchError
@@ -33,6 +33,11 @@ def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_option
     get_run_logger().info("augment shard %s: %d clips, %d copies, %d errors, %.1f s", summary.shard_id, summary.n_files,
                           summary.n_rows, summary.n_errors, summary.elapsed_s)  # fmt: skip
     return summary
+
+
+def warm_worker(feature_set: str) -> None:
+    """Run on each Dask worker before its first shard: imports this module (Prefect) and warms the featurizer."""
+    features.warm_up(feature_config(feature_set))
 
 
 @flow(name="featurize", log_prints=True)

@@ -6,7 +6,8 @@ import itertools
 import os
 import queue
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dask
@@ -16,9 +17,8 @@ from prefect_dask import DaskTaskRunner
 
 from flows.settings import sealed_storage_options
 from ser_batch import report
-from ser_batch.plan import Shard
-
 from ser_batch.errors import ConfigError
+from ser_batch.plan import Shard
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
@@ -39,15 +39,44 @@ def dask_runner(address: str | None = None, n_workers: int | None = None) -> Das
     if n_workers is not None and n_workers < 1:
         raise ConfigError(f"n_workers {n_workers} < 1")
     _keep_glibc_malloc_defaults()
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": n_workers or os.cpu_count() or 1,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": ":0",  # any free port: several runs may share a machine
-        },
-    )
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=_local_cluster_kwargs(n_workers))
+
+
+def _local_cluster_kwargs(n_workers: int | None) -> dict[str, Any]:
+    return {
+        "n_workers": n_workers or os.cpu_count() or 1,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",  # any free port: several runs may share a machine
+    }
+
+
+@contextmanager
+def local_cluster(
+    n_workers: int | None = None, *, warm_up: Callable[[], object] | None = None, preload: Sequence[str] = ()
+) -> Iterator[str]:
+    """Start the LocalCluster ``dask_runner`` would, run ``warm_up`` once on every worker, yield its address.
+
+    Lets the CLI start and warm the workers while the Prefect API boots, then hand the
+    address to the flow (``dask_runner(address)``), instead of starting them inside the flow.
+    With ``preload`` (module names), workers are forked from a Dask forkserver that imported
+    those modules once, instead of each worker importing them afresh.
+    """
+    from distributed import Client, LocalCluster
+    from distributed.utils import get_mp_context
+
+    if n_workers is not None and n_workers < 1:
+        raise ConfigError(f"n_workers {n_workers} < 1")
+    _keep_glibc_malloc_defaults()
+    method = "forkserver" if preload else dask.config.get("distributed.worker.multiprocessing-method")
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        if preload:
+            get_mp_context().set_forkserver_preload(["distributed", "numpy", *preload])  # read when the forkserver starts
+        with LocalCluster(**_local_cluster_kwargs(n_workers)) as cluster:
+            if warm_up is not None:
+                with Client(cluster) as client:
+                    client.run(warm_up)
+            yield cluster.scheduler_address
 
 
 def _keep_glibc_malloc_defaults() -> None:

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from ser_batch.config import FeatureConfig, FramesFeatureConfig, StatsFeatureConfig
 from ser_batch.errors import AudioError
-from ser_batch.tuning import tuning_estimate
+from ser_batch.seed import seed_filters, seed_vector
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
@@ -65,7 +65,8 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
 
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
-    ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three.
+    ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three
+    (see ``ser_batch.seed``; its filter banks are built once per process).
 
     Args:
         waveform: mono samples in [-1, 1], shape ``(n,)``, float32, ``n >= config.min_samples``.
@@ -90,17 +91,26 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
         return _stats_vector(waveform, sample_rate, config)
     if isinstance(config, FramesFeatureConfig):
         return logmel_frames(waveform, sample_rate, config).reshape(-1)
-    magnitude = np.abs(librosa.stft(waveform, n_fft=config.n_fft, hop_length=config.hop_length))
-    mel_power = librosa.feature.melspectrogram(
-        S=magnitude**2, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels
-    )
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel_power), sr=sample_rate, n_mfcc=config.n_mfcc)
-    tuning = tuning_estimate(magnitude, sample_rate=sample_rate, n_fft=config.n_fft, bins_per_octave=config.n_chroma)
-    chroma = librosa.feature.chroma_stft(
-        S=magnitude, sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_chroma=config.n_chroma,
-        tuning=tuning,
-    )
-    return np.concatenate([mfcc.mean(axis=1), chroma.mean(axis=1), mel_power.mean(axis=1)]).astype(np.float32)
+    return seed_vector(waveform, seed_filters(config))
+
+
+LAZY_MODULES: tuple[str, ...] = ("scipy.signal", "librosa.filters", "librosa.util.utils", "librosa.feature", "ser_batch.batch")
+"""What ``feature_vector`` and its batch driver import on first use (librosa loads lazily, with numba
+kernels): a process that forks workers can import these once for all of them."""
+
+
+def warm_up(config: FeatureConfig) -> None:
+    """Featurize one synthetic clip so that a fresh process pays its one-off costs now.
+
+    librosa imports its submodules lazily and numba loads its cached kernels on first use
+    (2-4 s in a new Dask worker); ``seed268`` also builds its filter banks. Call it once per
+    worker before the first shard (the CLI does, while the Prefect API starts).
+
+    >>> from ser_batch.config import feature_config
+    >>> warm_up(feature_config("stats8k"))
+    """
+    t = np.arange(config.sample_rate, dtype=np.float32) / config.sample_rate
+    feature_vector((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), config.sample_rate, config)
 
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")

@@ -47,11 +47,15 @@ def tuning_estimate(
     if band.size == 0 or band[0] == 0 or band[-1] >= n_bins - 1:  # a band edge without neighbours: defer
         return float(librosa.estimate_tuning(S=magnitude, sr=sample_rate, n_fft=n_fft, bins_per_octave=bins_per_octave, resolution=resolution))
     lo, hi = int(band[0]), int(band[-1]) + 1
-    window = magnitude[lo - 1 : hi + 1]
-    gated = window * (window > _THRESHOLD * magnitude.max(axis=0))
-    centre, below, above = gated[1:-1], gated[:-2], gated[2:]
-    rows, frames = np.nonzero((centre > below) & (centre >= above))
-    x0, xm, xp = (window[rows + offset, frames] for offset in (1, 0, 2))
+    # Frames as rows, contiguous when ``magnitude`` is a transposed STFT (librosa's and seed's are).
+    # Peaks come out frame by frame instead of bin by bin; the estimate depends only on their multiset.
+    spectra = magnitude.T
+    window = np.ascontiguousarray(spectra[:, lo - 1 : hi + 1])
+    gated = window * (window > _THRESHOLD * spectra.max(axis=1, keepdims=True))
+    centre, below, above = gated[:, 1:-1], gated[:, :-2], gated[:, 2:]
+    frames, rows = np.nonzero((centre > below) & (centre >= above))
+    flat, at = window.reshape(-1), frames * window.shape[1] + rows
+    x0, xm, xp = flat[at + 1], flat[at], flat[at + 2]
     # numba's parabolic stencil promotes `2 * x` to float64; mirror it to get the same bits.
     a = (xp + xm).astype(np.float64) - 2 * x0.astype(np.float64)
     b = (xp - xm).astype(np.float64) / 2
@@ -64,4 +68,35 @@ def tuning_estimate(
     if pitches.size == 0:
         return 0.0  # what librosa returns, after warning, for an empty frequency set
     keep = magnitudes >= np.median(magnitudes)
-    return float(librosa.pitch_tuning(pitches[keep], resolution=resolution, bins_per_octave=bins_per_octave))
+    return pitch_tuning(pitches[keep], resolution=resolution, bins_per_octave=bins_per_octave)
+
+
+def pitch_tuning(frequencies: NDArray[np.floating], *, resolution: float = 0.01, bins_per_octave: int = 12) -> float:
+    """Equal to ``librosa.pitch_tuning``: the most common deviation of ``frequencies`` from equal temperament.
+
+    The same float arithmetic, but bins are counted directly instead of through
+    ``np.histogram`` (which sorts), and ``librosa.core.pitch`` is not imported: its numba
+    kernels cost about a second in every new worker process.
+
+    Args:
+        frequencies: Hz, any shape; values <= 0 are ignored.
+        resolution: histogram bin width in fractions of a bin.
+        bins_per_octave: pitch classes per octave.
+
+    Returns:
+        A value of ``np.linspace(-0.5, 0.5, ceil(1 / resolution) + 1)``; 0.0 when no frequency is > 0.
+
+    >>> pitch_tuning(np.array([440.0, 880.0, 220.0 * 2 ** (0.2 / 12)], np.float32))
+    0.0
+    """
+    frequencies = np.atleast_1d(frequencies)
+    frequencies = frequencies[frequencies > 0]
+    if not np.any(frequencies):
+        return 0.0  # librosa warns, then returns this
+    residual = np.mod(bins_per_octave * np.log2(frequencies / (440.0 / 16)), 1.0)  # librosa.hz_to_octs, A440
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / resolution)) + 1)
+    # np.histogram's bins: [e_i, e_i+1), the last one closed; residual lies in [-0.5, 0.5]
+    index = np.minimum(np.searchsorted(edges, residual, side="right") - 1, edges.size - 2)
+    counts = np.bincount(index[index >= 0], minlength=edges.size - 1)
+    return float(edges[np.argmax(counts)])

@@ -65,3 +65,17 @@ def test_header_only_wav_has_no_samples(tmp_path) -> None:
     soundfile.write(path, np.zeros(0, np.float32), 16_000)
     with pytest.raises(AudioError, match="no samples"):
         read_audio(str(path), sample_rate=16_000)
+
+
+@pytest.mark.parametrize(("original_rate", "sample_rate"), [(48_000, 22_050), (24_414, 22_050), (44_100, 16_000), (8_000, 22_050), (16_000, 8_000)])
+def test_resample_gives_soxr_resample_samples_call_after_call(rng, original_rate: int, sample_rate: int) -> None:
+    import soxr
+
+    from ser_batch.audio import resample
+
+    for n in (1, 2, 17, 1000, 4097, 48_000, 100_003):
+        waveform = rng.normal(0, 0.2, n).astype(np.float32)
+        expected = soxr.resample(waveform, original_rate, sample_rate, quality="soxr_hq")
+        actual = resample(waveform, original_rate, sample_rate)
+        assert actual.dtype == np.float32 and actual.shape == expected.shape
+        assert np.array_equal(actual, expected), n

@@ -37,3 +37,16 @@ def test_equals_librosa_on_real_clips(ser_dev) -> None:
         waveform, sample_rate = librosa.load(path)
         magnitude = np.abs(librosa.stft(waveform))
         assert tuning_estimate(magnitude, sample_rate=sample_rate, n_fft=2048) == librosa.estimate_tuning(S=magnitude, sr=sample_rate), path
+
+
+@pytest.mark.parametrize("resolution", [0.01, 0.02, 0.1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pitch_tuning_equals_librosa(rng, resolution: float, dtype: type) -> None:
+    from ser_batch.tuning import pitch_tuning
+
+    for n in (1, 7, 500, 5000):
+        frequencies = (27.5 * 2 ** rng.uniform(0, 8, n)).astype(dtype)
+        frequencies[:: max(1, n // 5)] *= 2 ** (rng.uniform(-0.5, 0.5) / 12)
+        assert pitch_tuning(frequencies, resolution=resolution) == librosa.pitch_tuning(frequencies, resolution=resolution)
+    with pytest.warns(UserWarning, match="empty frequency set"):
+        assert pitch_tuning(np.zeros(3, dtype)) == librosa.pitch_tuning(np.zeros(3, dtype)) == 0.0
