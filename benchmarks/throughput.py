@@ -22,7 +22,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import psutil
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_memory import PeakRss  # noqa: E402
 from recipe_baseline import init_worker, recipe_features, recipe_features_warm  # noqa: E402
 
 from ser_batch import storage, store  # noqa: E402
@@ -53,32 +53,6 @@ def linked_archive(source: Path, copies: int, root: Path) -> list[str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(path)
     return [info.uri for info in storage.list_files(str(root))]
-
-
-class PeakRss:
-    """Samples the summed RSS of a process tree every 50 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                self.peak = max(self.peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_json(command: list[str]) -> tuple[float, dict, int]:

@@ -15,12 +15,12 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from ser_batch import storage, store
-from ser_batch.audio import read_audio, resample
+from ser_batch.audio import Decoded, read_audio, resample
 from ser_batch.augment import augmented_copies
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
 from ser_batch.features import feature_names, feature_vector
-from ser_batch.labels import labels_from_path
+from ser_batch.labels import Labels, labels_from_path
 from ser_batch.plan import Shard
 from ser_batch.storage import FileInfo
 
@@ -71,14 +71,16 @@ def featurize_files(
             errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
                            "message": message, "stage": stage, "feature_set": config.name, "run_at": now})  # fmt: skip
             continue
-        rows.append(
-            vector,
-            path=info.uri, corpus=store.partition_value(labels.corpus), speaker=labels.speaker, emotion=labels.emotion,
-            duration_s=decoded.duration_s, sample_rate=decoded.original_sample_rate, n_channels=decoded.n_channels,
-            content_key=info.content_key, feature_set=config.name, fingerprint=config.fingerprint(), featurized_at=now,
-        )  # fmt: skip
+        rows.append(vector, **_row_values(info, labels, decoded, config, now))
     features = rows.to_table(store.features_schema(config, feature_names(config)))
     return features, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+
+
+def _row_values(info: FileInfo, labels: Labels, decoded: Decoded, config: FeatureConfig, now: datetime) -> dict[str, Any]:
+    return {"path": info.uri, "corpus": store.partition_value(labels.corpus), "speaker": labels.speaker,
+            "emotion": labels.emotion, "duration_s": decoded.duration_s, "sample_rate": decoded.original_sample_rate,
+            "n_channels": decoded.n_channels, "content_key": info.content_key, "feature_set": config.name,
+            "fingerprint": config.fingerprint(), "featurized_at": now}  # fmt: skip
 
 
 def augment_files(
@@ -115,12 +117,7 @@ def augment_files(
             continue
         for name, vector in copies:
             transforms.append(name)
-            rows.append(
-                vector,
-                path=info.uri, corpus=store.partition_value(labels.corpus), speaker=labels.speaker, emotion=labels.emotion,
-                duration_s=decoded.duration_s, sample_rate=decoded.original_sample_rate, n_channels=decoded.n_channels,
-                content_key=info.content_key, feature_set=config.name, fingerprint=config.fingerprint(), featurized_at=now,
-            )  # fmt: skip
+            rows.append(vector, **_row_values(info, labels, decoded, config, now))
     features = rows.to_table(store.features_schema(config, feature_names(config)))
     augmented = features.add_column(
         features.schema.get_field_index("features"), store.AUGMENTATION_FIELD, pa.array(transforms, pa.string())
@@ -144,14 +141,8 @@ def augment_shard(
     started = time.perf_counter()
     with threadpool_limits(limits=1):
         augmented, errors = augment_files(shard.files, config, storage_options=storage_options)
-    written = []
-    if errors.num_rows:
-        written.append(store.write_errors(errors, dest, config.name, shard.shard_id, storage_options=storage_options))
-    if augmented.num_rows:
-        written.extend(store.write_features(augmented, dest, shard.shard_id, dataset_name="augmented", storage_options=storage_options))
-    audio_s = float(sum(augmented.column("duration_s").to_pylist()))
-    return ShardSummary(shard.shard_id, len(shard.files), augmented.num_rows, errors.num_rows, audio_s,
-                        time.perf_counter() - started, tuple(written))  # fmt: skip
+    return _write_shard(shard, dest, config, augmented, errors, started=started, dataset_name="augmented",
+                        storage_options=storage_options)  # fmt: skip
 
 
 def featurize_shard(
@@ -169,11 +160,17 @@ def featurize_shard(
     started = time.perf_counter()
     with threadpool_limits(limits=1):
         features, errors = featurize_files(shard.files, config, storage_options=storage_options)
+    return _write_shard(shard, dest, config, features, errors, started=started, dataset_name="features",
+                        storage_options=storage_options)  # fmt: skip
+
+
+def _write_shard(shard: Shard, dest: str, config: FeatureConfig, rows: pa.Table, errors: pa.Table, *, started: float,
+                 dataset_name: str, storage_options: dict[str, Any] | None) -> ShardSummary:  # fmt: skip
     written = []
     if errors.num_rows:
         written.append(store.write_errors(errors, dest, config.name, shard.shard_id, storage_options=storage_options))
-    if features.num_rows:
-        written.extend(store.write_features(features, dest, shard.shard_id, storage_options=storage_options))
-    audio_s = float(sum(features.column("duration_s").to_pylist()))
-    return ShardSummary(shard.shard_id, len(shard.files), features.num_rows, errors.num_rows, audio_s,
+    if rows.num_rows:
+        written.extend(store.write_features(rows, dest, shard.shard_id, dataset_name=dataset_name, storage_options=storage_options))
+    audio_s = float(sum(rows.column("duration_s").to_pylist()))
+    return ShardSummary(shard.shard_id, len(shard.files), rows.num_rows, errors.num_rows, audio_s,
                         time.perf_counter() - started, tuple(written))  # fmt: skip

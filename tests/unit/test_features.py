@@ -4,21 +4,13 @@ import librosa
 import numpy as np
 import pytest
 
+from recipe_reference import recipe_vector
 from signals_gen import SIGNALS
 from ser_batch.config import feature_config
 from ser_batch.errors import AudioError
 from ser_batch.features import feature_names, feature_vector
 
 SEED = feature_config("seed268")
-
-
-def recipe_vector(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    # The original recipe, verbatim: three separate STFTs and librosa's defaults.
-    stft = np.abs(librosa.stft(waveform))
-    mfccs = np.mean(librosa.feature.mfcc(y=waveform, sr=sample_rate, n_mfcc=128).T, axis=0)
-    chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sample_rate).T, axis=0)
-    mel = np.mean(librosa.feature.melspectrogram(y=waveform, sr=sample_rate).T, axis=0)
-    return np.hstack([mfccs, chroma, mel])
 
 
 @pytest.mark.parametrize("kind", sorted(SIGNALS))
