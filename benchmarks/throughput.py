@@ -1,7 +1,7 @@
 """Throughput, scaling, overhead and memory of seed268 featurization against the original recipe.
 
 Usage: python benchmarks/throughput.py [--source DIR] [--copies 2] [--repeats 2]
-                                      [--rows steady,e2e,overhead,scaling,catalogue]
+                                      [--rows steady,e2e,overhead,scaling,catalogue,scoring,hour,s3catalogue,flatness]
 
 Every row runs on this machine in one invocation. The archive is ser-dev linked ``--copies``
 times under distinct paths (2 copies = 5,272 files). The recipe always gets one BLAS thread per
@@ -9,7 +9,8 @@ process and a numba warm-up before its clock starts.
 
 The development machine is shared, so every comparison is interleaved: the steady row alternates
 the two sides every 10 clips, the other rows alternate whole runs ``--repeats`` times; each row
-reports medians and the median of the paired ratios.
+reports medians and the median of the paired ratios. The scoring, one-hour, S3-catalogue and
+memory-flatness rows come from ``throughput_scale.py`` (run in its own process), in one table.
 """
 
 from __future__ import annotations
@@ -168,11 +169,25 @@ def row_catalogue(n_files: int, rows: list[tuple[str, ...]]) -> None:
     rows.append((f"catalogue + plan {n_files} local files", f"{elapsed:.1f} s", f"+{grown / 2**20:.0f} MiB RSS", f"{len(plan.shards)} shards", "< 60 s, < 1 GiB"))
 
 
+FEATURIZE_ROWS = ["steady", "e2e", "overhead", "scaling", "catalogue"]
+SCALE_ROWS = ["scoring", "hour", "s3catalogue", "flatness"]  # measured by throughput_scale.py
+
+
+def scale_rows(names: list[str]) -> list[tuple[str, ...]]:
+    """Run throughput_scale.py's rows in a fresh process and return them in this table's columns."""
+    if not names:
+        return []
+    script = Path(__file__).resolve().parent / "throughput_scale.py"
+    out = subprocess.run([sys.executable, str(script), "--rows", ",".join(names)], check=True, capture_output=True, text=True).stdout
+    cells = [line.strip("|").split(" | ") for line in out.splitlines() if line.startswith("| ") and not line.startswith("| what")]
+    return [(what.strip(), measured, "", met.strip(), goal) for what, measured, goal, met in cells]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default=str(DEFAULT_SOURCE))
     parser.add_argument("--copies", type=int, default=2)
-    parser.add_argument("--rows", default="steady,e2e,overhead,scaling,catalogue")
+    parser.add_argument("--rows", default=",".join(FEATURIZE_ROWS + SCALE_ROWS))
     parser.add_argument("--catalogue-files", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per end-to-end comparison")
     args = parser.parse_args()
@@ -190,6 +205,7 @@ def main() -> None:
             row_scaling(root, rows, args.repeats)
     if "catalogue" in wanted:
         row_catalogue(args.catalogue_files, rows)
+    rows.extend(scale_rows([name for name in SCALE_ROWS if name in wanted]))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}; "
           f"load average at the end {os.getloadavg()[0]:.1f} (shared machine: compare ratios, not absolute times)")  # fmt: skip
     print("| what | ser-batch | baseline | result | goal |\n|---|---|---|---|---|")
