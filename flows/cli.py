@@ -147,7 +147,6 @@ def _score(args: argparse.Namespace) -> int:
         hop_s=args.hop_s,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
-        augment=args.augment,
     )
     calls = f"{args.dest.rstrip('/')}/calls"
     print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
