@@ -3,6 +3,7 @@
 Layout (see DESIGN.md, Output contract)::
 
     DEST/features/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet
+    DEST/augmented/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet (copies of labelled clips)
     DEST/errors/feature_set=<name>/part-<shard-id>.parquet        (featurize)
     DEST/predictions/run_date=YYYY-MM-DD/part-<shard-id>.parquet  (score: one row per segment)
     DEST/calls/run_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
