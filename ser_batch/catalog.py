@@ -44,8 +44,7 @@ def plan_featurization(
         ConfigError: if ``shard_size`` < 1.
         StorageError: if SOURCE is missing or unlistable, or DEST is not writable.
     """
-    if shard_size < 1:
-        raise ConfigError(f"shard_size {shard_size} < 1")
+    _check_shard_size(shard_size)
     files = storage.list_files(source, storage_options=storage_options)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
@@ -74,8 +73,7 @@ def plan_augmentation(
         ConfigError: if ``shard_size`` < 1.
         StorageError: if SOURCE or DEST cannot be read.
     """
-    if shard_size < 1:
-        raise ConfigError(f"shard_size {shard_size} < 1")
+    _check_shard_size(shard_size)
     featurized = store.read_done(dest, config.name, storage_options=storage_options).featurized
     done = store.read_done(dest, config.name, dataset_name="augmented", storage_options=storage_options)
     labelled = (
@@ -91,6 +89,11 @@ def _labelled(uri: str) -> bool:
         return labels_from_path(uri).emotion is not None
     except AudioError:  # mislabelled names never reach the features table anyway
         return False
+
+
+def _check_shard_size(shard_size: int) -> None:
+    if shard_size < 1:
+        raise ConfigError(f"shard_size {shard_size} < 1")
 
 
 def _chain(first: storage.FileInfo, rest: Any) -> Any:
@@ -207,8 +210,7 @@ def plan_scoring(
         ConfigError: if ``shard_size`` < 1 or ``since`` is not a date.
         StorageError, SchemaError: as ``check_scoring``.
     """
-    if shard_size < 1:
-        raise ConfigError(f"shard_size {shard_size} < 1")
+    _check_shard_size(shard_size)
     since_date = parse_date(since) if since is not None else None
     identity = read_model_identity(model_dir, storage_options=storage_options)
     files = storage.list_files(source, storage_options=storage_options)

@@ -218,7 +218,7 @@ class TrainConfig(_Frozen):
         "several emotions, hurts when a call is one emotion throughout (see the README)",
     )
     voice_prior_weight: float = Field(
-        default=10.0, ge=0.0, le=1e6, description="pseudo-clips of the population statistics in each voice's"
+        default=10.0, ge=0.0, le=1e6, description="pseudo-clips of the population statistics in each voice's statistics"
     )
     patience: int | None = Field(
         default=None, ge=0, le=100_000,

@@ -264,13 +264,13 @@ def score_files(
             continue
         recordings.append((info, channels, sample_rate, duration_s))
     matrices = [voice_normalised(artifact, channels) for _, channels, _, _ in recordings]
-    probabilities = predicted_probabilities(artifact, np.concatenate(matrices)) if matrices else None
+    width = len(feature_names(features))
+    probabilities = predicted_probabilities(artifact, np.concatenate(matrices) if matrices else np.zeros((0, width), np.float32))
     offset = 0
     audio_s = speech_s = 0.0
     for info, channels, sample_rate, duration_s in recordings:
         key = {"path": info.uri, "content_key": info.content_key, **stamp}
         for channel in channels:
-            assert probabilities is not None
             probs = probabilities[offset : offset + len(channel.windows)]
             offset += len(channel.windows)
             segments = segment_columns(channel.windows, probs, artifact.classes)
