@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from flows.runner import dask_runner, run_shards
+from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import batch, catalog, features, report
 from ser_batch.augment import augment_by_default
@@ -59,20 +59,21 @@ def featurize(
     storage_options = storage_options_from_env()
     plan = catalog.plan_featurization(source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options)
     logger.info("%d files seen, %d already done, %d to featurize in %d shards", plan.n_seen, plan.n_done, plan.n_pending, len(plan.shards))
-    summaries = []
-    if plan.shards:
-        summaries = run_shards(featurize_shard, plan.shards, dask_runner(dask_address, n_workers), description="featurize",
-                               n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
-    pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
-    copies = []
-    if augment_by_default(config) if augment is None else augment:
-        copies_plan = catalog.plan_augmentation(source, dest, config, shard_size=shard_size, retry_errors=retry_errors,
-                                                storage_options=storage_options)  # fmt: skip
-        logger.info("%d labelled clips to augment in %d shards", copies_plan.n_pending, len(copies_plan.shards))
-        if copies_plan.shards:
-            copies = run_shards(augment_shard, copies_plan.shards, dask_runner(dask_address, n_workers), description="augment",
-                                n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
-        pruned += catalog.reconcile_features(dest, config, copies_plan.changed, dataset_name="augmented", storage_options=storage_options)
+    summaries, copies = [], []
+    with cluster_on_demand(dask_address, n_workers) as runner:  # one cluster for both passes
+        if plan.shards:
+            summaries = run_shards(featurize_shard, plan.shards, runner(), description="featurize",
+                                   n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
+        pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
+        if augment_by_default(config) if augment is None else augment:
+            copies_plan = catalog.plan_augmentation(source, dest, config, shard_size=shard_size, retry_errors=retry_errors,
+                                                    storage_options=storage_options)  # fmt: skip
+            logger.info("%d labelled clips to augment in %d shards", copies_plan.n_pending, len(copies_plan.shards))
+            if copies_plan.shards:
+                copies = run_shards(augment_shard, copies_plan.shards, runner(), description="augment",
+                                    n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
+            pruned += catalog.reconcile_features(dest, config, copies_plan.changed, dataset_name="augmented",
+                                                 storage_options=storage_options)  # fmt: skip
     summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest,
                                        augmented=copies)  # fmt: skip
     print(report.format_featurize_summary(summary))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -77,6 +78,26 @@ def local_cluster(
                 with Client(cluster) as client:
                     client.run(warm_up)
             yield cluster.scheduler_address
+
+
+@contextmanager
+def cluster_on_demand(address: str | None, n_workers: int | None) -> Iterator[Callable[[], DaskTaskRunner]]:
+    """Yield ``runner()``: a task runner on ``address`` (or ``$SER_BATCH_DASK_ADDRESS``), else on one
+    LocalCluster started at the first call and shared by every later one, closed on exit.
+
+    A flow with several passes (featurize, then augment) pays one cluster start, and a
+    run with nothing to do pays none.
+    """
+    with contextlib.ExitStack() as stack:
+        given = address or os.environ.get(DASK_ADDRESS_ENV) or None
+
+        def runner() -> DaskTaskRunner:
+            nonlocal given
+            if given is None:
+                given = stack.enter_context(local_cluster(n_workers))
+            return dask_runner(given, n_workers)
+
+        yield runner
 
 
 def _keep_glibc_malloc_defaults() -> None:
