@@ -1,6 +1,6 @@
 """The featurize flow's library calls in a plain loop on the same LocalCluster, without Prefect.
 
-Usage: python benchmarks/plain_loop.py SOURCE DEST [--n-workers 2] [--feature-set seed268] [--shard-size 200]
+Usage: python benchmarks/plain_loop.py SOURCE DEST [--n-workers 2] [--feature-set seed268] [--shard-size 500]
 
 The baseline of the orchestration-overhead row in ``throughput.py``: catalogue and plan,
 the CLI's cluster (forked, warmed workers), one Dask task per shard running
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("dest")
     parser.add_argument("--n-workers", type=int, default=2)
     parser.add_argument("--feature-set", default="seed268")
-    parser.add_argument("--shard-size", type=int, default=200)
+    parser.add_argument("--shard-size", type=int, default=500)
     args = parser.parse_args()
 
     import dask
@@ -43,10 +43,11 @@ def main() -> None:
     with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(partial(warm_up, config))
         plan = catalog.plan_featurization(args.source, args.dest, config, shard_size=args.shard_size)
-        summaries = client.gather(client.map(batch.featurize_shard, plan.shards, dest=args.dest, config=config, pure=False))
+        shards = plan.shards_for(sum(client.nthreads().values()))  # as flows.runner.run_shards cuts them
+        summaries = client.gather(client.map(batch.featurize_shard, shards, dest=args.dest, config=config, pure=False))
         catalog.reconcile_features(args.dest, config, plan.changed)
     print(json.dumps({"featurized": sum(s.n_rows for s in summaries), "failed": sum(s.n_errors for s in summaries),
-                      "shards": len(plan.shards), "wall_s": round(time.perf_counter() - started, 3)}))  # fmt: skip
+                      "shards": len(shards), "wall_s": round(time.perf_counter() - started, 3)}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def row_catalogue(n_files: int, rows: list[tuple[str, ...]]) -> None:
             (folder / f"{i:06d}.wav").write_bytes(b"x")
         rss_before = psutil.Process().memory_info().rss
         started = time.perf_counter()
-        plan = plan_shards(storage.list_files(root), store.DoneIndex({}, set()), fingerprint=SEED.fingerprint(), shard_size=200)
+        plan = plan_shards(storage.list_files(root), store.DoneIndex({}, set()), fingerprint=SEED.fingerprint(), shard_size=500)
         elapsed = time.perf_counter() - started
         grown = psutil.Process().memory_info().rss - rss_before
     rows.append((f"catalogue + plan {n_files} local files", f"{elapsed:.1f} s", f"+{grown / 2**20:.0f} MiB RSS", f"{len(plan.shards)} shards", "< 60 s, < 1 GiB"))

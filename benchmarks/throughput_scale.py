@@ -248,7 +248,7 @@ options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench", "client_
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started, cpu = time.perf_counter(), time.process_time()
 plan = plan_shards(storage.list_files("s3://calls/archive", storage_options=options), store.DoneIndex({}, set()),
-                   fingerprint=feature_config("stats8k").fingerprint(), shard_size=200)
+                   fingerprint=feature_config("stats8k").fingerprint(), shard_size=500)
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"s": elapsed, "cpu_s": cpu, "grown_kib": after - before, "seen": plan.n_seen, "shards": len(plan.shards)}))

@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    get_current_settings,
+    temporary_settings,
+)
 
 _BOOT_TIMEOUT_S = 90.0  # Prefect's default (20 s) is too short on a loaded 2-core machine while workers start
 _PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
@@ -61,7 +67,9 @@ def prefect_api_starting() -> Iterator[Callable[[], str | None]]:
     booting.start()
     try:
         with ExitStack() as settings:
-            settings.enter_context(temporary_settings({PREFECT_API_URL: planned}))
+            # No flow-run heartbeats: nothing outlives this process to act on a missed one, and
+            # the heartbeat thread's 1 s sleep delayed the end of every flow run by up to 1 s.
+            settings.enter_context(temporary_settings({PREFECT_API_URL: planned, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
 
             def ready() -> str:
                 booting.join()

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     featurize.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
     featurize.add_argument("--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)")
     featurize.add_argument("--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)")
-    featurize.add_argument("--shard-size", type=_positive_int, default=200, help="files per Prefect task (default 200)")
+    featurize.add_argument("--shard-size", type=_positive_int, default=500, help="most files per Prefect task (default 500)")
     featurize.add_argument("--retry-errors", action="store_true", help="featurize again files whose error is already recorded")
     featurize.add_argument("--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)")
     featurize.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,

@@ -47,7 +47,7 @@ def featurize(
     feature_set: str = DEFAULT_FEATURE_SET,
     dask_address: str | None = None,
     n_workers: int | None = None,
-    shard_size: int = 200,
+    shard_size: int = 500,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
     augment: bool | None = None,
@@ -58,19 +58,19 @@ def featurize(
     config = feature_config(feature_set)
     storage_options = storage_options_from_env()
     plan = catalog.plan_featurization(source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options)
-    logger.info("%d files seen, %d already done, %d to featurize in %d shards", plan.n_seen, plan.n_done, plan.n_pending, len(plan.shards))
+    logger.info("%d files seen, %d already done, %d to featurize", plan.n_seen, plan.n_done, plan.n_pending)
     summaries, copies = [], []
     with cluster_on_demand(dask_address, n_workers) as runner:  # one cluster for both passes
-        if plan.shards:
-            summaries = run_shards(featurize_shard, plan.shards, runner(), description="featurize",
+        if plan.pending:
+            summaries = run_shards(featurize_shard, plan, runner(), description="featurize",
                                    n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
         pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
         if augment_by_default(config) if augment is None else augment:
             copies_plan = catalog.plan_augmentation(source, dest, config, shard_size=shard_size, retry_errors=retry_errors,
                                                     storage_options=storage_options)  # fmt: skip
-            logger.info("%d labelled clips to augment in %d shards", copies_plan.n_pending, len(copies_plan.shards))
-            if copies_plan.shards:
-                copies = run_shards(augment_shard, copies_plan.shards, runner(), description="augment",
+            logger.info("%d labelled clips to augment", copies_plan.n_pending)
+            if copies_plan.pending:
+                copies = run_shards(augment_shard, copies_plan, runner(), description="augment",
                                     n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
             pruned += catalog.reconcile_features(dest, config, copies_plan.changed, dataset_name="augmented",
                                                  storage_options=storage_options)  # fmt: skip

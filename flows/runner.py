@@ -12,14 +12,14 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dask
-from prefect import Task
+from prefect import Task, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect_dask import DaskTaskRunner
 
 from flows.settings import sealed_storage_options
 from ser_batch import report
 from ser_batch.errors import ConfigError
-from ser_batch.plan import Shard
+from ser_batch.plan import Plan
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
@@ -111,15 +111,16 @@ def _keep_glibc_malloc_defaults() -> None:
 
 def run_shards(
     task: Task[..., Summary],
-    shards: Sequence[Shard],
+    plan: Plan,
     runner: DaskTaskRunner,
     *,
     description: str,
     n_done: Callable[[Summary], int],
     **constants: Any,
 ) -> list[Summary]:
-    """Run ``task(shard=..., storage_options=..., **constants)`` once per shard on the cluster, with a progress bar.
+    """Run ``task(shard=..., storage_options=..., **constants)`` once per shard of ``plan`` on the cluster, with a progress bar.
 
+    The plan's pending inputs are cut for the cluster's worker threads (``Plan.shards_for``).
     At most ``in_flight(n_threads)`` shards are submitted at a time and the next one when one
     finishes, so the scheduler, the workers and the Prefect API hold a bounded number of task
     runs (and their file lists) however large the archive.
@@ -131,11 +132,13 @@ def run_shards(
     shared = {"storage_options": sealed_storage_options(), **constants}
     summaries = []
     finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
-    waiting = iter(shards)
-    with runner, report.progress_bar(sum(len(s.files) for s in shards), description=description) as bar:
-        limit = in_flight(sum(runner.client.nthreads().values()))
+    with runner, report.progress_bar(plan.n_pending, description=description) as bar:
+        n_threads = sum(runner.client.nthreads().values())
+        shards = plan.shards_for(n_threads)
+        get_run_logger().info("%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads)
+        waiting = iter(shards)
         n_running = 0
-        for shard in itertools.islice(waiting, limit):
+        for shard in itertools.islice(waiting, in_flight(n_threads)):
             runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
             n_running += 1
         while n_running:

@@ -52,11 +52,11 @@ def score(
     storage_options = storage_options_from_env()
     plan = catalog.plan_scoring(source, dest, model_dir, shard_size=shard_size, since=since, retry_errors=retry_errors,
                                 storage_options=storage_options)  # fmt: skip
-    logger.info("model %s: %d recordings seen, %d already scored, %d to score in %d shards (run_date %s)",
-                plan.model.model_id, plan.plan.n_seen, plan.plan.n_done, plan.plan.n_pending, len(plan.plan.shards), run_date)  # fmt: skip
+    logger.info("model %s: %d recordings seen, %d already scored, %d to score (run_date %s)",
+                plan.model.model_id, plan.plan.n_seen, plan.plan.n_done, plan.plan.n_pending, run_date)  # fmt: skip
     summaries = []
-    if plan.plan.shards:
-        summaries = run_shards(score_shard, plan.plan.shards, dask_runner(dask_address, n_workers), description="score",
+    if plan.plan.pending:
+        summaries = run_shards(score_shard, plan.plan, dask_runner(dask_address, n_workers), description="score",
                                n_done=lambda s: s.n_recordings, dest=dest, model_dir=model_dir, config=config, run_date=run_date)  # fmt: skip
     summary = report.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
     print(report.format_score_summary(summary))

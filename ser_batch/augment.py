@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 from numpy.typing import NDArray
-from scipy import signal
 
 from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError
@@ -112,6 +111,8 @@ def telephone_channel(waveform: NDArray[np.float32], sample_rate: int) -> NDArra
     low, high = TELEPHONE_BAND_HZ
     if sample_rate <= 2 * high:
         raise AudioError(f"sample_rate {sample_rate} too low for a {high:.0f} Hz telephone band")
+    from scipy import signal  # here, not at import: 0.7 s that the flow process (which imports this module) never uses
+
     # elliptic: steep edges (a Butterworth of this order leaves 3.6-4 kHz only ~15 dB down)
     sos = signal.ellip(6, 0.5, 60.0, [low, high], btype="bandpass", fs=sample_rate, output="sos")
     band = signal.sosfiltfilt(sos, waveform.astype(np.float64))

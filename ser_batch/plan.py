@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ser_batch.storage import FileInfo
@@ -22,7 +23,9 @@ class Shard:
 class Plan:
     """The work of one run and what was found already done."""
 
-    shards: list[Shard] = field(default_factory=list)
+    pending: list[FileInfo] = field(default_factory=list)  # in listing order
+    fingerprint: str = ""  # part of every shard id
+    shard_size: int = 1  # the most inputs a shard holds
     n_seen: int = 0
     n_done: int = 0
     n_known_bad: int = 0
@@ -30,7 +33,43 @@ class Plan:
 
     @property
     def n_pending(self) -> int:
-        return sum(len(shard.files) for shard in self.shards)
+        return len(self.pending)
+
+    @functools.cached_property
+    def shards(self) -> list[Shard]:
+        """The pending inputs in the fewest near-equal shards of at most ``shard_size``."""
+        return self.shards_for(1)
+
+    def shards_for(self, n_slots: int) -> list[Shard]:
+        """Like ``shards``, but as many as a multiple of ``n_slots`` (parallel task slots) where there are enough inputs.
+
+        Equal shards in a multiple of the slots let the slots finish together: 27 shards on
+        two workers left one of them idle for up to a whole shard at the end of a run.
+        """
+        return cut_shards(self.pending, fingerprint=self.fingerprint, shard_size=self.shard_size, n_slots=n_slots)
+
+
+def cut_shards(files: Sequence[FileInfo], *, fingerprint: str, shard_size: int, n_slots: int = 1) -> list[Shard]:
+    """``files`` in order, cut into the fewest near-equal shards of at most ``shard_size`` whose number is
+    a multiple of ``n_slots``, as far as there are files.
+
+    >>> files = [FileInfo(f"/a/{i}.wav", 1, "1:1") for i in range(7)]
+    >>> [len(s.files) for s in cut_shards(files, fingerprint="f", shard_size=3)]
+    [3, 2, 2]
+    >>> [len(s.files) for s in cut_shards(files, fingerprint="f", shard_size=3, n_slots=2)]
+    [2, 2, 2, 1]
+    """
+    if not files:
+        return []
+    n_shards = -(-len(files) // shard_size)
+    n_shards = min(len(files), -(-n_shards // n_slots) * n_slots)
+    size, n_larger = divmod(len(files), n_shards)
+    shards, start = [], 0
+    for index in range(n_shards):
+        chunk = tuple(files[start : start + size + (index < n_larger)])
+        shards.append(Shard(shard_id(chunk, fingerprint), chunk))
+        start += len(chunk)
+    return shards
 
 
 def shard_id(files: Iterable[FileInfo], fingerprint: str) -> str:
@@ -54,7 +93,7 @@ def plan_shards(
     shard_size: int,
     retry_errors: bool = False,
 ) -> Plan:
-    """Drop inputs whose (path, content key) DEST already holds, and shard the rest in listing order.
+    """Drop inputs whose (path, content key) DEST already holds, and shard the rest in listing order (``Plan.shards``).
 
     Args:
         files: the catalogue, in a stable order.
@@ -66,8 +105,7 @@ def plan_shards(
     Returns:
         The plan; ``changed`` lists paths whose stored rows must be reconciled after the run.
     """
-    plan = Plan()
-    batch: list[FileInfo] = []
+    plan = Plan(fingerprint=fingerprint, shard_size=shard_size)
     for info in files:
         plan.n_seen += 1
         stored = done.featurized.get(info.uri, [])
@@ -79,12 +117,7 @@ def plan_shards(
         if not retry_errors and (info.uri, info.content_key) in done.failed:
             plan.n_known_bad += 1
             continue
-        batch.append(info)
-        if len(batch) == shard_size:
-            plan.shards.append(Shard(shard_id(batch, fingerprint), tuple(batch)))
-            batch = []
-    if batch:
-        plan.shards.append(Shard(shard_id(batch, fingerprint), tuple(batch)))
+        plan.pending.append(info)
     return plan
 
 

@@ -25,6 +25,7 @@ Only ``stats`` feature sets (``StatsFeatureConfig`` itself) are computed here;
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,6 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 from scipy.ndimage import convolve1d
-from scipy.signal import savgol_coeffs
 
 from ser_batch.config import FeatureConfig, StatsFeatureConfig
 from ser_batch.errors import ConfigError
@@ -277,7 +277,11 @@ def _zero_crossing_rates(samples: NDArray[np.float32], windows: Sequence[SampleW
     return rates
 
 
-_DELTA_COEFFS = {order: savgol_coeffs(_DELTA_WIDTH, order, deriv=order, delta=1.0) for order in (1, 2)}
+@functools.cache
+def _delta_coeffs(order: int) -> NDArray[np.float64]:
+    from scipy.signal import savgol_coeffs  # here, not at import: 0.5 s the flow process (which imports this module) never uses
+
+    return savgol_coeffs(_DELTA_WIDTH, order, deriv=order, delta=1.0)
 
 
 def _power_to_db(values: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -317,7 +321,7 @@ def _window_frames(
         per_frame["rolloff"][cols] / nyquist,
         per_frame["flatness"][cols],
     ])  # fmt: skip
-    deltas = [convolve1d(mfcc, _DELTA_COEFFS[order], axis=-1, mode="nearest").std(axis=1) for order in (1, 2)]
+    deltas = [convolve1d(mfcc, _delta_coeffs(order), axis=-1, mode="nearest").std(axis=1) for order in (1, 2)]
     strength = per_frame["strength"][cols]
     voiced = (strength >= config.voicing_threshold) & (rms_db >= rms_db.max() - 30.0)
     return _WindowFrames(logmel, np.vstack([mfcc, shape]), deltas, contrast, per_frame["f0"][cols], strength, voiced)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from ser_batch.plan import plan_shards, shard_id, superseded_rows
 from ser_batch.storage import FileInfo
 from ser_batch.store import DoneIndex
@@ -8,11 +10,28 @@ FILES = [FileInfo(f"/a/{i:02d}.wav", 10, f"10:{i}") for i in range(7)]
 NOTHING = DoneIndex({}, set())
 
 
-def test_shards_are_sized_and_cover_every_pending_file_once() -> None:
+def test_shards_are_near_equal_at_most_shard_size_and_cover_every_pending_file_once() -> None:
     plan = plan_shards(FILES, NOTHING, fingerprint="f", shard_size=3)
-    assert [len(shard.files) for shard in plan.shards] == [3, 3, 1]
+    assert [len(shard.files) for shard in plan.shards] == [3, 2, 2]
     assert [info for shard in plan.shards for info in shard.files] == FILES
     assert plan.n_seen == 7 and plan.n_pending == 7
+
+
+@pytest.mark.parametrize(
+    ("n_slots", "sizes"),
+    [(1, [3, 2, 2]), (2, [2, 2, 2, 1]), (3, [3, 2, 2]), (4, [2, 2, 2, 1]), (5, [2, 2, 1, 1, 1]), (100, [1] * 7)],
+)
+def test_shards_for_slots_come_in_a_multiple_of_the_slots(n_slots, sizes) -> None:
+    plan = plan_shards(FILES, NOTHING, fingerprint="f", shard_size=3)
+    shards = plan.shards_for(n_slots)
+    assert [len(shard.files) for shard in shards] == sizes
+    assert [info for shard in shards for info in shard.files] == FILES
+    assert len({shard.shard_id for shard in shards}) == len(shards)
+
+
+def test_no_pending_files_no_shards() -> None:
+    done = DoneIndex({info.uri: [(info.content_key, "p1")] for info in FILES}, set())
+    assert plan_shards(FILES, done, fingerprint="f", shard_size=3).shards_for(2) == []
 
 
 def test_same_inputs_give_same_shard_ids() -> None:
