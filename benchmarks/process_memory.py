@@ -1,4 +1,4 @@
-"""Peak resident memory of a process tree, sampled in the background (shared by the benchmarks)."""
+"""Peak resident memory and CPU time of a process tree, sampled in the background (shared by the benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,51 @@ import psutil
 
 
 class PeakRss:
-    """Samples the summed RSS of a process and all its children every 50 ms."""
+    """Samples the summed RSS of a process and all its children every 50 ms, and each one's CPU time.
+
+    ``cpu_s`` maps each process seen to ``(role, user + system seconds)`` as last sampled
+    (a process's final 50 ms may be missed).
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.cpu_s: dict[int, tuple[str, float]] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 root = psutil.Process(self.pid)
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+                processes = [root, *root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in processes))
+                for process in processes:
+                    times = process.cpu_times()
+                    self.cpu_s[process.pid] = (self._role(process), times.user + times.system)
             except psutil.Error:
                 pass
             time.sleep(0.05)
+
+    def _role(self, process: psutil.Process) -> str:
+        known = self.cpu_s.get(process.pid)
+        if known is not None:
+            return known[0]
+        command = " ".join(process.cmdline())
+        if process.pid == self.pid:
+            return "main process"
+        if "uvicorn" in command:
+            return "Prefect API server"
+        if "forkserver" in command:  # workers are forked from the forkserver: same command line
+            return "forkserver" if process.ppid() == self.pid else "Dask worker"
+        if "resource_tracker" in command:
+            return "resource tracker"
+        return "other"
+
+    def cpu_by_role(self) -> dict[str, list[float]]:
+        """CPU seconds of each process, grouped by role."""
+        roles: dict[str, list[float]] = {}
+        for role, seconds in self.cpu_s.values():
+            roles.setdefault(role, []).append(seconds)
+        return roles
 
     def __enter__(self) -> PeakRss:
         self._thread.start()

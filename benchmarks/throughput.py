@@ -56,8 +56,8 @@ def linked_archive(source: Path, copies: int, root: Path) -> list[str]:
     return [info.uri for info in storage.list_files(str(root))]
 
 
-def run_json(command: list[str]) -> tuple[float, dict, int]:
-    """Run a command that prints a JSON summary last; return its wall time, the summary and its peak tree RSS."""
+def run_json(command: list[str]) -> tuple[float, dict, PeakRss]:
+    """Run a command that prints a JSON summary last; return its wall time, the summary and its tree's memory and CPU."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -65,10 +65,10 @@ def run_json(command: list[str]) -> tuple[float, dict, int]:
         out, _ = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{command} exited {proc.returncode}")
-    return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), memory.peak
+    return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), memory
 
 
-def cli_featurize(source: str, dest: str, n_workers: int) -> tuple[float, dict, int]:
+def cli_featurize(source: str, dest: str, n_workers: int) -> tuple[float, dict, PeakRss]:
     return run_json([*CLI, "featurize", source, dest, "--feature-set", "seed268", "--n-workers", str(n_workers), "--json"])
 
 
@@ -110,34 +110,52 @@ def row_steady(files: list[str], rows: list[tuple[str, ...]]) -> None:
                  f"max rel. diff {_max_relative_difference(actual_matrix, expected_matrix):.1e}", ">= 3x"))  # fmt: skip
 
 
-def row_e2e(archive: str, files: list[str], rows: list[tuple[str, ...]], repeats: int) -> None:
-    recipe_s, ours_s, peaks, summaries = [], [], [], []
+def cpu_note(what: str, runs: list[PeakRss]) -> str:
+    """CPU-s per process role, median over runs, and the share of all CPU outside the Dask workers."""
+    per_role: dict[str, list[float]] = {}
+    outside = []
+    for run in runs:
+        roles = run.cpu_by_role()
+        for role, seconds in roles.items():
+            per_role.setdefault(role, []).append(sum(seconds) / len(seconds))
+        total = sum(sum(seconds) for seconds in roles.values())
+        outside.append(1 - sum(roles.get("Dask worker", [])) / total)
+    parts = ", ".join(f"{role} {np.median(values):.1f}" for role, values in sorted(per_role.items(), key=lambda kv: -np.median(kv[1])))
+    return f"{what}: CPU-s per process (each, median of {len(runs)} runs): {parts}; {100 * np.median(outside):.0f}% of all CPU outside the workers"
+
+
+def row_e2e(archive: str, files: list[str], rows: list[tuple[str, ...]], notes: list[str], repeats: int) -> None:
+    recipe_s, ours_s, trees, summaries = [], [], [], []
     for _ in range(repeats):
         recipe_s.append(recipe_pool(files))
         with tempfile.TemporaryDirectory() as dest:
-            wall, summary, peak = cli_featurize(archive, dest, 2)
-        ours_s.append(wall), peaks.append(peak), summaries.append(summary)
+            wall, summary, tree = cli_featurize(archive, dest, 2)
+        ours_s.append(wall), trees.append(tree), summaries.append(summary)
     ratios = np.array(ours_s) / np.array(recipe_s)
     rows.append((f"featurize CLI end to end, {len(files)} clips, 2 workers ({repeats} alternating runs)", f"{np.median(ours_s):.1f} s",
                  f"recipe {np.median(recipe_s):.1f} s", f"{np.median(ratios):.2f}x the recipe's wall time (runs: {', '.join(f'{r:.2f}' for r in ratios)})",
                  "<= 0.5x"))  # fmt: skip
-    rows.append(("peak memory of the whole run (all processes)", f"{max(peaks) / 2**30:.2f} GiB", "", f"{summaries[0]['featurized']} files", "< 3 GiB"))
+    rows.append(("peak memory of the whole run (all processes)", f"{max(t.peak for t in trees) / 2**30:.2f} GiB", "", f"{summaries[0]['featurized']} files",
+                 "< 3 GiB"))  # fmt: skip
+    notes.append(cpu_note("featurize CLI end to end", trees))
 
 
-def row_overhead(files: list[str], rows: list[tuple[str, ...]], repeats: int) -> None:
-    flow_s, plain_s = [], []
+def row_overhead(files: list[str], rows: list[tuple[str, ...]], notes: list[str], repeats: int) -> None:
+    flow_s, plain_s, plain_trees = [], [], []
     with tempfile.TemporaryDirectory() as source:
         for i, path in enumerate(files):
             os.symlink(path, Path(source) / f"{i:06d}{Path(path).suffix}")
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as dest:
-                plain_s.append(run_json([*PLAIN, source, dest, "--n-workers", "2"])[0])
+                wall, _, tree = run_json([*PLAIN, source, dest, "--n-workers", "2"])
+            plain_s.append(wall), plain_trees.append(tree)
             with tempfile.TemporaryDirectory() as dest:
                 flow_s.append(cli_featurize(source, dest, 2)[0])
     overhead = np.array(flow_s) / np.array(plain_s) - 1
     rows.append((f"orchestration overhead, {len(files)} clips, 2 workers, whole processes ({repeats} alternating runs)",
                  f"CLI (Prefect API + flow) {np.median(flow_s):.1f} s", f"plain Dask loop {np.median(plain_s):.1f} s",
                  f"{100 * np.median(overhead):+.0f}% (runs: {', '.join(f'{100 * o:+.0f}%' for o in overhead)})", "<= 10%"))  # fmt: skip
+    notes.append(cpu_note("plain Dask loop", plain_trees))
 
 
 def row_scaling(archive: str, rows: list[tuple[str, ...]], repeats: int) -> None:
@@ -193,14 +211,15 @@ def main() -> None:
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
     rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as root:
         files = linked_archive(Path(args.source), args.copies, Path(root))
         if "steady" in wanted:
             row_steady(files, rows)
         if "e2e" in wanted:
-            row_e2e(root, files, rows, args.repeats)
+            row_e2e(root, files, rows, notes, args.repeats)
         if "overhead" in wanted:
-            row_overhead(files, rows, args.repeats)
+            row_overhead(files, rows, notes, args.repeats)
         if "scaling" in wanted:
             row_scaling(root, rows, args.repeats)
     if "catalogue" in wanted:
@@ -211,6 +230,8 @@ def main() -> None:
     print("| what | ser-batch | baseline | result | goal |\n|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    for note in notes:
+        print(f"\n{note}")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def run_shards(
     summaries = []
     finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
     with runner, report.progress_bar(plan.n_pending, description=description) as bar:
-        n_threads = sum(runner.client.nthreads().values())
+        n_threads = max(1, sum(runner.client.nthreads().values()))  # an external cluster may have no workers yet
         shards = plan.shards_for(n_threads)
         get_run_logger().info("%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads)
         waiting = iter(shards)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ class Plan:
     def n_pending(self) -> int:
         return len(self.pending)
 
-    @functools.cached_property
+    @property
     def shards(self) -> list[Shard]:
         """The pending inputs in the fewest near-equal shards of at most ``shard_size``."""
         return self.shards_for(1)
