@@ -55,10 +55,10 @@ def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> 
     so the two cores do not import them once per worker while the API server boots beside them.
     """
     from flows.featurize import warm_worker
-    from flows.runner import DASK_ADDRESS_ENV, local_cluster
+    from flows.runner import given_address, local_cluster
     from ser_batch.features import LAZY_MODULES
 
-    if args.dask_address or os.environ.get(DASK_ADDRESS_ENV):
+    if given_address(args.dask_address) is not None:
         return
     cluster = local_cluster(args.n_workers, warm_up=partial(warm_worker, args.feature_set), preload=("flows.featurize", *LAZY_MODULES))
     args.dask_address = resources.enter_context(cluster)

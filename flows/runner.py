@@ -32,18 +32,24 @@ def dask_runner(address: str | None = None, n_workers: int | None = None) -> Das
     The local cluster runs one single-threaded worker process per core: librosa's numba
     and BLAS code oversubscribes cores when threads are shared.
     """
-    address = address or os.environ.get(DASK_ADDRESS_ENV) or None
+    address = given_address(address)
     if address is not None:
         if not _ADDRESS.match(address):
             raise ConfigError(f"malformed Dask address {address!r}; expected like tcp://host:8786")
         return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=_prepare_local_cluster(n_workers))
+
+
+def given_address(address: str | None) -> str | None:
+    """``address``, else ``$SER_BATCH_DASK_ADDRESS``, else None (start a LocalCluster)."""
+    return address or os.environ.get(DASK_ADDRESS_ENV) or None
+
+
+def _prepare_local_cluster(n_workers: int | None) -> dict[str, Any]:
+    """Check ``n_workers``, keep glibc's malloc defaults for the workers, return the LocalCluster's arguments."""
     if n_workers is not None and n_workers < 1:
         raise ConfigError(f"n_workers {n_workers} < 1")
     _keep_glibc_malloc_defaults()
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=_local_cluster_kwargs(n_workers))
-
-
-def _local_cluster_kwargs(n_workers: int | None) -> dict[str, Any]:
     return {
         "n_workers": n_workers or os.cpu_count() or 1,
         "threads_per_worker": 1,
@@ -66,14 +72,12 @@ def local_cluster(
     from distributed import Client, LocalCluster
     from distributed.utils import get_mp_context
 
-    if n_workers is not None and n_workers < 1:
-        raise ConfigError(f"n_workers {n_workers} < 1")
-    _keep_glibc_malloc_defaults()
+    cluster_kwargs = _prepare_local_cluster(n_workers)
     method = "forkserver" if preload else dask.config.get("distributed.worker.multiprocessing-method")
     with dask.config.set({"distributed.worker.multiprocessing-method": method}):
         if preload:
             get_mp_context().set_forkserver_preload(["distributed", "numpy", *preload])  # read when the forkserver starts
-        with LocalCluster(**_local_cluster_kwargs(n_workers)) as cluster:
+        with LocalCluster(**cluster_kwargs) as cluster:
             if warm_up is not None:
                 with Client(cluster) as client:
                     client.run(warm_up)
@@ -89,7 +93,7 @@ def cluster_on_demand(address: str | None, n_workers: int | None) -> Iterator[Ca
     run with nothing to do pays none.
     """
     with contextlib.ExitStack() as stack:
-        given = address or os.environ.get(DASK_ADDRESS_ENV) or None
+        given = given_address(address)
 
         def runner() -> DaskTaskRunner:
             nonlocal given
