@@ -67,13 +67,17 @@ def featurize_files(
             stage = "features"
             vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
         except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
-            message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
-            errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
-                           "message": message, "stage": stage, "feature_set": config.name, "run_at": now})  # fmt: skip
+            errors.append(_error_row(info, error, stage, config, now))
             continue
         rows.append(vector, **_row_values(info, labels, decoded, config, now))
     features = rows.to_table(store.features_schema(config, feature_names(config)))
     return features, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+
+
+def _error_row(info: FileInfo, error: AudioError | OSError, stage: str, config: FeatureConfig, now: datetime) -> dict[str, Any]:
+    message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+    return {"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__, "message": message,
+            "stage": stage, "feature_set": config.name, "run_at": now}  # fmt: skip
 
 
 def _row_values(info: FileInfo, labels: Labels, decoded: Decoded, config: FeatureConfig, now: datetime) -> dict[str, Any]:
@@ -111,18 +115,16 @@ def augment_files(
             copies = [(copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
                       for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)]  # fmt: skip
         except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
-            message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
-            errors.append({"path": info.uri, "content_key": info.content_key, "error_type": type(error).__name__,
-                           "message": message, "stage": store.AUGMENT_STAGE, "feature_set": config.name, "run_at": now})  # fmt: skip
+            errors.append(_error_row(info, error, store.AUGMENT_STAGE, config, now))
             continue
         for name, vector in copies:
             transforms.append(name)
             rows.append(vector, **_row_values(info, labels, decoded, config, now))
-    features = rows.to_table(store.features_schema(config, feature_names(config)))
-    augmented = features.add_column(
-        features.schema.get_field_index("features"), store.AUGMENTATION_FIELD, pa.array(transforms, pa.string())
-    ).replace_schema_metadata(features.schema.metadata)
-    return augmented, pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
+    names = feature_names(config)
+    schema = store.augmented_schema(config, names)
+    columns = rows.to_table(store.features_schema(config, names)).columns
+    columns.insert(schema.get_field_index(store.AUGMENTATION_FIELD.name), pa.array(transforms, pa.string()))
+    return pa.Table.from_arrays(columns, schema=schema), pa.Table.from_pylist(errors, schema=store.ERRORS_SCHEMA)
 
 
 def _features_at_rate(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
