@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import time
 
@@ -62,3 +65,18 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def run_measured(command: list[str], *, pythonpath: str) -> tuple[float, dict, PeakRss]:
+    """Run a command that prints a JSON summary last, with ``pythonpath`` first on its path.
+
+    Returns its wall time, the summary and its process tree's sampled memory and CPU.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    with PeakRss(proc.pid) as tree:
+        out, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{command} exited {proc.returncode}")
+    return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), tree

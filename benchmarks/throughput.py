@@ -16,7 +16,6 @@ memory-flatness rows come from ``throughput_scale.py`` (run in its own process),
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -31,7 +30,7 @@ import psutil
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from process_memory import PeakRss  # noqa: E402
+from process_memory import PeakRss, run_measured  # noqa: E402
 from recipe_baseline import init_worker, recipe_features, recipe_features_warm  # noqa: E402
 
 from ser_batch import storage, store  # noqa: E402
@@ -56,20 +55,8 @@ def linked_archive(source: Path, copies: int, root: Path) -> list[str]:
     return [info.uri for info in storage.list_files(str(root))]
 
 
-def run_json(command: list[str]) -> tuple[float, dict, PeakRss]:
-    """Run a command that prints a JSON summary last; return its wall time, the summary and its tree's memory and CPU."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    with PeakRss(proc.pid) as memory:
-        out, _ = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"{command} exited {proc.returncode}")
-    return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), memory
-
-
 def cli_featurize(source: str, dest: str, n_workers: int) -> tuple[float, dict, PeakRss]:
-    return run_json([*CLI, "featurize", source, dest, "--feature-set", "seed268", "--n-workers", str(n_workers), "--json"])
+    return run_measured([*CLI, "featurize", source, dest, "--feature-set", "seed268", "--n-workers", str(n_workers), "--json"], pythonpath=REPO)
 
 
 def recipe_pool(files: list[str]) -> float:
@@ -147,7 +134,7 @@ def row_overhead(files: list[str], rows: list[tuple[str, ...]], notes: list[str]
             os.symlink(path, Path(source) / f"{i:06d}{Path(path).suffix}")
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as dest:
-                wall, _, tree = run_json([*PLAIN, source, dest, "--n-workers", "2"])
+                wall, _, tree = run_measured([*PLAIN, source, dest, "--n-workers", "2"], pythonpath=REPO)
             plain_s.append(wall), plain_trees.append(tree)
             with tempfile.TemporaryDirectory() as dest:
                 flow_s.append(cli_featurize(source, dest, 2)[0])

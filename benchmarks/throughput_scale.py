@@ -53,7 +53,7 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from process_memory import PeakRss  # noqa: E402
+from process_memory import run_measured  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ser-dev"
 RATE = 8000
@@ -293,15 +293,9 @@ def tiny_archive(folder: Path, n_files: int) -> None:
 
 
 def cli_featurize(source: Path, dest: Path) -> tuple[float, dict, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "featurize", str(source), str(dest), "--feature-set", "stats8k",
-                             "--n-workers", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
-    with PeakRss(proc.pid) as memory:
-        out, _ = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"featurize exited {proc.returncode}")
-    return time.perf_counter() - started, json.loads(out.strip().splitlines()[-1]), memory.peak
+    wall, summary, tree = run_measured([sys.executable, "-m", "flows.cli", "featurize", str(source), str(dest), "--feature-set", "stats8k",
+                                        "--n-workers", "2", "--json"], pythonpath=str(ROOT))  # fmt: skip
+    return wall, summary, tree.peak
 
 
 def row_flatness(sizes: list[int], rows: list[Row]) -> None:
