@@ -31,23 +31,40 @@ def main() -> None:
     from distributed import Client, LocalCluster
     from distributed.utils import get_mp_context
 
-    from ser_batch import batch, catalog
     from ser_batch.config import feature_config
-    from ser_batch.features import LAZY_MODULES, warm_up
+    from ser_batch.features.extract import LAZY_MODULES, warm_up
+    from ser_batch.jobs.featurize import featurize_shard
+    from ser_batch.jobs.plan import plan_featurization, reconcile_features
 
     config = feature_config(args.feature_set)
     # the CLI's cluster (flows.runner.local_cluster) without importing Prefect: same worker env, forked, warmed
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, "distributed.worker.multiprocessing-method": "forkserver"})
+    dask.config.set(
+        {
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+            "distributed.worker.multiprocessing-method": "forkserver",
+        }
+    )
     get_mp_context().set_forkserver_preload(["distributed", "numpy", *LAZY_MODULES])
-    with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         client.run(partial(warm_up, config))
-        plan = catalog.plan_featurization(args.source, args.dest, config, shard_size=args.shard_size)
+        plan = plan_featurization(args.source, args.dest, config, shard_size=args.shard_size)
         shards = plan.shards_for(sum(client.nthreads().values()))  # as flows.runner.run_shards cuts them
-        summaries = client.gather(client.map(batch.featurize_shard, shards, dest=args.dest, config=config, pure=False))
-        catalog.reconcile_features(args.dest, config, plan.changed)
-    print(json.dumps({"featurized": sum(s.n_rows for s in summaries), "failed": sum(s.n_errors for s in summaries),
-                      "shards": len(shards), "wall_s": round(time.perf_counter() - started, 3)}))  # fmt: skip
+        summaries = client.gather(client.map(featurize_shard, shards, dest=args.dest, config=config, pure=False))
+        reconcile_features(args.dest, config, plan.changed)
+    print(
+        json.dumps(
+            {
+                "featurized": sum(s.n_rows for s in summaries),
+                "failed": sum(s.n_errors for s in summaries),
+                "shards": len(shards),
+                "wall_s": round(time.perf_counter() - started, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_batch import store
+from ser_batch import storage
 from ser_batch.config import TrainConfig, feature_config
-from ser_batch.train import fit
+from ser_batch.model.fit import fit
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
 PUBLISHED = {"train": 0.77, "validation": 0.62, "test": 0.60}
@@ -32,9 +32,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    subprocess.run([str(Path(sys.executable).parent / "ser-batch"), "featurize", args.source, args.dest,
-                    "--feature-set", "seed268"], check=True, capture_output=True)  # fmt: skip
-    table = store.read_features(args.dest, config=feature_config("seed268"))
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ser-batch"),
+            "featurize",
+            args.source,
+            args.dest,
+            "--feature-set",
+            "seed268",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    table = storage.read_features(args.dest, config=feature_config("seed268"))
 
     rows = []
     for split in ("random", "speaker"):
@@ -48,14 +58,30 @@ def main() -> None:
 
     corpora = sorted({c for _, runs in rows for run in runs for c in run["test"]["per_corpus"]})
     header = ["split", "train acc", "val acc", "test acc", "test bal. acc", *[f"test {c}" for c in corpora]]
-    print(f"seed268 + seed-mlp, {args.epochs} epochs, seeds {args.seeds}; {table.num_rows} ser-dev clips featurized, the six classes kept")
+    print(
+        f"seed268 + seed-mlp, {args.epochs} epochs, seeds {args.seeds}; {table.num_rows} ser-dev clips featurized, the six classes kept"
+    )
     print(" | ".join(header))
-    print(" | ".join(["recipe, published (own data)", *(f"{PUBLISHED[p]:.2f}" for p in PUBLISHED), "-", *["-"] * len(corpora)]))
+    print(
+        " | ".join(
+            ["recipe, published (own data)", *(f"{PUBLISHED[p]:.2f}" for p in PUBLISHED), "-", *["-"] * len(corpora)]
+        )
+    )
     for split, runs in rows:
         metric = lambda part, key: [run[part][key] for run in runs]  # noqa: E731
         per_corpus = [cell([run["test"]["per_corpus"].get(c, float("nan")) for run in runs]) for c in corpora]
-        print(" | ".join([split, cell(metric("train", "accuracy")), cell(metric("validation", "accuracy")),
-                          cell(metric("test", "accuracy")), cell(metric("test", "balanced_accuracy")), *per_corpus]))  # fmt: skip
+        print(
+            " | ".join(
+                [
+                    split,
+                    cell(metric("train", "accuracy")),
+                    cell(metric("validation", "accuracy")),
+                    cell(metric("test", "accuracy")),
+                    cell(metric("test", "balanced_accuracy")),
+                    *per_corpus,
+                ]
+            )
+        )
 
 
 if __name__ == "__main__":

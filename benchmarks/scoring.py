@@ -5,7 +5,7 @@
 
 Calls: the clips of held-out speakers (RAVDESS Actor_15 and Actor_16, EmoDB 03 and 08) whose
 emotion the model knows, decoded and resampled to 8 kHz, each scaled to -20 dBFS RMS (the
-VAD's levels are absolute: see ser_batch.segment), taking turns on the two channels of a
+VAD's levels are absolute: see ser_batch.scoring.segments), taking turns on the two channels of a
 call with 1-3 s silences and -70 dBFS line noise (``ser_batch.demo.conversation``). Every
 held-out clip is in exactly one call.
 
@@ -56,11 +56,16 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_batch import artifact, batch, score, storage, train  # noqa: E402
-from ser_batch.audio import read_audio, resample  # noqa: E402
+from ser_batch import shards, storage  # noqa: E402
 from ser_batch.config import SEED_CLASSES, ScoreConfig, TrainConfig, feature_config  # noqa: E402
 from ser_batch.demo import Turn, conversation  # noqa: E402
-from ser_batch.features import feature_vector  # noqa: E402
+from ser_batch.features.extract import feature_vector  # noqa: E402
+from ser_batch.features.resample import resample  # noqa: E402
+from ser_batch.jobs import score
+from ser_batch.jobs.featurize import featurize_files
+from ser_batch.model.fit import fit
+from ser_batch.storage.audio import read_audio
+from ser_batch.storage.model_dir import load_artifact, save_artifact
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
 HELD_OUT = {("ravdess", "Actor_15"), ("ravdess", "Actor_16"), ("emodb", "03"), ("emodb", "08")}
@@ -75,11 +80,13 @@ def read_manifest(data: Path) -> list[dict[str, str]]:
 def featurize_chunk(task: tuple[str, list[str]]) -> pa.Table:
     feature_set, paths = task
     with threadpool_limits(limits=1):
-        table, _ = batch.featurize_files([storage.FileInfo(p, 0, "0:0") for p in paths], feature_config(feature_set))
+        table, _ = featurize_files([shards.FileInfo(p, 0, "0:0") for p in paths], feature_config(feature_set))
     return table
 
 
-def train_model(rows: list[dict[str, str]], data: Path, model_dir: Path, *, feature_set: str, model: str, workers: int) -> None:
+def train_model(
+    rows: list[dict[str, str]], data: Path, model_dir: Path, *, feature_set: str, model: str, workers: int
+) -> None:
     paths = [str(data / row["relpath"]) for row in rows]
     started = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
@@ -87,7 +94,7 @@ def train_model(rows: list[dict[str, str]], data: Path, model_dir: Path, *, feat
     table = pa.concat_tables(tables)
     print(f"featurized {table.num_rows} training clips in {time.perf_counter() - started:.0f} s", flush=True)
     config = TrainConfig(model=model, split="none", classes=SEED_CLASSES)  # type: ignore[arg-type]
-    artifact.save_artifact(str(model_dir), train.fit(table, config))
+    save_artifact(str(model_dir), fit(table, config))
     print(f"trained {model} on {feature_set} in {time.perf_counter() - started:.0f} s: {model_dir}", flush=True)
 
 
@@ -101,7 +108,10 @@ def build_calls(rows: list[dict[str, str]], data: Path, folder: Path, per_call: 
         waveform, turns = conversation(clips, rng, sample_rate=RATE)
         path = folder / f"call-{index:03d}.flac"
         soundfile.write(path, waveform, RATE)
-        truth[str(path)] = [Turn(t.channel, t.start_s, t.end_s, f"{t.label}|{row['relpath']}") for t, row in zip(turns, chosen, strict=True)]
+        truth[str(path)] = [
+            Turn(t.channel, t.start_s, t.end_s, f"{t.label}|{row['relpath']}")
+            for t, row in zip(turns, chosen, strict=True)
+        ]
     return truth
 
 
@@ -110,9 +120,9 @@ def library_throughput(folder: Path, model_dir: Path) -> tuple[float, float, flo
     model, _ = score.load_model_once(identity)
     files = list(storage.list_files(str(folder)))
     with threadpool_limits(limits=1):  # as score_shard does on a worker: one BLAS thread per process
-        score.score_files(files[:1], model, identity, ScoreConfig())  # warm-up: numba, TensorFlow
+        score.score_files(files[:1], model, ScoreConfig())  # warm-up: numba, TensorFlow
         started, cpu = time.perf_counter(), time.process_time()
-        scores = score.score_files(files, model, identity, ScoreConfig())
+        scores = score.score_files(files, model, ScoreConfig())
     return scores.audio_s / 60, time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -126,8 +136,14 @@ def flow_throughput(folder: Path, work: Path, model_dir: Path, n_workers: int, r
     dest = work / f"dest-{n_workers}"
     shutil.rmtree(dest, ignore_errors=True)
     n_files = len(list(source.rglob("*.flac")))
-    summary = score_flow(str(source), str(dest), str(model_dir), n_workers=n_workers, shard_size=max(1, n_files // (4 * n_workers)),
-                         run_date="2026-11-24")  # fmt: skip
+    summary = score_flow(
+        str(source),
+        str(dest),
+        str(model_dir),
+        n_workers=n_workers,
+        shard_size=max(1, n_files // (4 * n_workers)),
+        run_date="2026-11-24",
+    )
     return summary
 
 
@@ -152,14 +168,16 @@ def segment_accuracy(dest: Path, truth: dict[str, list[Turn]]) -> tuple[float, f
 
 
 def whole_clip_accuracy(rows: list[dict[str, str]], data: Path, model_dir: Path) -> tuple[float, float]:
-    model = artifact.load_artifact(str(model_dir))
+    model = load_artifact(str(model_dir))
     config = feature_config(model.feature_set)
     results = []
     for rate in (None, RATE):
         matrix = []
         for row in rows:
             decoded = read_audio(str(data / row["relpath"]), sample_rate=rate or config.sample_rate)
-            waveform = resample(decoded.waveform, decoded.sample_rate, config.sample_rate, quality=config.resample_quality)
+            waveform = resample(
+                decoded.waveform, decoded.sample_rate, config.sample_rate, quality=config.resample_quality
+            )
             matrix.append(feature_vector(waveform, config.sample_rate, config))
         predicted = np.array(model.classes)[score.predicted_probabilities(model, np.stack(matrix)).argmax(axis=1)]
         results.append(float(np.mean(predicted == np.array([row["emotion"] for row in rows]))))
@@ -170,7 +188,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model directory (default: train one on the other ser-dev speakers)")
     parser.add_argument("--feature-set", default="seed268", help="feature set of the model trained without --model")
-    parser.add_argument("--architecture", default="seed-mlp", help="TrainConfig.model of the model trained without --model")
+    parser.add_argument(
+        "--architecture", default="seed-mlp", help="TrainConfig.model of the model trained without --model"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ser-batch-bench-scoring"))
     parser.add_argument("--repeat", type=int, default=12, help="copies of the calls scored by the flows")
@@ -197,33 +217,44 @@ def main() -> None:
     lib_min, lib_s, lib_cpu_s = library_throughput(calls, model_dir)
     with prefect_api():
         flows = {n: flow_throughput(calls, args.work, model_dir, n, args.repeat) for n in (1, 2)}
-    seg_acc, clip_acc, n_segments, n_clips = segment_accuracy(args.work / "dest-1", {
-        str(args.work / "copies-1" / "copy-0" / Path(p).name): t for p, t in truth.items()})  # fmt: skip
+    seg_acc, clip_acc, n_segments, n_clips = segment_accuracy(
+        args.work / "dest-1", {str(args.work / "copies-1" / "copy-0" / Path(p).name): t for p, t in truth.items()}
+    )
     whole, whole_8k = whole_clip_accuracy(held_out, args.data, model_dir)
 
     print(f"\nmodel {identity.model_id} ({model_dir}); classes {', '.join(identity.classes)}")
-    print(f"{len(truth)} stereo 8 kHz calls, {lib_min:.1f} min of audio, {n_clips} held-out clips "
-          f"({', '.join(sorted(f'{c} {s}' for c, s in HELD_OUT))}); {os.cpu_count()} cores, load {load:.1f} at start\n")  # fmt: skip
-    print(f"| {'throughput (min of audio per s)':<44} | {'audio min':>9} | {'seconds':>8} | {'min/s':>7} | "
-          f"{'min/s per core':>14} | {'min/CPU-s':>9} | {'warm min/CPU-s':>14} |")  # fmt: skip
+    print(
+        f"{len(truth)} stereo 8 kHz calls, {lib_min:.1f} min of audio, {n_clips} held-out clips "
+        f"({', '.join(sorted(f'{c} {s}' for c, s in HELD_OUT))}); {os.cpu_count()} cores, load {load:.1f} at start\n"
+    )
+    print(
+        f"| {'throughput (min of audio per s)':<44} | {'audio min':>9} | {'seconds':>8} | {'min/s':>7} | "
+        f"{'min/s per core':>14} | {'min/CPU-s':>9} | {'warm min/CPU-s':>14} |"
+    )
     print(f"|{'-' * 46}|{'-' * 11}|{'-' * 10}|{'-' * 9}|{'-' * 16}|{'-' * 11}|{'-' * 16}|")
-    print(f"| {'library in-process, 1 core (no Prefect/Dask)':<44} | {lib_min:>9.1f} | {lib_s:>8.1f} | {lib_min / lib_s:>7.2f} | "
-          f"{lib_min / lib_s:>14.2f} | {lib_min / lib_cpu_s:>9.2f} | {lib_min / lib_cpu_s:>14.2f} |")  # fmt: skip
+    print(
+        f"| {'library in-process, 1 core (no Prefect/Dask)':<44} | {lib_min:>9.1f} | {lib_s:>8.1f} | {lib_min / lib_s:>7.2f} | "
+        f"{lib_min / lib_s:>14.2f} | {lib_min / lib_cpu_s:>9.2f} | {lib_min / lib_cpu_s:>14.2f} |"
+    )
     for n, summary in flows.items():
         for label, seconds in (("wall, start-up included", summary["wall_s"]), ("while scoring", summary["scoring_s"])):
             rate = summary["audio_min"] / seconds
             name = f"flow, {n} worker{'s' if n > 1 else ''}, {label}"
             warm = summary["warm_audio_min_per_cpu_s"]
-            print(f"| {name:<44} | {summary['audio_min']:>9.1f} | {seconds:>8.1f} | {rate:>7.2f} | {rate / n:>14.2f} | "
-                  f"{summary['audio_min_per_cpu_s']:>9.2f} | {'n/a' if warm is None else f'{warm:.2f}':>14} |")  # fmt: skip
+            print(
+                f"| {name:<44} | {summary['audio_min']:>9.1f} | {seconds:>8.1f} | {rate:>7.2f} | {rate / n:>14.2f} | "
+                f"{summary['audio_min_per_cpu_s']:>9.2f} | {'n/a' if warm is None else f'{warm:.2f}':>14} |"
+            )
     print(f"\n| {'accuracy on held-out speakers':<44} | {'n':>6} | {'accuracy':>8} |")
     print(f"|{'-' * 46}|{'-' * 8}|{'-' * 10}|")
     print(f"| {'segments (3 s windows, 1.5 s hop, 8 kHz)':<44} | {n_segments:>6} | {seg_acc:>8.1%} |")
     print(f"| {'clips, majority vote of their segments':<44} | {n_clips:>6} | {clip_acc:>8.1%} |")
     print(f"| {'reference: whole clips, original rate':<44} | {len(held_out):>6} | {whole:>8.1%} |")
     print(f"| {'reference: whole clips at 8 kHz':<44} | {len(held_out):>6} | {whole_8k:>8.1%} |")
-    print(f"| {'chance (largest class share)':<44} | {len(held_out):>6} | "
-          f"{max(Counter(r['emotion'] for r in held_out).values()) / len(held_out):>8.1%} |")  # fmt: skip
+    print(
+        f"| {'chance (largest class share)':<44} | {len(held_out):>6} | "
+        f"{max(Counter(r['emotion'] for r in held_out).values()) / len(held_out):>8.1%} |"
+    )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end (other work on the machine slows every row)")
 
 

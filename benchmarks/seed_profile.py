@@ -1,4 +1,4 @@
-"""Where seed268's time goes per clip: each stage of ``ser_batch.seed.seed_vector`` timed on real clips.
+"""Where seed268's time goes per clip: each stage of ``ser_batch.features.seed.seed_vector`` timed on real clips.
 
 Usage: python benchmarks/seed_profile.py [--source DIR] [--every 6]
 
@@ -22,11 +22,15 @@ import soundfile
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ser_batch.audio import resample  # noqa: E402
 from ser_batch.config import feature_config  # noqa: E402
-from ser_batch.features import feature_vector  # noqa: E402
-from ser_batch.seed import _AMIN, _TOP_DB, seed_filters  # noqa: E402
-from ser_batch.tuning import tuning_estimate  # noqa: E402
+from ser_batch.features.extract import (
+    _AMIN,  # noqa: E402
+    feature_vector,  # noqa: E402
+)
+from ser_batch.features.resample import resample  # noqa: E402
+from ser_batch.features.seed import seed_filters
+from ser_batch.features.tuning import tuning_estimate  # noqa: E402
+from ser_batch.features.windows import _TOP_DB
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
 
@@ -48,7 +52,9 @@ def staged_vector(path: Path, times: collections.Counter[str]) -> tuple[np.ndarr
     lap("decode (libsndfile)")
     waveform = resample(np.ascontiguousarray(samples), rate, config.sample_rate)
     lap("resample (soxr_hq)")
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(waveform, config.n_fft // 2), config.n_fft)[:: config.hop_length]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(waveform, config.n_fft // 2), config.n_fft)[
+        :: config.hop_length
+    ]
     windowed = frames * filters.window
     lap("framing + window")
     spectrum = scipy.fft.rfft(windowed, axis=-1)
@@ -61,7 +67,9 @@ def staged_vector(path: Path, times: collections.Counter[str]) -> tuple[np.ndarr
     log_mel = np.maximum(log_mel, log_mel.max() - _TOP_DB)
     mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[: config.n_mfcc]
     lap("log-mel + DCT")
-    tuning = tuning_estimate(magnitude, sample_rate=config.sample_rate, n_fft=config.n_fft, bins_per_octave=config.n_chroma)
+    tuning = tuning_estimate(
+        magnitude, sample_rate=config.sample_rate, n_fft=config.n_fft, bins_per_octave=config.n_chroma
+    )
     lap("tuning estimate")
     chroma = librosa.util.normalize(filters.chroma_bank(tuning) @ magnitude, norm=np.inf, axis=0)
     lap("chroma")
@@ -85,7 +93,9 @@ def main() -> None:
             expected = feature_vector(waveform, feature_config("seed268").sample_rate, feature_config("seed268"))
             assert np.array_equal(vector, expected), f"the staged kernel differs from feature_vector on {path}"
     total = sum(times.values())
-    print(f"{len(paths)} clips, {1e3 * total / len(paths):.2f} ms per clip (one core), staged result equal to feature_vector")
+    print(
+        f"{len(paths)} clips, {1e3 * total / len(paths):.2f} ms per clip (one core), staged result equal to feature_vector"
+    )
     print("| stage | ms per clip | share |\n|---|---|---|")
     for stage, seconds in times.items():
         print(f"| {stage} | {1e3 * seconds / len(paths):.3f} | {100 * seconds / total:.0f}% |")

@@ -62,8 +62,13 @@ Row = tuple[str, str, str, str]
 
 def _python(code: str, *args: str, timeout_s: float = 1800) -> dict:
     """Run ``code`` in a fresh interpreter (this repo first on the path); it prints one JSON line last."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=timeout_s, check=False
+    )
     if proc.returncode:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -76,8 +81,8 @@ def mono_calls(data: Path, folder: Path, per_call: int = 16) -> list[Path]:
     """The held-out clips as mono 8 kHz calls (benchmarks/scoring.py's stereo calls, mixed down)."""
     import scoring
 
-    from ser_batch.audio import read_audio
     from ser_batch.demo import conversation
+    from ser_batch.storage.audio import read_audio
 
     rows = [r for r in scoring.read_manifest(data) if (r["corpus"], r["speaker"]) in scoring.HELD_OUT]
     rng = np.random.default_rng(20261124)
@@ -85,7 +90,10 @@ def mono_calls(data: Path, folder: Path, per_call: int = 16) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, start in enumerate(range(0, len(rows), per_call)):
-        clips = [(read_audio(str(data / rows[i]["relpath"]), sample_rate=RATE).waveform, None) for i in order[start : start + per_call]]
+        clips = [
+            (read_audio(str(data / rows[i]["relpath"]), sample_rate=RATE).waveform, None)
+            for i in order[start : start + per_call]
+        ]
         call, _ = conversation(clips, rng, sample_rate=RATE)
         paths.append(folder / f"call-{index:03d}.wav")
         soundfile.write(paths[-1], np.clip(call.sum(axis=1), -1, 1), RATE, subtype="PCM_16")
@@ -102,7 +110,11 @@ def stats8k_model(data: Path, work: Path, model: Path | None) -> Path:
 
     model_dir = work / "model-stats8k-mlp-ensemble"
     if not (model_dir / "metadata.json").exists():
-        training = [r for r in scoring.read_manifest(data) if (r["corpus"], r["speaker"]) not in scoring.HELD_OUT and r["emotion"] in SEED_CLASSES]
+        training = [
+            r
+            for r in scoring.read_manifest(data)
+            if (r["corpus"], r["speaker"]) not in scoring.HELD_OUT and r["emotion"] in SEED_CLASSES
+        ]
         scoring.train_model(training, data, model_dir, feature_set="stats8k", model="mlp-ensemble", workers=2)
     return model_dir
 
@@ -110,8 +122,10 @@ def stats8k_model(data: Path, work: Path, model: Path | None) -> Path:
 def row_scoring(data: Path, work: Path, model: Path | None, rows: list[Row], repeats: int = 5) -> None:
     from threadpoolctl import threadpool_limits
 
-    from ser_batch import prediction, score, storage
+    from ser_batch import storage
     from ser_batch.config import ScoreConfig
+    from ser_batch.features import windows
+    from ser_batch.jobs import score
 
     folder = work / "mono-calls"
     shutil.rmtree(folder, ignore_errors=True)
@@ -120,15 +134,15 @@ def row_scoring(data: Path, work: Path, model: Path | None, rows: list[Row], rep
     artifact, _ = score.load_model_once(identity)
     files = list(storage.list_files(str(folder)))
     config = ScoreConfig()
-    shared_frames = prediction.supports_shared_frames
+    shared_frames = windows.supports_shared_frames
 
     def run(baseline: bool) -> tuple[float, float, score.Scores | list[score.Scores]]:
-        prediction.supports_shared_frames = (lambda _config: False) if baseline else shared_frames  # type: ignore[assignment]
+        windows.supports_shared_frames = (lambda _config: False) if baseline else shared_frames  # type: ignore[assignment]
         started, cpu = time.perf_counter(), time.process_time()
         if baseline:  # before: one model call per recording, each window featurized on its own
-            result: score.Scores | list[score.Scores] = [score.score_files([f], artifact, identity, config) for f in files]
+            result: score.Scores | list[score.Scores] = [score.score_files([f], artifact, config) for f in files]
         else:
-            result = score.score_files(files, artifact, identity, config)
+            result = score.score_files(files, artifact, config)
         return time.perf_counter() - started, time.process_time() - cpu, result
 
     with threadpool_limits(limits=1):
@@ -139,7 +153,7 @@ def row_scoring(data: Path, work: Path, model: Path | None, rows: list[Row], rep
             for baseline in (True, False):
                 wall, cpu, outputs[baseline] = run(baseline)
                 timings[baseline].append((wall, cpu))
-    prediction.supports_shared_frames = shared_frames  # type: ignore[assignment]
+    windows.supports_shared_frames = shared_frames  # type: ignore[assignment]
     new = outputs[False]
     assert isinstance(new, score.Scores)
     audio_s = new.audio_s
@@ -148,18 +162,29 @@ def row_scoring(data: Path, work: Path, model: Path | None, rows: list[Row], rep
     best = {b: min(cpu for _, cpu in t) for b, t in timings.items()}
     median = {b: float(np.median([cpu for _, cpu in t])) for b, t in timings.items()}
     best_wall = {b: min(wall for wall, _ in t) for b, t in timings.items()}
-    rows.append((f"scoring 8 kHz mono calls, per core ({len(files)} calls, {audio_s / 60:.1f} min, {new.speech_s / audio_s:.0%} speech, "
-                 f"{new.tables['predictions'].num_rows} windows; {repeats} alternating runs)",
-                 f"best {audio_s / best[False]:.0f}x real time per CPU-s, median {audio_s / median[False]:.0f}x "
-                 f"(best per wall-s {audio_s / best_wall[False]:.0f}x); before: best {audio_s / best[True]:.0f}x, median "
-                 f"{audio_s / median[True]:.0f}x ({median[True] / median[False]:.2f}x faster); probabilities equal: {same}",
-                 ">= 1,000x", "yes" if audio_s / median[False] >= 1000 else "no"))  # fmt: skip
+    rows.append(
+        (
+            f"scoring 8 kHz mono calls, per core ({len(files)} calls, {audio_s / 60:.1f} min, {new.speech_s / audio_s:.0%} speech, "
+            f"{new.tables['predictions'].num_rows} windows; {repeats} alternating runs)",
+            f"best {audio_s / best[False]:.0f}x real time per CPU-s, median {audio_s / median[False]:.0f}x "
+            f"(best per wall-s {audio_s / best_wall[False]:.0f}x); before: best {audio_s / best[True]:.0f}x, median "
+            f"{audio_s / median[True]:.0f}x ({median[True] / median[False]:.2f}x faster); probabilities equal: {same}",
+            ">= 1,000x",
+            "yes" if audio_s / median[False] >= 1000 else "no",
+        )
+    )
 
 
 def _probabilities(scores: object) -> np.ndarray:
     table = scores.tables["predictions"]  # type: ignore[attr-defined]
-    return np.stack([np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
-                     for name in table.column_names if name.startswith("prob_") and table.column(name).null_count == 0], axis=1)  # fmt: skip
+    return np.stack(
+        [
+            np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
+            for name in table.column_names
+            if name.startswith("prob_") and table.column(name).null_count == 0
+        ],
+        axis=1,
+    )
 
 
 # --- one hour ---------------------------------------------------------------------------------------
@@ -168,7 +193,8 @@ _HOUR_CHILD = """
 import json, resource, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-from ser_batch import score, storage
+from ser_batch import storage
+from ser_batch.jobs import score
 from ser_batch.config import ScoreConfig, feature_config
 path, whole = sys.argv[1], sys.argv[2] == "whole"
 if whole:
@@ -213,10 +239,15 @@ def row_hour(data: Path, work: Path, rows: list[Row]) -> None:
     streamed = _python(_HOUR_CHILD, str(path), "streamed")
     whole = _python(_HOUR_CHILD, str(path), "whole")
     channel_mib = 3600 * RATE * 4 / 2**20
-    rows.append((f"a 1-hour 8 kHz mono recording ({streamed['windows']} windows), peak RSS growth while scoring it",
-                 f"streamed: +{streamed['grown_kib'] / 1024:.0f} MiB, {streamed['cpu_s']:.1f} CPU-s; channel decoded whole: "
-                 f"+{whole['grown_kib'] / 1024:.0f} MiB, {whole['cpu_s']:.1f} CPU-s (the channel alone is {channel_mib:.0f} MiB)",
-                 "bounded: decode buffer + a window's worth", "yes" if streamed["grown_kib"] / 1024 < channel_mib / 3 else "no"))  # fmt: skip
+    rows.append(
+        (
+            f"a 1-hour 8 kHz mono recording ({streamed['windows']} windows), peak RSS growth while scoring it",
+            f"streamed: +{streamed['grown_kib'] / 1024:.0f} MiB, {streamed['cpu_s']:.1f} CPU-s; channel decoded whole: "
+            f"+{whole['grown_kib'] / 1024:.0f} MiB, {whole['cpu_s']:.1f} CPU-s (the channel alone is {channel_mib:.0f} MiB)",
+            "bounded: decode buffer + a window's worth",
+            "yes" if streamed["grown_kib"] / 1024 < channel_mib / 3 else "no",
+        )
+    )
 
 
 # --- S3 catalogue on moto ---------------------------------------------------------------------------------
@@ -240,9 +271,9 @@ time.sleep(3600)
 
 _CATALOGUE_CHILD = """
 import json, resource, sys, time
-from ser_batch import storage, store
+from ser_batch import storage
 from ser_batch.config import feature_config
-from ser_batch.plan import plan_shards
+from ser_batch.shards import plan_shards
 endpoint = sys.argv[1]
 options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench", "client_kwargs": {"region_name": "us-east-1"}}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -261,8 +292,12 @@ def row_s3_catalogue(n_keys: int, rows: list[Row]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", _MOTO_SERVER, str(port), str(n_keys)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-c", _MOTO_SERVER, str(port), str(n_keys)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         moto = psutil.Process(server.pid)
@@ -272,10 +307,15 @@ def row_s3_catalogue(n_keys: int, rows: list[Row]) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    rows.append((f"catalogue + plan {result['seen']:,} S3 keys on moto (HTTP), {result['shards']} shards",
-                 f"{result['s']:.1f} s wall, of which the moto server {moto_cpu:.1f} CPU-s; ser-batch {result['cpu_s']:.1f} CPU-s, "
-                 f"+{result['grown_kib'] / 1024:.0f} MiB peak RSS",
-                 "< 60 s, < 1 GiB", f"{'yes' if result['s'] < 60 else 'no'} (time), {'yes' if result['grown_kib'] < 2**20 else 'no'} (memory)"))  # fmt: skip
+    rows.append(
+        (
+            f"catalogue + plan {result['seen']:,} S3 keys on moto (HTTP), {result['shards']} shards",
+            f"{result['s']:.1f} s wall, of which the moto server {moto_cpu:.1f} CPU-s; ser-batch {result['cpu_s']:.1f} CPU-s, "
+            f"+{result['grown_kib'] / 1024:.0f} MiB peak RSS",
+            "< 60 s, < 1 GiB",
+            f"{'yes' if result['s'] < 60 else 'no'} (time), {'yes' if result['grown_kib'] < 2**20 else 'no'} (memory)",
+        )
+    )
 
 
 # --- memory flatness ---------------------------------------------------------------------------------------
@@ -293,8 +333,22 @@ def tiny_archive(folder: Path, n_files: int) -> None:
 
 
 def cli_featurize(source: Path, dest: Path) -> tuple[float, dict, int]:
-    wall, summary, tree = run_measured([sys.executable, "-m", "flows.cli", "featurize", str(source), str(dest), "--feature-set", "stats8k",
-                                        "--n-workers", "2", "--json"], pythonpath=str(ROOT))  # fmt: skip
+    wall, summary, tree = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "featurize",
+            str(source),
+            str(dest),
+            "--feature-set",
+            "stats8k",
+            "--n-workers",
+            "2",
+            "--json",
+        ],
+        pythonpath=str(ROOT),
+    )
     return wall, summary, tree.peak
 
 
@@ -310,23 +364,34 @@ def row_flatness(sizes: list[int], rows: list[Row]) -> None:
             shutil.rmtree(dest)
     low, high = peaks[sizes[0]][0], peaks[sizes[-1]][0]
     growth = high / low - 1
-    rows.append((f"peak memory of the whole featurize run (all processes), {sizes[0]:,} -> {sizes[-1]:,} files (stats8k, 2 workers)",
-                 "; ".join(f"{n:,} files: {p / 2**30:.2f} GiB ({w:.0f} s, {f:,} featurized)" for n, (p, w, f) in peaks.items())
-                 + f"; growth {growth:+.0%}", "< 3 GiB, flat", f"{'yes' if high < 3 * 2**30 else 'no'} (< 3 GiB), "
-                 f"{'yes' if growth < 0.1 else 'no'} (flat within 10%)"))  # fmt: skip
+    rows.append(
+        (
+            f"peak memory of the whole featurize run (all processes), {sizes[0]:,} -> {sizes[-1]:,} files (stats8k, 2 workers)",
+            "; ".join(
+                f"{n:,} files: {p / 2**30:.2f} GiB ({w:.0f} s, {f:,} featurized)" for n, (p, w, f) in peaks.items()
+            )
+            + f"; growth {growth:+.0%}",
+            "< 3 GiB, flat",
+            f"{'yes' if high < 3 * 2**30 else 'no'} (< 3 GiB), {'yes' if growth < 0.1 else 'no'} (flat within 10%)",
+        )
+    )
 
 
 def machine() -> str:
     load = os.getloadavg()
-    return (f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, python {platform.python_version()}; "
-            f"load average {load[0]:.1f} (shared with other work: wall-clock figures are noisy)")  # fmt: skip
+    return (
+        f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, python {platform.python_version()}; "
+        f"load average {load[0]:.1f} (shared with other work: wall-clock figures are noisy)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="scoring,hour,s3catalogue,flatness")
-    parser.add_argument("--model", type=Path, help="a stats8k model directory (default: train one on the other ser-dev speakers)")
+    parser.add_argument(
+        "--model", type=Path, help="a stats8k model directory (default: train one on the other ser-dev speakers)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ser-batch-bench-scale")
     parser.add_argument("--s3-keys", type=int, default=100_000)

@@ -69,7 +69,9 @@ def prefect_api_starting() -> Iterator[Callable[[], str | None]]:
         with ExitStack() as settings:
             # No flow-run heartbeats: nothing outlives this process to act on a missed one, and
             # the heartbeat thread's 1 s sleep delayed the end of every flow run by up to 1 s.
-            settings.enter_context(temporary_settings({PREFECT_API_URL: planned, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+            settings.enter_context(
+                temporary_settings({PREFECT_API_URL: planned, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+            )
 
             def ready() -> str:
                 booting.join()
@@ -123,10 +125,29 @@ class _Server:
 
         timeout_s = max(_BOOT_TIMEOUT_S, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
         deadline = time.monotonic() + timeout_s
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1", **self.settings_env}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            **self.settings_env,
+        }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-                   "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(prefect.__module_path__.parent),
+            "--factory",
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ]
         self._spawn(command, env)
         with httpx.Client() as client:
             while time.monotonic() < deadline:

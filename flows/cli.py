@@ -34,7 +34,7 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage-options",
         metavar="JSON",
-        help="fsspec/s3fs options as a JSON object (e.g. '{\"endpoint_url\": \"http://localhost:9000\"}'); "
+        help='fsspec/s3fs options as a JSON object (e.g. \'{"endpoint_url": "http://localhost:9000"}\'); '
         "overrides the AWS environment. Never logged or sent to the Prefect API.",
     )
 
@@ -42,7 +42,7 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
 def _check_featurize(args: argparse.Namespace) -> None:
     from flows.runner import dask_runner
     from flows.settings import storage_options_from_env
-    from ser_batch.catalog import check_locations
+    from ser_batch.jobs.plan import check_locations
 
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
@@ -56,11 +56,13 @@ def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> 
     """
     from flows.featurize import warm_worker
     from flows.runner import given_address, local_cluster
-    from ser_batch.features import LAZY_MODULES
+    from ser_batch.features.extract import LAZY_MODULES
 
     if given_address(args.dask_address) is not None:
         return
-    cluster = local_cluster(args.n_workers, warm_up=partial(warm_worker, args.feature_set), preload=("flows.featurize", *LAZY_MODULES))
+    cluster = local_cluster(
+        args.n_workers, warm_up=partial(warm_worker, args.feature_set), preload=("flows.featurize", *LAZY_MODULES)
+    )
     args.dask_address = resources.enter_context(cluster)
 
 
@@ -81,7 +83,9 @@ def _featurize(args: argparse.Namespace) -> int:
     features = Path(args.dest) / "features" if "://" not in args.dest else f"{args.dest.rstrip('/')}/features"
     print(f"\nfeatures: {features}/feature_set={args.feature_set}/corpus=*/part-*.parquet")
     duckdb = Path(sys.executable).parent / "duckdb"  # installed with ser-batch (duckdb-cli)
-    print(f"query:    {duckdb if duckdb.exists() else 'duckdb'} -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\"")
+    print(
+        f"query:    {duckdb if duckdb.exists() else 'duckdb'} -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\""
+    )
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -91,10 +95,19 @@ def _train(args: argparse.Namespace) -> int:
     from flows.train import train
     from ser_batch.config import TrainConfig
 
-    config = TrainConfig(model=args.model, split=args.split, classes=tuple(args.classes.split(",")),
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmented=args.augmented,
-                         voice_norm=args.voice_norm)  # fmt: skip
-    result = train(features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config)
+    config = TrainConfig(
+        model=args.model,
+        split=args.split,
+        classes=tuple(args.classes.split(",")),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        augmented=args.augmented,
+        voice_norm=args.voice_norm,
+    )
+    result = train(
+        features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config
+    )
     print(json.dumps(result["metrics"], indent=2) if args.json else _metrics_table(result["metrics"]))
     print(f"model: {args.model_dir} (model.keras, metadata.json, confusion_matrix.png/.csv, history.png)")
     return 0
@@ -105,13 +118,15 @@ def _metrics_table(metrics: dict[str, dict[str, object]]) -> str:
     for part, values in metrics.items():
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         corpora = ", ".join(f"{k} {fmt(v)}" for k, v in sorted((values.get("per_corpus") or {}).items()))  # type: ignore[union-attr]
-        lines.append(f"{part:<11}{values['n']!s:>6}{fmt(values['accuracy']):>10}{fmt(values['balanced_accuracy']):>10}  {corpora}")
+        lines.append(
+            f"{part:<11}{values['n']!s:>6}{fmt(values['accuracy']):>10}{fmt(values['balanced_accuracy']):>10}  {corpora}"
+        )
     return "\n".join(lines)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from flows.settings import storage_options_from_env
-    from ser_batch.training import evaluate_store, format_evaluation
+    from ser_batch.jobs.train import evaluate_store, format_evaluation
 
     evaluation = evaluate_store(args.features_dest, args.model, storage_options=storage_options_from_env())
     print(json.dumps(evaluation.as_dict()) if args.json else format_evaluation(evaluation))
@@ -121,8 +136,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _check_score(args: argparse.Namespace) -> None:
     from flows.runner import dask_runner
     from flows.settings import storage_options_from_env, timezone_name
-    from ser_batch.catalog import check_scoring, parse_date
     from ser_batch.config import score_config
+    from ser_batch.jobs.plan import check_scoring, parse_date
 
     score_config(window_s=args.window_s, hop_s=args.hop_s)
     if args.since is not None:
@@ -150,9 +165,13 @@ def _score(args: argparse.Namespace) -> int:
     )
     calls = f"{args.dest.rstrip('/')}/calls"
     print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
-    print(f"predictions: {args.dest.rstrip('/')}/predictions/run_date={summary['run_date']}/part-*.parquet (one row per segment)")
-    print(f"query:       duckdb -c \"SELECT channel, dominant_emotion, count(*) FROM read_parquet('{calls}/*/*.parquet', "
-          f"hive_partitioning=true) WHERE model_id = '{summary['model_id']}' GROUP BY ALL ORDER BY ALL\"")  # fmt: skip
+    print(
+        f"predictions: {args.dest.rstrip('/')}/predictions/run_date={summary['run_date']}/part-*.parquet (one row per segment)"
+    )
+    print(
+        f"query:       duckdb -c \"SELECT channel, dominant_emotion, count(*) FROM read_parquet('{calls}/*/*.parquet', "
+        f"hive_partitioning=true) WHERE model_id = '{summary['model_id']}' GROUP BY ALL ORDER BY ALL\""
+    )
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -182,14 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     featurize.add_argument("source", help="local folder or s3://bucket/prefix of audio files")
     featurize.add_argument("dest", help="local folder or s3://bucket/prefix for the Parquet output")
     featurize.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
-    featurize.add_argument("--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)")
-    featurize.add_argument("--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)")
-    featurize.add_argument("--shard-size", type=_positive_int, default=500, help="most files per Prefect task (default 500)")
-    featurize.add_argument("--retry-errors", action="store_true", help="featurize again files whose error is already recorded")
-    featurize.add_argument("--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)")
-    featurize.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                           help="also featurize augmented copies (telephone channel; speed, gain and noise) of labelled clips, "
-                           "for training (default: on, except for the recipe's seed268)")  # fmt: skip
+    featurize.add_argument(
+        "--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)"
+    )
+    featurize.add_argument(
+        "--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)"
+    )
+    featurize.add_argument(
+        "--shard-size", type=_positive_int, default=500, help="most files per Prefect task (default 500)"
+    )
+    featurize.add_argument(
+        "--retry-errors", action="store_true", help="featurize again files whose error is already recorded"
+    )
+    featurize.add_argument(
+        "--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)"
+    )
+    featurize.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also featurize augmented copies (telephone channel; speed, gain and noise) of labelled clips, "
+        "for training (default: on, except for the recipe's seed268)",
+    )
     featurize.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(featurize)
     featurize.set_defaults(handler=_featurize, check=_check_featurize, prepare=_start_featurize_cluster)
@@ -199,17 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model_dir", help="where to write model.keras, metadata.json and reports")
     train.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
     train.add_argument("--model", default=TrainConfig.model_fields["model"].default, choices=MODELS)
-    train.add_argument("--split", default="random", choices=["random", "speaker", "none"],
-                       help="random: the recipe's protocol; speaker: no voice on both sides; none: all rows (the model to ship)")  # fmt: skip
+    train.add_argument(
+        "--split",
+        default="random",
+        choices=["random", "speaker", "none"],
+        help="random: the recipe's protocol; speaker: no voice on both sides; none: all rows (the model to ship)",
+    )
     train.add_argument("--classes", default=",".join(SEED_CLASSES), help="comma-separated emotions to learn")
     train.add_argument("--epochs", type=_positive_int, default=100)
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--augmented", action=argparse.BooleanOptionalAction, default=True,
-                       help="add the augmented copies featurize made of training clips to the training part (default: on)")  # fmt: skip
-    train.add_argument("--voice-norm", action="store_true",
-                       help="normalise features per voice (speaker; call channel when scoring): better when each voice "
-                       "has audio of several emotions, worse for calls of one emotion throughout (see README)")  # fmt: skip
+    train.add_argument(
+        "--augmented",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the augmented copies featurize made of training clips to the training part (default: on)",
+    )
+    train.add_argument(
+        "--voice-norm",
+        action="store_true",
+        help="normalise features per voice (speaker; call channel when scoring): better when each voice "
+        "has audio of several emotions, worse for calls of one emotion throughout (see README)",
+    )
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_storage_options(train)
     train.set_defaults(handler=_train)
@@ -221,19 +265,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(evaluate)
     evaluate.set_defaults(handler=_evaluate, needs_api=False)
 
-    score = commands.add_parser("score", help="score new call recordings with a saved model into DEST/predictions and DEST/calls")
+    score = commands.add_parser(
+        "score", help="score new call recordings with a saved model into DEST/predictions and DEST/calls"
+    )
     score.add_argument("source", help="local folder or s3://bucket/prefix of call recordings (searched recursively)")
     score.add_argument("dest", help="local folder or s3://bucket/prefix for predictions/, calls/ and errors/")
-    score.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by `ser-batch train`")
-    score.add_argument("--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)")
+    score.add_argument(
+        "--model", required=True, metavar="MODEL_DIR", help="a model directory written by `ser-batch train`"
+    )
+    score.add_argument(
+        "--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)"
+    )
     score.add_argument("--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)")
-    score.add_argument("--since", metavar="YYYY-MM-DD",
-                       help="only recordings of this day or later: by their .../YYYY/MM/DD/ folders, else their modification date (UTC)")  # fmt: skip
+    score.add_argument(
+        "--since",
+        metavar="YYYY-MM-DD",
+        help="only recordings of this day or later: by their .../YYYY/MM/DD/ folders, else their modification date (UTC)",
+    )
     score.add_argument("--window-s", type=float, default=3.0, help="scored window length in seconds (default 3.0)")
-    score.add_argument("--hop-s", type=float, default=1.5, help="start-to-start step between windows in seconds (default 1.5)")
+    score.add_argument(
+        "--hop-s", type=float, default=1.5, help="start-to-start step between windows in seconds (default 1.5)"
+    )
     score.add_argument("--shard-size", type=_positive_int, default=50, help="recordings per Prefect task (default 50)")
-    score.add_argument("--retry-errors", action="store_true", help="score again recordings whose error is already recorded")
-    score.add_argument("--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad recordings (default 0.5)")
+    score.add_argument(
+        "--retry-errors", action="store_true", help="score again recordings whose error is already recorded"
+    )
+    score.add_argument(
+        "--max-error-ratio",
+        type=float,
+        default=0.5,
+        help="fail the run above this share of bad recordings (default 0.5)",
+    )
     score.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(score)
     score.set_defaults(handler=_score, check=_check_score)
@@ -298,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 exported, given = PREFECT_API_URL.value(), args.dask_address
                 prepare(args, resources)
-                if api_ready() != exported and args.dask_address != given:  # the API moved port: respawn workers with its URL
+                if (
+                    api_ready() != exported and args.dask_address != given
+                ):  # the API moved port: respawn workers with its URL
                     resources.close()
                     args.dask_address = given
                     prepare(args, resources)
@@ -309,7 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as error:  # a config model refused a value (e.g. --classes angry,bogus)
         problem = error.errors()[0]
-        print(f"ser-batch: error: {'.'.join(map(str, problem['loc'])) or error.title}: {problem['msg']}", file=sys.stderr)
+        print(
+            f"ser-batch: error: {'.'.join(map(str, problem['loc'])) or error.title}: {problem['msg']}", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         print("ser-batch: interrupted", file=sys.stderr)

@@ -11,33 +11,44 @@ from pydantic import SecretStr
 
 from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
-from ser_batch import batch, catalog, features, report
-from ser_batch.augment import augment_by_default
+from ser_batch import jobs
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
 from ser_batch.errors import SerBatchError
-from ser_batch.plan import Shard
+from ser_batch.features import augment_by_default, warm_up
+from ser_batch.shards import Shard, ShardSummary
 
 
 @task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> batch.ShardSummary:
-    summary = batch.featurize_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
+def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+    summary = jobs.featurize_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
     get_run_logger().info(
-        "shard %s: %d files, %d rows, %d errors, %.1f s", summary.shard_id, summary.n_files, summary.n_rows, summary.n_errors, summary.elapsed_s
+        "shard %s: %d files, %d rows, %d errors, %.1f s",
+        summary.shard_id,
+        summary.n_files,
+        summary.n_rows,
+        summary.n_errors,
+        summary.elapsed_s,
     )
     return summary
 
 
 @task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> batch.ShardSummary:
-    summary = batch.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
-    get_run_logger().info("augment shard %s: %d clips, %d copies, %d errors, %.1f s", summary.shard_id, summary.n_files,
-                          summary.n_rows, summary.n_errors, summary.elapsed_s)  # fmt: skip
+def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+    summary = jobs.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
+    get_run_logger().info(
+        "augment shard %s: %d clips, %d copies, %d errors, %.1f s",
+        summary.shard_id,
+        summary.n_files,
+        summary.n_rows,
+        summary.n_errors,
+        summary.elapsed_s,
+    )
     return summary
 
 
 def warm_worker(feature_set: str) -> None:
     """Run on each Dask worker before its first shard: imports this module (Prefect) and warms the featurizer."""
-    features.warm_up(feature_config(feature_set))
+    warm_up(feature_config(feature_set))
 
 
 @flow(name="featurize", log_prints=True)
@@ -57,28 +68,49 @@ def featurize(
     logger = get_run_logger()
     config = feature_config(feature_set)
     storage_options = storage_options_from_env()
-    plan = catalog.plan_featurization(source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options)
+    plan = jobs.plan_featurization(
+        source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options
+    )
     logger.info("%d files seen, %d already done, %d to featurize", plan.n_seen, plan.n_done, plan.n_pending)
     summaries, copies = [], []
     with cluster_on_demand(dask_address, n_workers) as runner:  # one cluster for both passes
         if plan.pending:
-            summaries = run_shards(featurize_shard, plan, runner(), description="featurize",
-                                   n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
-        pruned = catalog.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
+            summaries = run_shards(
+                featurize_shard,
+                plan,
+                runner(),
+                description="featurize",
+                n_done=lambda s: s.n_files,
+                dest=dest,
+                config=config,
+            )
+        pruned = jobs.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
         if augment_by_default(config) if augment is None else augment:
-            copies_plan = catalog.plan_augmentation(source, dest, config, shard_size=shard_size, retry_errors=retry_errors,
-                                                    storage_options=storage_options)  # fmt: skip
+            copies_plan = jobs.plan_augmentation(
+                source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options
+            )
             logger.info("%d labelled clips to augment", copies_plan.n_pending)
             if copies_plan.pending:
-                copies = run_shards(augment_shard, copies_plan, runner(), description="augment",
-                                    n_done=lambda s: s.n_files, dest=dest, config=config)  # fmt: skip
-            pruned += catalog.reconcile_features(dest, config, copies_plan.changed, dataset_name="augmented",
-                                                 storage_options=storage_options)  # fmt: skip
-    summary = report.featurize_summary(plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest,
-                                       augmented=copies)  # fmt: skip
-    print(report.format_featurize_summary(summary))
+                copies = run_shards(
+                    augment_shard,
+                    copies_plan,
+                    runner(),
+                    description="augment",
+                    n_done=lambda s: s.n_files,
+                    dest=dest,
+                    config=config,
+                )
+            pruned += jobs.reconcile_features(
+                dest, config, copies_plan.changed, dataset_name="augmented", storage_options=storage_options
+            )
+    summary = jobs.featurize_summary(
+        plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest, augmented=copies
+    )
+    print(jobs.format_featurize_summary(summary))
     if plan.n_pending and summary["failed"] > max_error_ratio * plan.n_pending:
-        raise SerBatchError(f"{summary['failed']} of {plan.n_pending} files failed (> max_error_ratio {max_error_ratio}); see {dest}/errors")
+        raise SerBatchError(
+            f"{summary['failed']} of {plan.n_pending} files failed (> max_error_ratio {max_error_ratio}); see {dest}/errors"
+        )
     return summary
 
 

@@ -17,9 +17,9 @@ from prefect.futures import PrefectFuture
 from prefect_dask import DaskTaskRunner
 
 from flows.settings import sealed_storage_options
-from ser_batch import report
 from ser_batch.errors import ConfigError
-from ser_batch.plan import Plan
+from ser_batch.jobs import progress_bar
+from ser_batch.shards import Plan
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
@@ -76,7 +76,9 @@ def local_cluster(
     method = "forkserver" if preload else dask.config.get("distributed.worker.multiprocessing-method")
     with dask.config.set({"distributed.worker.multiprocessing-method": method}):
         if preload:
-            get_mp_context().set_forkserver_preload(["distributed", "numpy", *preload])  # read when the forkserver starts
+            get_mp_context().set_forkserver_preload(
+                ["distributed", "numpy", *preload]
+            )  # read when the forkserver starts
         with LocalCluster(**cluster_kwargs) as cluster:
             if warm_up is not None:
                 with Client(cluster) as client:
@@ -136,10 +138,12 @@ def run_shards(
     shared = {"storage_options": sealed_storage_options(), **constants}
     summaries = []
     finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
-    with runner, report.progress_bar(plan.n_pending, description=description) as bar:
+    with runner, progress_bar(plan.n_pending, description=description) as bar:
         n_threads = max(1, sum(runner.client.nthreads().values()))  # an external cluster may have no workers yet
         shards = plan.shards_for(n_threads)
-        get_run_logger().info("%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads)
+        get_run_logger().info(
+            "%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads
+        )
         waiting = iter(shards)
         n_running = 0
         for shard in itertools.islice(waiting, in_flight(n_threads)):

@@ -11,21 +11,30 @@ from pydantic import SecretStr
 
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
-from ser_batch import catalog, report, score as scoring, store
+from ser_batch import jobs, schema
 from ser_batch.config import ScoreConfig, score_config
 from ser_batch.errors import SerBatchError
-from ser_batch.plan import Shard
+from ser_batch.shards import ScoreShardSummary, Shard
 
 
 @task(name="score-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def score_shard(shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str,
-                storage_options: SecretStr | None) -> scoring.ScoreShardSummary:  # fmt: skip
-    s = scoring.score_shard(shard, dest, model_dir, config, run_date=run_date, storage_options=unseal_storage_options(storage_options))
+def score_shard(
+    shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str, storage_options: SecretStr | None
+) -> ScoreShardSummary:
+    s = jobs.score_shard(
+        shard, dest, model_dir, config, run_date=run_date, storage_options=unseal_storage_options(storage_options)
+    )
     get_run_logger().info(
-        "shard %s: %d recordings, %d channels, %d segments, %d errors, %.1f min of audio in %.1f s%s", s.shard_id,
-        s.n_recordings, s.n_channels, s.n_segments, s.n_errors, s.audio_s / 60, s.elapsed_s,
+        "shard %s: %d recordings, %d channels, %d segments, %d errors, %.1f min of audio in %.1f s%s",
+        s.shard_id,
+        s.n_recordings,
+        s.n_channels,
+        s.n_segments,
+        s.n_errors,
+        s.audio_s / 60,
+        s.elapsed_s,
         " (model loaded on this worker)" if s.model_loaded else "",
-    )  # fmt: skip
+    )
     return s
 
 
@@ -48,20 +57,44 @@ def score(
     started = time.perf_counter()
     logger = get_run_logger()
     config = score_config(window_s=window_s, hop_s=hop_s)
-    run_date = store.run_date_value(run_date or today())
+    run_date = schema.run_date_value(run_date or today())
     storage_options = storage_options_from_env()
-    plan = catalog.plan_scoring(source, dest, model_dir, shard_size=shard_size, since=since, retry_errors=retry_errors,
-                                storage_options=storage_options)  # fmt: skip
-    logger.info("model %s: %d recordings seen, %d already scored, %d to score (run_date %s)",
-                plan.model.model_id, plan.plan.n_seen, plan.plan.n_done, plan.plan.n_pending, run_date)  # fmt: skip
+    plan = jobs.plan_scoring(
+        source,
+        dest,
+        model_dir,
+        shard_size=shard_size,
+        since=since,
+        retry_errors=retry_errors,
+        storage_options=storage_options,
+    )
+    logger.info(
+        "model %s: %d recordings seen, %d already scored, %d to score (run_date %s)",
+        plan.model.model_id,
+        plan.plan.n_seen,
+        plan.plan.n_done,
+        plan.plan.n_pending,
+        run_date,
+    )
     summaries = []
     if plan.plan.pending:
-        summaries = run_shards(score_shard, plan.plan, dask_runner(dask_address, n_workers), description="score",
-                               n_done=lambda s: s.n_recordings, dest=dest, model_dir=model_dir, config=config, run_date=run_date)  # fmt: skip
-    summary = report.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
-    print(report.format_score_summary(summary))
+        summaries = run_shards(
+            score_shard,
+            plan.plan,
+            dask_runner(dask_address, n_workers),
+            description="score",
+            n_done=lambda s: s.n_recordings,
+            dest=dest,
+            model_dir=model_dir,
+            config=config,
+            run_date=run_date,
+        )
+    summary = jobs.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
+    print(jobs.format_score_summary(summary))
     if plan.plan.n_pending and summary["failed"] > max_error_ratio * plan.plan.n_pending:
-        raise SerBatchError(f"{summary['failed']} of {plan.plan.n_pending} recordings failed (> max_error_ratio {max_error_ratio}); see {dest}/errors")
+        raise SerBatchError(
+            f"{summary['failed']} of {plan.plan.n_pending} recordings failed (> max_error_ratio {max_error_ratio}); see {dest}/errors"
+        )
     return summary
 
 

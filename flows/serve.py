@@ -13,7 +13,11 @@ from flows.score import score
 from flows.settings import timezone_name
 from flows.train import train
 
-SCORE_PARAMETER_ENV = {"source": "SER_BATCH_SCORE_SOURCE", "dest": "SER_BATCH_SCORE_DEST", "model_dir": "SER_BATCH_MODEL_DIR"}
+SCORE_PARAMETER_ENV = {
+    "source": "SER_BATCH_SCORE_SOURCE",
+    "dest": "SER_BATCH_SCORE_DEST",
+    "model_dir": "SER_BATCH_MODEL_DIR",
+}
 """Environment variables that give score/nightly its archive, output and model."""
 
 
@@ -27,9 +31,12 @@ def nightly_score() -> Any:
     parameters = {name: os.environ[env] for name, env in SCORE_PARAMETER_ENV.items() if os.environ.get(env)}
     schedule = Cron("0 2 * * *", timezone=timezone_name(), active=len(parameters) == len(SCORE_PARAMETER_ENV))
     return score.to_deployment(
-        name="nightly", schedules=[schedule], parameters=parameters, concurrency_limit=1,
+        name="nightly",
+        schedules=[schedule],
+        parameters=parameters,
+        concurrency_limit=1,
         description="Score the new call recordings under SOURCE with MODEL_DIR into DEST, nightly.",
-    )  # fmt: skip
+    )
 
 
 def serve() -> None:

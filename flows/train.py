@@ -9,14 +9,20 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.settings import storage_options_from_env
 from ser_batch.config import DEFAULT_FEATURE_SET, TrainConfig
-from ser_batch.training import train_and_save
+from ser_batch.jobs.train import train_and_save
 
 
 @task(name="fit-and-save", retries=0, cache_policy=NO_CACHE)
 def fit_and_save(features_dest: str, model_dir: str, feature_set: str, config: TrainConfig) -> dict[str, Any]:
     logger = get_run_logger()
-    metadata = train_and_save(features_dest, model_dir, feature_set=feature_set, config=config,
-                              log=logger.info, storage_options=storage_options_from_env())  # fmt: skip
+    metadata = train_and_save(
+        features_dest,
+        model_dir,
+        feature_set=feature_set,
+        config=config,
+        log=logger.info,
+        storage_options=storage_options_from_env(),
+    )
     logger.info("saved %s (test accuracy %s)", model_dir, metadata["metrics"]["test"]["accuracy"])
     return metadata
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ser_batch.config import DEFAULT_FEATURE_SET, EMOTIONS, FEATURE_SETS, FeatureConfig, ScoreConfig, TrainConfig, feature_config
+from ser_batch.config import (
+    DEFAULT_FEATURE_SET,
+    EMOTIONS,
+    FEATURE_SETS,
+    FeatureConfig,
+    ScoreConfig,
+    TrainConfig,
+    feature_config,
+)
 from ser_batch.errors import AudioError, ConfigError, SchemaError, SerBatchError, StorageError
 
 try:
@@ -13,6 +21,17 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
-    "DEFAULT_FEATURE_SET", "EMOTIONS", "FEATURE_SETS", "AudioError", "ConfigError", "FeatureConfig", "SchemaError",
-    "ScoreConfig", "SerBatchError", "StorageError", "TrainConfig", "__version__", "feature_config",
-]  # fmt: skip
+    "DEFAULT_FEATURE_SET",
+    "EMOTIONS",
+    "FEATURE_SETS",
+    "AudioError",
+    "ConfigError",
+    "FeatureConfig",
+    "SchemaError",
+    "ScoreConfig",
+    "SerBatchError",
+    "StorageError",
+    "TrainConfig",
+    "__version__",
+    "feature_config",
+]

@@ -139,14 +139,29 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
     ),
     # The same statistics on narrowband audio (8 kHz, up to 4 kHz): what a telephone call carries.
     "stats8k": StatsFeatureConfig(
-        name="stats8k", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=40, fmax=4000.0,
+        name="stats8k",
+        sample_rate=8_000,
+        n_fft=512,
+        hop_length=80,
+        n_mfcc=20,
+        n_mels=40,
+        fmax=4000.0,
         contrast_fmin=100.0,
-    ),  # fmt: skip
+    ),
     # Only the 300-3400 Hz band every telephone line carries: channel-robust by construction.
     "stats8k-tel": StatsFeatureConfig(
-        name="stats8k-tel", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=32,
-        fmin=300.0, fmax=3400.0, contrast_fmin=300.0, n_contrast_bands=3, band_limited=True,
-    ),  # fmt: skip
+        name="stats8k-tel",
+        sample_rate=8_000,
+        n_fft=512,
+        hop_length=80,
+        n_mfcc=20,
+        n_mels=32,
+        fmin=300.0,
+        fmax=3400.0,
+        contrast_fmin=300.0,
+        n_contrast_bands=3,
+        band_limited=True,
+    ),
     # Log-mel frames for the crnn model: 8 kHz, 64 ms frames every 20 ms, 40 bands, 3 s (150 frames).
     "frames8k": FramesFeatureConfig(
         name="frames8k", sample_rate=8_000, n_fft=512, hop_length=160, n_mels=40, fmax=4000.0, n_frames=150
@@ -173,7 +188,7 @@ def feature_config(name: str) -> FeatureConfig:
 
 
 MODELS: tuple[str, ...] = ("seed-mlp", "mlp", "mlp-ensemble", "logistic", "crnn")
-"""Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model`` (``MODEL_BUILDERS`` or ``SEQUENCE_BUILDERS``)."""
+"""Model names ``TrainConfig.model`` accepts; each has a builder in ``ser_batch.model.networks`` (``MODEL_BUILDERS`` or ``SEQUENCE_BUILDERS``)."""
 
 
 DEFAULT_PATIENCE = 20
@@ -190,7 +205,7 @@ class TrainConfig(_Frozen):
     ('angry', 'sad')
     """
 
-    # A later model is added here and in ser_batch.model.MODEL_BUILDERS (or SEQUENCE_BUILDERS).
+    # A later model is added here and in ser_batch.model.networks.MODEL_BUILDERS (or SEQUENCE_BUILDERS).
     model: Literal["seed-mlp", "mlp", "mlp-ensemble", "logistic", "crnn"] = "mlp-ensemble"
     split: Literal["random", "speaker", "none"] = "random"
     classes: tuple[str, ...] = SEED_CLASSES
@@ -214,17 +229,19 @@ class TrainConfig(_Frozen):
     voice_norm: bool = Field(
         default=False,
         description="z-score features per voice (a training speaker, a call channel when scoring) with its own "
-        "statistics shrunk towards the training population's (ser_batch.voice); helps when a voice has audio of "
+        "statistics shrunk towards the training population's (ser_batch.model.voice); helps when a voice has audio of "
         "several emotions, hurts when a call is one emotion throughout (see the README)",
     )
     voice_prior_weight: float = Field(
         default=10.0, ge=0.0, le=1e6, description="pseudo-clips of the population statistics in each voice's statistics"
     )
     patience: int | None = Field(
-        default=None, ge=0, le=100_000,
+        default=None,
+        ge=0,
+        le=100_000,
         description="stop after this many epochs without a lower validation loss and keep the best weights; "
         "0 = off; None (auto): off for seed-mlp (the recipe), 20 otherwise",
-    )  # fmt: skip
+    )
 
     def resolved_class_weight(self) -> Literal["none", "balanced"]:
         """``class_weight`` with ``auto`` resolved for ``model``.
@@ -260,7 +277,7 @@ class TrainConfig(_Frozen):
 
 
 class ScoreConfig(_Frozen):
-    """How a call channel is cut into speech windows before it is scored (``ser_batch.segment``).
+    """How a call channel is cut into speech windows before it is scored (``ser_batch.scoring.segments``).
 
     All durations are in seconds, all levels in dB relative to full scale (a
     constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).

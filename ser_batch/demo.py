@@ -25,7 +25,9 @@ _VOICES = {
 }
 
 
-def synthetic_clip(emotion: str, rng: np.random.Generator, *, sample_rate: int = 16_000, duration_s: float = 1.5) -> NDArray[np.float32]:
+def synthetic_clip(
+    emotion: str, rng: np.random.Generator, *, sample_rate: int = 16_000, duration_s: float = 1.5
+) -> NDArray[np.float32]:
     """A voice-like clip for one emotion: harmonics of a moving f0, syllable envelope, breath noise.
 
     >>> clip = synthetic_clip("sad", np.random.default_rng(0))
@@ -71,7 +73,9 @@ def write_demo_archive(folder: str | Path, *, n_per_emotion: int = 2, seed: int 
             for name in _names(emotion, index):
                 path = root / name
                 path.parent.mkdir(parents=True, exist_ok=True)
-                soundfile.write(path, synthetic_clip(emotion, rng, sample_rate=sample_rate), sample_rate, subtype="PCM_16")
+                soundfile.write(
+                    path, synthetic_clip(emotion, rng, sample_rate=sample_rate), sample_rate, subtype="PCM_16"
+                )
                 written += 1
     calls = root / "calls"
     calls.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,16 @@ class AudioError(SerBatchError):
     """One input cannot be turned into features; recorded per file, never fatal to a shard."""
 
 
+class LabelError(AudioError):
+    """A file name has a known corpus's shape but a code that corpus does not define."""
+
+
 class SchemaError(SerBatchError):
-    """A table does not have the columns, feature set or fingerprint it must have."""
+    """Data does not have the shape, columns, feature set or fingerprint it must have.
+
+    Raised for tables, model directories and arrays alike (a feature matrix of the wrong
+    width, probabilities that do not match their windows, labels outside the classes).
+    """
 
 
 class StorageError(SerBatchError):

@@ -6,11 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from ser_batch.errors import AudioError
-
-
-class LabelError(AudioError):
-    """A name has a known corpus's shape but a code that corpus does not define."""
+from ser_batch.errors import LabelError
 
 
 @dataclass(frozen=True)
@@ -26,9 +22,15 @@ UNKNOWN = Labels(corpus="unknown", speaker=None, emotion=None)
 
 _RAVDESS = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 _RAVDESS_EMOTIONS = {
-    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
-    "05": "angry", "06": "fear", "07": "disgust", "08": "surprise",
-}  # fmt: skip
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
 
 _CREMA = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
 _CREMA_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -36,10 +38,16 @@ _CREMA_LEVELS = {"LO", "MD", "HI", "XX", "X"}
 
 _TESS = re.compile(r"^(OAF|YAF)_([A-Za-z]+)_([A-Za-z_]+)$", re.IGNORECASE)
 _TESS_EMOTIONS = {
-    "angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
-    "neutral": "neutral", "ps": "surprise", "pleasant_surprise": "surprise",
-    "pleasant_surprised": "surprise", "sad": "sad",
-}  # fmt: skip
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprise",
+    "pleasant_surprise": "surprise",
+    "pleasant_surprised": "surprise",
+    "sad": "sad",
+}
 
 _EMODB = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])$")
 _EMODB_EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
@@ -47,7 +55,15 @@ _EMODB_EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F
 _SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
 _SAVEE_FLAT = re.compile(r"^(DC|JE|JK|KL)_([a-z]{1,2})(\d\d)$")
 _SAVEE_NESTED = re.compile(r"^([a-z]{1,2})(\d\d)$")
-_SAVEE_EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral", "sa": "sad", "su": "surprise"}
+_SAVEE_EMOTIONS = {
+    "a": "angry",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happy",
+    "n": "neutral",
+    "sa": "sad",
+    "su": "surprise",
+}
 
 
 def labels_from_path(path: str) -> Labels:

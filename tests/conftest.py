@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from signals_gen import SIGNALS
 
 SER_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ser-dev"
@@ -26,8 +25,15 @@ def rng() -> np.random.Generator:
 def write_wav(tmp_path: Path) -> Callable[..., Path]:
     """Write a generated signal to tmp_path/<name>; returns its path."""
 
-    def write(name: str, *, kind: str = "sine", duration_s: float = 1.0, sample_rate: int = 16_000,
-              channels: int = 1, subtype: str = "PCM_16") -> Path:  # fmt: skip
+    def write(
+        name: str,
+        *,
+        kind: str = "sine",
+        duration_s: float = 1.0,
+        sample_rate: int = 16_000,
+        channels: int = 1,
+        subtype: str = "PCM_16",
+    ) -> Path:
         signal = SIGNALS[kind](duration_s, sample_rate)
         data = np.stack([signal * (0.5 + 0.5 * c) for c in range(channels)], axis=1) if channels > 1 else signal
         path = tmp_path / name
@@ -59,7 +65,7 @@ LABELLED_NAMES = [
     "emodb/03a01Wa.wav",
     "crema/1001_DFA_ANG_XX.wav",
     "savee/DC/sa01.wav",
-    "calls/agent 7 – café \"quoted\".wav",
+    'calls/agent 7 – café "quoted".wav',
 ]
 
 
@@ -67,6 +73,11 @@ LABELLED_NAMES = [
 def archive(write_wav: Callable[..., Path], tmp_path: Path) -> Path:
     """A small archive: labelled clips of five corpora, an unknown name, and noise files."""
     for index, name in enumerate(LABELLED_NAMES):
-        write_wav(f"archive/{name}", kind=list(SIGNALS)[index % 3], duration_s=0.6, sample_rate=(16_000, 22_050, 8_000)[index % 3])
+        write_wav(
+            f"archive/{name}",
+            kind=list(SIGNALS)[index % 3],
+            duration_s=0.6,
+            sample_rate=(16_000, 22_050, 8_000)[index % 3],
+        )
     (tmp_path / "archive" / "notes.txt").write_text("not audio, passed over")
     return tmp_path / "archive"

@@ -36,8 +36,13 @@ def burst(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.n
     return 0.1 * signal / np.sqrt(np.mean(signal**2))
 
 
-def call_waveform(duration_s: float, sample_rate: int, channels: list[list[tuple[float, float]]],
-                  rng: np.random.Generator, kind: str = "voiced") -> np.ndarray:  # fmt: skip
+def call_waveform(
+    duration_s: float,
+    sample_rate: int,
+    channels: list[list[tuple[float, float]]],
+    rng: np.random.Generator,
+    kind: str = "voiced",
+) -> np.ndarray:
     """A call of digital silence with bursts at known (start_s, end_s) per channel; shape (n, n_channels)."""
     data = np.zeros((round(duration_s * sample_rate), len(channels)), dtype=np.float32)
     for index, spans in enumerate(channels):
@@ -45,3 +50,8 @@ def call_waveform(duration_s: float, sample_rate: int, channels: list[list[tuple
             a, b = round(start * sample_rate), round(end * sample_rate)
             data[a:b, index] = burst(kind, b - a, sample_rate, rng)
     return data
+
+
+def reader(waveform: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    """``read(start, stop)`` over an in-memory waveform, as the scorer reads a decoded channel."""
+    return lambda start, stop: waveform[start:stop]

@@ -50,7 +50,14 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def wait_for(ready: Callable[[], bool], *, timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_for(
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -159,7 +166,9 @@ def run_cli(e2e_dir: Path, base_env: dict[str, str]) -> Callable[..., CliResult]
     """Run ``ser-batch ARGS`` as a user would; returns its exit status, output and wall time."""
     counter = iter(range(10_000))
 
-    def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout_s: float = 240, cwd: Path | None = None) -> CliResult:
+    def run(
+        args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout_s: float = 240, cwd: Path | None = None
+    ) -> CliResult:
         argv = [SER_BATCH, *args]
         full_env = {**base_env, **(env or {})}
         log = e2e_dir / f"cli-{next(counter):03d}.log"
@@ -213,7 +222,12 @@ def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskClust
     address = f"tcp://127.0.0.1:{port}"
     log_dir.mkdir(exist_ok=True)
     env = {**base_env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    scheduler = start("dask-scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], env=env, log_dir=log_dir)
+    scheduler = start(
+        "dask-scheduler",
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        env=env,
+        log_dir=log_dir,
+    )
     cluster = DaskCluster(address, scheduler)
     try:
         wait_for(lambda: _port_open(port), timeout_s=60, what="dask scheduler", proc=scheduler.proc, log=scheduler.log)
@@ -221,7 +235,20 @@ def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskClust
             cluster.workers.append(
                 start(
                     f"dask-worker-{i}",
-                    [DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"e2e-worker-{i}"],
+                    [
+                        DASK,
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--name",
+                        f"e2e-worker-{i}",
+                    ],
                     env=env,
                     log_dir=log_dir,
                 )
@@ -250,11 +277,17 @@ def moto_server(e2e_dir: Path) -> Iterator[str]:
     log_dir = e2e_dir / "moto"
     log_dir.mkdir(exist_ok=True)
     moto = VENV_BIN / "moto_server"
-    argv = [str(moto), "-H", "127.0.0.1", "-p", str(port)] if moto.exists() else [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = (
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)]
+        if moto.exists()
+        else [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    )
     service = start("moto", argv, env=clean_env(), log_dir=log_dir)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_ok(f"{url}/moto-api/"), timeout_s=60, what="moto server", proc=service.proc, log=service.log)
+        wait_for(
+            lambda: http_ok(f"{url}/moto-api/"), timeout_s=60, what="moto server", proc=service.proc, log=service.log
+        )
         yield url
     finally:
         stop(service)
@@ -275,7 +308,10 @@ class PrefectServer:
 
     def post(self, route: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(  # noqa: S310
-            f"{self.api_url}/{route.lstrip('/')}", data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}, method="POST"
+            f"{self.api_url}/{route.lstrip('/')}",
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
@@ -288,10 +324,21 @@ def prefect_server(e2e_dir: Path) -> Iterator[PrefectServer]:
     home = e2e_dir / "prefect-home-server"
     home.mkdir(exist_ok=True)
     env = clean_env({"PREFECT_HOME": str(home)})
-    service = start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"], env=env, log_dir=home)
+    service = start(
+        "prefect-server",
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env=env,
+        log_dir=home,
+    )
     api_url = f"http://127.0.0.1:{port}/api"
     try:
-        wait_for(lambda: http_ok(f"{api_url}/health"), timeout_s=120, what="prefect server", proc=service.proc, log=service.log)
+        wait_for(
+            lambda: http_ok(f"{api_url}/health"),
+            timeout_s=120,
+            what="prefect server",
+            proc=service.proc,
+            log=service.log,
+        )
         yield PrefectServer(api_url, home, service)
     finally:
         stop(service)
@@ -377,8 +424,11 @@ def ser_batch_serve(prefect_server: PrefectServer, base_env: dict[str, str], tmp
     try:
         wait_for(
             lambda: deployment_exists(prefect_server.api_url, "featurize/featurize"),
-            timeout_s=90, what="deployment featurize/featurize", proc=service.proc, log=service.log,
-        )  # fmt: skip
+            timeout_s=90,
+            what="deployment featurize/featurize",
+            proc=service.proc,
+            log=service.log,
+        )
         yield service
     finally:
         stop(service, grace_s=20)

@@ -23,16 +23,32 @@ def _scheduler_task_count(address: str) -> int:
     from distributed import Client
 
     def count(dask_scheduler) -> int:  # type: ignore[no-untyped-def]
-        return sum(len(prefix.all_durations) > 0 or sum(prefix.state_counts.values()) > 0 for prefix in dask_scheduler.task_prefixes.values())
+        return sum(
+            len(prefix.all_durations) > 0 or sum(prefix.state_counts.values()) > 0
+            for prefix in dask_scheduler.task_prefixes.values()
+        )
 
     with Client(address, timeout=30) as client:
         return int(client.run_on_scheduler(count))
 
 
-def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_adds_nothing(dask_cluster, run_cli, wav_archive, tmp_path):
+def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_adds_nothing(
+    dask_cluster, run_cli, wav_archive, tmp_path
+):
     expected = wav_archive(n=10)
     dest = tmp_path / "out"
-    args = ["featurize", str(tmp_path / "audio"), str(dest), "--dask-address", dask_cluster.address, "--shard-size", "4", "--feature-set", "seed268", "--json"]
+    args = [
+        "featurize",
+        str(tmp_path / "audio"),
+        str(dest),
+        "--dask-address",
+        dask_cluster.address,
+        "--shard-size",
+        "4",
+        "--feature-set",
+        "seed268",
+        "--json",
+    ]
 
     first = run_cli(args)
 

@@ -52,7 +52,9 @@ def _wait_for_parts(dest: Path, proc: subprocess.Popen[bytes], *, at_least: int,
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as handle:
-        return subprocess.Popen([SER_BATCH, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # noqa: S603
+        return subprocess.Popen(
+            [SER_BATCH, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )  # noqa: S603
 
 
 def test_flow_killed_mid_write_leaves_only_whole_files_and_rerun_completes(tmp_path, base_env, run_cli) -> None:
@@ -76,10 +78,20 @@ def test_flow_killed_mid_write_leaves_only_whole_files_and_rerun_completes(tmp_p
     assert _rows(dest) == Counter({path: 1 for path in paths})
 
 
-def test_worker_killed_mid_run_then_rerun_gives_every_input_exactly_once(tmp_path, base_env, own_dask_cluster, run_cli) -> None:
+def test_worker_killed_mid_run_then_rerun_gives_every_input_exactly_once(
+    tmp_path, base_env, own_dask_cluster, run_cli
+) -> None:
     paths = _archive(tmp_path / "audio")
     dest = tmp_path / "out"
-    args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--dask-address", own_dask_cluster.address]
+    args = [
+        "featurize",
+        str(tmp_path / "audio"),
+        str(dest),
+        "--shard-size",
+        "1",
+        "--dask-address",
+        own_dask_cluster.address,
+    ]
     proc = _start(args, base_env, tmp_path / "first.log")
     try:
         _wait_for_parts(dest, proc, at_least=2)

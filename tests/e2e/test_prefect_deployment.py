@@ -23,12 +23,29 @@ def _rows(dest: Path) -> Counter[str]:
 
 def _deployment_run(prefect_server, base_env, source: Path, dest: Path, log: Path) -> subprocess.CompletedProcess[str]:
     argv = [
-        str(Path(sys.executable).parent / "prefect"), "deployment", "run", "featurize/featurize",
-        "-p", f"source={source}", "-p", f"dest={dest}", "-p", "n_workers=1", "-p", "feature_set=seed268", "--watch", "--watch-timeout", "200",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "prefect"),
+        "deployment",
+        "run",
+        "featurize/featurize",
+        "-p",
+        f"source={source}",
+        "-p",
+        f"dest={dest}",
+        "-p",
+        "n_workers=1",
+        "-p",
+        "feature_set=seed268",
+        "--watch",
+        "--watch-timeout",
+        "200",
+    ]
     started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, env={**base_env, **prefect_server.env()}, timeout=240, check=False)  # noqa: S603
-    log.write_text(f"$ {' '.join(argv)}\nexit {result.returncode} after {time.monotonic() - started:.1f} s\n{result.stdout}\n{result.stderr}")
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env={**base_env, **prefect_server.env()}, timeout=240, check=False
+    )  # noqa: S603
+    log.write_text(
+        f"$ {' '.join(argv)}\nexit {result.returncode} after {time.monotonic() - started:.1f} s\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
@@ -37,7 +54,9 @@ def _flow_runs(prefect_server, dest: Path) -> list[dict]:
     return [run for run in runs if run["parameters"].get("dest") == str(dest)]
 
 
-def test_prefect_deployment_run_watch_featurizes_through_ser_batch_serve(prefect_server, ser_batch_serve, wav_archive, base_env, tmp_path):
+def test_prefect_deployment_run_watch_featurizes_through_ser_batch_serve(
+    prefect_server, ser_batch_serve, wav_archive, base_env, tmp_path
+):
     expected = wav_archive(tmp_path / "audio", n=N_WAVS)
     (tmp_path / "audio" / "truncated.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
     dest = tmp_path / "out"

@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(300)]
 
 # Canaries: shaped like real AWS credentials so any redaction keyed on shape would also catch them.
@@ -27,7 +26,11 @@ N_WAVS = 10
 
 def _hermetic_aws() -> dict[str, str]:
     # no ~/.aws files or profiles can supply credentials behind the test's back
-    return {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials", "AWS_EC2_METADATA_DISABLED": "true"}
+    return {
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def _aws_env(endpoint_url: str) -> dict[str, str]:
@@ -63,7 +66,11 @@ def bucket(moto_server: str, write_wavs, tmp_path_factory: pytest.TempPathFactor
     import boto3
 
     client = boto3.client(
-        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id=CANARY_KEY_ID, aws_secret_access_key=CANARY_SECRET
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id=CANARY_KEY_ID,
+        aws_secret_access_key=CANARY_SECRET,
     )
     name = f"ser-e2e-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
@@ -86,7 +93,16 @@ class Runs:
 @pytest.fixture(scope="module")
 def env_runs(bucket: Bucket, prefect_server, run_cli) -> Runs:
     """Featurize s3 -> s3 twice with the canary credentials in the AWS environment, on the Prefect server."""
-    args = ["featurize", bucket.uri("audio"), bucket.uri("out"), "--n-workers", "1", "--feature-set", "seed268", "--json"]
+    args = [
+        "featurize",
+        bucket.uri("audio"),
+        bucket.uri("out"),
+        "--n-workers",
+        "1",
+        "--feature-set",
+        "seed268",
+        "--json",
+    ]
     env = {**_aws_env(bucket.endpoint_url), **prefect_server.env()}
     return Runs(run_cli(args, env=env), run_cli(args, env=env), "out")
 
@@ -94,8 +110,24 @@ def env_runs(bucket: Bucket, prefect_server, run_cli) -> Runs:
 @pytest.fixture(scope="module")
 def options_run(bucket: Bucket, prefect_server, run_cli) -> Any:
     """Featurize with credentials and endpoint only in --storage-options (no AWS credentials in the environment)."""
-    options = {"endpoint_url": bucket.endpoint_url, "key": STORAGE_OPTIONS_KEY_ID, "secret": STORAGE_OPTIONS_SECRET, "client_kwargs": {"region_name": "us-east-1"}}
-    args = ["featurize", bucket.uri("audio"), bucket.uri("out-options"), "--n-workers", "1", "--feature-set", "seed268", "--json", "--storage-options", json.dumps(options)]
+    options = {
+        "endpoint_url": bucket.endpoint_url,
+        "key": STORAGE_OPTIONS_KEY_ID,
+        "secret": STORAGE_OPTIONS_SECRET,
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    args = [
+        "featurize",
+        bucket.uri("audio"),
+        bucket.uri("out-options"),
+        "--n-workers",
+        "1",
+        "--feature-set",
+        "seed268",
+        "--json",
+        "--storage-options",
+        json.dumps(options),
+    ]
     return run_cli(args, env={**_hermetic_aws(), **prefect_server.env()})
 
 
@@ -104,9 +136,13 @@ def _read_parts(bucket: Bucket, prefix: str) -> tuple[dict[str, Counter[str]], l
     import s3fs
 
     fs = s3fs.S3FileSystem(
-        endpoint_url=bucket.endpoint_url, key=CANARY_KEY_ID, secret=CANARY_SECRET, client_kwargs={"region_name": "us-east-1"},
-        skip_instance_cache=True, use_listings_cache=False,
-    )  # fmt: skip
+        endpoint_url=bucket.endpoint_url,
+        key=CANARY_KEY_ID,
+        secret=CANARY_SECRET,
+        client_kwargs={"region_name": "us-east-1"},
+        skip_instance_cache=True,
+        use_listings_cache=False,
+    )
     rows: dict[str, Counter[str]] = {}
     for path in sorted(fs.glob(f"{bucket.name}/{prefix}/features/feature_set=seed268/corpus=*/part-*.parquet")):
         corpus = path.split("/")[-2].removeprefix("corpus=")
@@ -181,7 +217,9 @@ def test_canary_aws_env_credentials_appear_in_no_output_parquet_or_prefect_api(b
             metadata = pq.read_schema(io.BytesIO(data)).metadata or {}
             assert not _leaks(b"".join(k + v for k, v in metadata.items())), key
     dump = _api_dump(prefect_server)
-    assert any(run["parameters"].get("source") == bucket.uri("audio") for run in dump["flow_runs/filter"]), "the runs did not reach the Prefect server"
+    assert any(run["parameters"].get("source") == bucket.uri("audio") for run in dump["flow_runs/filter"]), (
+        "the runs did not reach the Prefect server"
+    )
     assert not _leaks(json.dumps(dump), ENV_CANARIES), "canary found in the Prefect API"
     assert not _leaks(prefect_server.service.log.read_bytes(), ENV_CANARIES), "canary in the Prefect server's log"
 
@@ -200,7 +238,9 @@ def test_canary_storage_options_credentials_appear_in_no_output_or_parquet(bucke
 def test_canary_storage_options_credentials_appear_nowhere_in_the_prefect_api(options_run, prefect_server):
     assert options_run.returncode == 0, options_run
     dump = _api_dump(prefect_server)
-    assert any(run["parameters"].get("dest", "").endswith("/out-options") for run in dump["flow_runs/filter"]), "the run did not reach the Prefect server"
+    assert any(run["parameters"].get("dest", "").endswith("/out-options") for run in dump["flow_runs/filter"]), (
+        "the run did not reach the Prefect server"
+    )
     leaked = {run["name"]: sorted(run["parameters"]) for run in dump["flow_runs/filter"] if _leaks(json.dumps(run))}
     assert not leaked, f"canary in the parameters of flow runs {leaked}"
     assert not _leaks(json.dumps(dump)), "canary found in the Prefect API"
@@ -222,9 +262,24 @@ def failures(bucket: Bucket, run_cli) -> dict[str, Failure]:
         port = sock.getsockname()[1]
     reachable, unreachable = _aws_env(bucket.endpoint_url), _aws_env(f"http://127.0.0.1:{port}")
     cases = {
-        "unreachable endpoint": (bucket.uri("audio"), bucket.uri("out-x"), unreachable, ("unreachable", "AWS_ENDPOINT_URL")),
-        "missing source bucket": ("s3://no-such-bucket-e2e/audio", bucket.uri("out-y"), reachable, ("s3://no-such-bucket-e2e/audio", "not found")),
-        "missing dest bucket": (bucket.uri("audio"), "s3://no-such-bucket-e2e/out", reachable, ("s3://no-such-bucket-e2e/out", "not found")),
+        "unreachable endpoint": (
+            bucket.uri("audio"),
+            bucket.uri("out-x"),
+            unreachable,
+            ("unreachable", "AWS_ENDPOINT_URL"),
+        ),
+        "missing source bucket": (
+            "s3://no-such-bucket-e2e/audio",
+            bucket.uri("out-y"),
+            reachable,
+            ("s3://no-such-bucket-e2e/audio", "not found"),
+        ),
+        "missing dest bucket": (
+            bucket.uri("audio"),
+            "s3://no-such-bucket-e2e/out",
+            reachable,
+            ("s3://no-such-bucket-e2e/out", "not found"),
+        ),
     }
     return {
         fault: Failure(run_cli(["featurize", source, dest, "--n-workers", "1"], env=env, timeout_s=120), expected)

@@ -15,13 +15,33 @@ N_KEYS = 2_150  # three pages of ListObjectsV2
 def archive(moto_server: str) -> tuple[str, dict, list[str]]:
     import boto3
 
-    options = {"endpoint_url": moto_server, "key": "listing", "secret": "listing", "client_kwargs": {"region_name": "us-east-1"}}
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="listing", aws_secret_access_key="listing")
+    options = {
+        "endpoint_url": moto_server,
+        "key": "listing",
+        "secret": "listing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="listing",
+        aws_secret_access_key="listing",
+    )
     bucket = f"listing-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     # Nested day folders, names whose byte order differs from a naive per-folder order, non-audio keys.
-    keys = [f"archive/2026/11/{i % 7 + 1:02d}/{'A' if i % 3 else 'b'}-call-{i:05d}.{'wav' if i % 10 else 'txt'}" for i in range(N_KEYS)]
-    keys += ["archive/2026/11/01-extra.flac", "archive/2026/11/01/", "archive/Z.wav", "archive/ä-umlaut.wav", "other/outside.wav"]
+    keys = [
+        f"archive/2026/11/{i % 7 + 1:02d}/{'A' if i % 3 else 'b'}-call-{i:05d}.{'wav' if i % 10 else 'txt'}"
+        for i in range(N_KEYS)
+    ]
+    keys += [
+        "archive/2026/11/01-extra.flac",
+        "archive/2026/11/01/",
+        "archive/Z.wav",
+        "archive/ä-umlaut.wav",
+        "other/outside.wav",
+    ]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=key.encode()), keys))
     return bucket, options, keys
@@ -34,7 +54,9 @@ def test_s3_listing_is_streamed_sorted_and_complete(archive) -> None:
 
     listed = list(storage.list_files(f"s3://{bucket}/archive", storage_options=options))
 
-    expected = sorted(f"s3://{bucket}/{key}" for key in keys if key.startswith("archive/") and key.endswith((".wav", ".flac")))
+    expected = sorted(
+        f"s3://{bucket}/{key}" for key in keys if key.startswith("archive/") and key.endswith((".wav", ".flac"))
+    )
     assert [info.uri for info in listed] == expected
     assert all(info.size > 0 and info.content_key.startswith(f"{info.size}:") and info.modified_s for info in listed)
     assert not fs.dircache, "the listing was cached whole in the filesystem instance"

@@ -93,19 +93,32 @@ def flaky_endpoint(moto_server: str):
     proxy.server_close()
 
 
-def test_transient_s3_errors_are_retried_and_every_file_lands_once(moto_server, flaky_endpoint, run_cli, write_wavs, tmp_path) -> None:
+def test_transient_s3_errors_are_retried_and_every_file_lands_once(
+    moto_server, flaky_endpoint, run_cli, write_wavs, tmp_path
+) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    client = boto3.client(
+        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
     bucket = f"flaky-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=bucket)
     files = write_wavs(tmp_path / "local", 8, seed=11)
     for name in files:
         client.upload_file(str(tmp_path / "local" / name), bucket, f"audio/{name}")
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": flaky_endpoint.url, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}  # fmt: skip
+    env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": flaky_endpoint.url,
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
 
-    result = run_cli(["featurize", f"s3://{bucket}/audio", f"s3://{bucket}/out", "--shard-size", "3", "--n-workers", "1", "--json"], env=env)
+    result = run_cli(
+        ["featurize", f"s3://{bucket}/audio", f"s3://{bucket}/out", "--shard-size", "3", "--n-workers", "1", "--json"],
+        env=env,
+    )
 
     assert result.returncode == 0, result
     assert sum(flaky_endpoint.faults.values()) >= 3 and len(flaky_endpoint.faults) == 3, flaky_endpoint.faults

@@ -70,7 +70,9 @@ def test_bad_options_exit_2_before_any_work(args, message, archive, tmp_path, ca
 def test_invalid_classes_exit_2_with_one_line(tmp_path) -> None:
     result = run_cli("train", str(tmp_path), str(tmp_path / "model"), "--classes", "angry,bogus")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "ser-batch: error: classes: Value error, unknown classes ['bogus']; expected a subset of " + str(
+    assert result.stderr.strip().splitlines()[
+        -1
+    ] == "ser-batch: error: classes: Value error, unknown classes ['bogus']; expected a subset of " + str(
         ["angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise", "boredom"]
     )
     assert "Traceback" not in result.stderr

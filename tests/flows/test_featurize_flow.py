@@ -9,16 +9,16 @@ import soundfile
 from threadpoolctl import threadpool_limits
 
 from flows.featurize import featurize
-from ser_batch import storage, store
-from ser_batch.batch import featurize_files
+from ser_batch import storage
 from ser_batch.config import feature_config
+from ser_batch.jobs.featurize import featurize_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = feature_config("seed268")
 
 
 def table(dest):
-    return store.read_features(str(dest), config=SEED).sort_by("path")
+    return storage.read_features(str(dest), config=SEED).sort_by("path")
 
 
 def errors(dest):
@@ -35,8 +35,13 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     first = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
     assert (first["files_seen"], first["featurized"], first["failed"]) == (10, 7, 3)
     assert sorted(os.listdir(dest / "features" / "feature_set=seed268")) == [
-        "corpus=crema", "corpus=emodb", "corpus=ravdess", "corpus=savee", "corpus=tess", "corpus=unknown",
-    ]  # fmt: skip
+        "corpus=crema",
+        "corpus=emodb",
+        "corpus=ravdess",
+        "corpus=savee",
+        "corpus=tess",
+        "corpus=unknown",
+    ]
     assert table(dest).num_rows == 7
     assert sorted(errors(dest).column("message").to_pylist())[0] == "empty file (0 bytes)"
 
@@ -61,11 +66,15 @@ def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(pr
     stats = feature_config("stats8k")
     (archive / "random.wav").write_bytes(os.urandom(3000))
     dest = tmp_path / "out"
-    labelled = {info.uri for info in storage.list_files(str(archive)) if "/calls/" not in info.uri and "random" not in info.uri}
+    labelled = {
+        info.uri for info in storage.list_files(str(archive)) if "/calls/" not in info.uri and "random" not in info.uri
+    }
 
     first = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
-    copies = store.read_features(str(dest), config=stats, dataset_name="augmented")
-    assert first["augmented_copies"] == copies.num_rows == 2 * len(labelled) and first["clips_augmented"] == len(labelled)
+    copies = storage.read_features(str(dest), config=stats, dataset_name="augmented")
+    assert first["augmented_copies"] == copies.num_rows == 2 * len(labelled) and first["clips_augmented"] == len(
+        labelled
+    )
     assert set(copies.column("path").to_pylist()) == labelled  # not the unlabelled call, not the bad file
 
     again = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
@@ -75,10 +84,13 @@ def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(pr
     soundfile.write(changed, np.sin(np.arange(12_000) / 7).astype(np.float32) * 0.3, 16_000)
     third = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
     assert (third["featurized"], third["augmented_copies"], third["superseded_rows_removed"]) == (1, 2, 3)
-    copies = store.read_features(str(dest), config=stats, dataset_name="augmented")
+    copies = storage.read_features(str(dest), config=stats, dataset_name="augmented")
     current = {info.uri: info.content_key for info in storage.list_files(str(archive))}
     assert copies.num_rows == 2 * len(labelled)
-    assert all(current[p] == k for p, k in zip(copies.column("path").to_pylist(), copies.column("content_key").to_pylist(), strict=True))
+    assert all(
+        current[p] == k
+        for p, k in zip(copies.column("path").to_pylist(), copies.column("content_key").to_pylist(), strict=True)
+    )
 
     plain = featurize(str(archive), str(tmp_path / "plain"), feature_set="stats8k", n_workers=1, augment=False)
     assert plain["augmented_copies"] == 0 and not (tmp_path / "plain" / "augmented").exists()
@@ -102,7 +114,9 @@ def test_too_many_bad_files_fail_the_run(prefect, tmp_path) -> None:
     source.mkdir()
     for index in range(3):
         (source / f"{index}.wav").write_bytes(b"junk")
-    state = featurize(str(source), str(tmp_path / "out"), feature_set="seed268", n_workers=1, max_error_ratio=0.5, return_state=True)
+    state = featurize(
+        str(source), str(tmp_path / "out"), feature_set="seed268", n_workers=1, max_error_ratio=0.5, return_state=True
+    )
     assert state.is_failed()
     assert errors(tmp_path / "out").num_rows == 3
 

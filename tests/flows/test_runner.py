@@ -3,8 +3,7 @@ from __future__ import annotations
 from dask.tokenize import tokenize
 from prefect.utilities.collections import visit_collection
 
-from ser_batch.plan import Shard
-from ser_batch.storage import FileInfo
+from ser_batch.shards import FileInfo, Shard
 
 
 def test_prefect_and_dask_take_a_shard_as_one_value_named_by_its_id() -> None:

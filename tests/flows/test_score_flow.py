@@ -13,11 +13,14 @@ from signals_gen import call_waveform
 
 from flows.cli import main
 from flows.score import score
-from ser_batch import artifact, batch, storage, train
-from ser_batch.audio import read_audio
+from ser_batch import shards, storage
 from ser_batch.config import TrainConfig, feature_config
-from ser_batch.errors import ConfigError
 from ser_batch.demo import conversation, synthetic_clip
+from ser_batch.errors import ConfigError
+from ser_batch.jobs.featurize import featurize_files
+from ser_batch.model.fit import fit
+from ser_batch.storage.audio import read_audio
+from ser_batch.storage.model_dir import save_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = feature_config("seed268")
@@ -26,12 +29,13 @@ RUN_DATE = "2026-11-24"
 RATE = 8000
 
 
-def train_model(files: list[storage.FileInfo], model_dir: Path, *, classes: tuple[str, ...], seed: int = 0,
-                epochs: int = 2) -> None:  # fmt: skip
-    table, errors = batch.featurize_files(files, SEED)
+def train_model(
+    files: list[shards.FileInfo], model_dir: Path, *, classes: tuple[str, ...], seed: int = 0, epochs: int = 2
+) -> None:
+    table, errors = featurize_files(files, SEED)
     assert errors.num_rows == 0
-    result = train.fit(table, TrainConfig(model="seed-mlp", epochs=epochs, split="none", classes=classes, seed=seed))
-    artifact.save_artifact(str(model_dir), result)
+    result = fit(table, TrainConfig(model="seed-mlp", epochs=epochs, split="none", classes=classes, seed=seed))
+    save_artifact(str(model_dir), result)
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +84,36 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
 
     assert (first["recordings_seen"], first["scored"], first["failed"], first["shards"]) == (4, 3, 1, 2)
     assert first["model_loads"] == 1  # one worker, two shards: loaded once
-    calls = read(dest, "calls", "SELECT regexp_extract(path, '[^/]+$'), channel, n_segments, dominant_emotion, run_date, model_id "
-                                "FROM TABLE ORDER BY 1, 2")  # fmt: skip
-    assert [(name, channel) for name, channel, *_ in calls] == [(n, c) for n in ("c1.wav", "c2.wav", "c3.flac") for c in (0, 1)]
+    calls = read(
+        dest,
+        "calls",
+        "SELECT regexp_extract(path, '[^/]+$'), channel, n_segments, dominant_emotion, run_date, model_id "
+        "FROM TABLE ORDER BY 1, 2",
+    )
+    assert [(name, channel) for name, channel, *_ in calls] == [
+        (n, c) for n in ("c1.wav", "c2.wav", "c3.flac") for c in (0, 1)
+    ]
     assert all(row[4] == date(2026, 11, 24) and row[5] == first["model_id"] for row in calls)
     silent = calls[3]
     assert silent[2] == 0 and silent[3] is None
     assert all(row[2] > 0 and row[3] in CLASSES for index, row in enumerate(calls) if index != 3)
-    segments = read(dest, "predictions", "SELECT regexp_extract(path, '[^/]+$'), channel, start_s, end_s, emotion, "
-                                         "confidence FROM TABLE ORDER BY ALL")  # fmt: skip
+    segments = read(
+        dest,
+        "predictions",
+        "SELECT regexp_extract(path, '[^/]+$'), channel, start_s, end_s, emotion, confidence FROM TABLE ORDER BY ALL",
+    )
     assert len(segments) == sum(row[2] for row in calls)
-    assert all(0 <= start < end <= 13.0 and emotion in CLASSES and 0 < confidence <= 1
-               for _, _, start, end, emotion, confidence in segments)  # fmt: skip
+    assert all(
+        0 <= start < end <= 13.0 and emotion in CLASSES and 0 < confidence <= 1
+        for _, _, start, end, emotion, confidence in segments
+    )
     c1_customer = [(start, end) for name, channel, start, end, *_ in segments if (name, channel) == ("c1.wav", 1)]
     assert c1_customer and all(5.4 <= start and end <= 8.6 for start, end in c1_customer)
-    angry_customers = read(dest, "calls", f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' "
-                                          "AND channel = 1 AND share_angry > 0.2")  # fmt: skip
+    angry_customers = read(
+        dest,
+        "calls",
+        f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > 0.2",
+    )
     assert len(angry_customers) <= 3
     assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
 
@@ -104,8 +122,23 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
 
     write_call(archive / "2026" / "11" / "25" / "c4.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], seed=4)
     capsys.readouterr()
-    assert main(["score", str(archive), str(dest), "--model", str(models["a"]), "--dask-address", cluster,
-                 "--since", "2026-11-25", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "score",
+                str(archive),
+                str(dest),
+                "--model",
+                str(models["a"]),
+                "--dask-address",
+                cluster,
+                "--since",
+                "2026-11-25",
+                "--json",
+            ]
+        )
+        == 0
+    )
     third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (third["recordings_listed"], third["recordings_seen"], third["scored"]) == (5, 1, 1)
     assert third["model_loads"] == 0  # the worker still holds model a
@@ -136,13 +169,16 @@ def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> N
 
 def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_dev, models, cluster, tmp_path) -> None:
     with open(ser_dev / "MANIFEST.csv", newline="") as handle:
-        manifest = [row for row in csv.DictReader(handle) if row["corpus"] == "ravdess"
-                    and row["emotion"] in {"angry", "happy", "sad", "neutral"}]  # fmt: skip
+        manifest = [
+            row
+            for row in csv.DictReader(handle)
+            if row["corpus"] == "ravdess" and row["emotion"] in {"angry", "happy", "sad", "neutral"}
+        ]
     held_out = {"Actor_15", "Actor_16"}
     training = [row for row in manifest if row["speaker"] not in held_out][::8]
     calling = [row for row in manifest if row["speaker"] in held_out][::4][:12]
     assert len(calling) == 12
-    files = [storage.FileInfo(str(ser_dev / row["relpath"]), 0, "0:0") for row in training]
+    files = [shards.FileInfo(str(ser_dev / row["relpath"]), 0, "0:0") for row in training]
     train_model(files, tmp_path / "model", classes=("angry", "happy", "neutral", "sad"), epochs=10)
     rng = np.random.default_rng(7)
     truth = {}
@@ -155,15 +191,20 @@ def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_
         soundfile.write(path, waveform, RATE)
         truth[str(path)] = turns
 
-    summary = score(str(tmp_path / "calls"), str(tmp_path / "out"), str(tmp_path / "model"), dask_address=cluster,
-                    run_date=RUN_DATE)  # fmt: skip
+    summary = score(
+        str(tmp_path / "calls"), str(tmp_path / "out"), str(tmp_path / "model"), dask_address=cluster, run_date=RUN_DATE
+    )
 
     assert (summary["scored"], summary["failed"], summary["channels"]) == (2, 0, 4)
     segments = read(tmp_path / "out", "predictions", "SELECT path, channel, start_s, end_s, emotion FROM TABLE")
     correct = 0
     for path, turns in truth.items():
         for turn in turns:
-            mine = [s for s in segments if s[0] == path and s[1] == turn.channel and s[2] < turn.end_s and s[3] > turn.start_s]
+            mine = [
+                s
+                for s in segments
+                if s[0] == path and s[1] == turn.channel and s[2] < turn.end_s and s[3] > turn.start_s
+            ]
             assert mine, f"no segment for the clip at {turn.start_s:.1f}-{turn.end_s:.1f} s on channel {turn.channel}"
             correct += sum(s[4] == turn.label for s in mine)
     for path, channel, start, end, _ in segments:
@@ -188,7 +229,11 @@ def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(
     monkeypatch.setenv("SER_BATCH_MODEL_DIR", "s3://models/seed-mlp")
     active = nightly_score()
     assert active.schedules[0].active and active.concurrency_limit == 1
-    assert active.parameters == {"source": "s3://calls/archive", "dest": "s3://calls/scores", "model_dir": "s3://models/seed-mlp"}
+    assert active.parameters == {
+        "source": "s3://calls/archive",
+        "dest": "s3://calls/scores",
+        "model_dir": "s3://models/seed-mlp",
+    }
 
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="time zone"):

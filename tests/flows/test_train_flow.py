@@ -9,7 +9,7 @@ import pytest
 from flows.cli import main
 from flows.featurize import featurize
 from flows.train import train
-from ser_batch import store
+from ser_batch import storage
 from ser_batch.config import TrainConfig, feature_config
 from ser_batch.demo import write_demo_archive
 
@@ -27,7 +27,12 @@ def demo_features(tmp_path_factory, prefect):
 
 
 def test_train_writes_a_complete_model_directory(demo_features, tmp_path) -> None:
-    result = train(str(demo_features), str(tmp_path / "model"), feature_set="seed268", config=TrainConfig(epochs=2, split="speaker"))
+    result = train(
+        str(demo_features),
+        str(tmp_path / "model"),
+        feature_set="seed268",
+        config=TrainConfig(epochs=2, split="speaker"),
+    )
     assert set(result["metrics"]) == {"train", "validation", "test"}
     names = {path.name for path in (tmp_path / "model").iterdir()}
     assert {"model.keras", "metadata.json", "confusion_matrix.png", "confusion_matrix.csv", "history.png"} <= names
@@ -37,7 +42,9 @@ def test_train_writes_a_complete_model_directory(demo_features, tmp_path) -> Non
 
 
 def test_evaluate_json_has_the_documented_keys(demo_features, tmp_path, capsys) -> None:
-    train(str(demo_features), str(tmp_path / "model"), feature_set="seed268", config=TrainConfig(epochs=2, split="none"))
+    train(
+        str(demo_features), str(tmp_path / "model"), feature_set="seed268", config=TrainConfig(epochs=2, split="none")
+    )
     capsys.readouterr()
     assert main(["evaluate", str(demo_features), "--model", str(tmp_path / "model"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -46,7 +53,9 @@ def test_evaluate_json_has_the_documented_keys(demo_features, tmp_path, capsys) 
 
 
 def test_model_refuses_a_table_of_another_fingerprint(demo_features, tmp_path, capsys) -> None:
-    train(str(demo_features), str(tmp_path / "model"), feature_set="seed268", config=TrainConfig(epochs=1, split="none"))
+    train(
+        str(demo_features), str(tmp_path / "model"), feature_set="seed268", config=TrainConfig(epochs=1, split="none")
+    )
     metadata_path = tmp_path / "model" / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
     metadata["fingerprint"] = "0123456789abcdef"
@@ -64,13 +73,25 @@ def test_real_clips_featurize_with_manifest_labels_then_train_and_evaluate(ser_d
         target = tmp_path / "archive" / row["relpath"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ser_dev / row["relpath"], target)
-    summary = featurize(str(tmp_path / "archive"), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=25)
+    summary = featurize(
+        str(tmp_path / "archive"), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=25
+    )
     assert summary["featurized"] == len(chosen) and summary["failed"] == 0
 
-    table = store.read_features(str(tmp_path / "out"), config=SEED)
-    expected = {str(tmp_path / "archive" / row["relpath"]): (row["corpus"], row["speaker"], row["emotion"], int(row["sample_rate"])) for row in chosen}
-    actual = {row["path"]: (row["corpus"], row["speaker"], row["emotion"], row["sample_rate"])
-              for row in table.select(["path", "corpus", "speaker", "emotion", "sample_rate"]).to_pylist()}  # fmt: skip
+    table = storage.read_features(str(tmp_path / "out"), config=SEED)
+    expected = {
+        str(tmp_path / "archive" / row["relpath"]): (
+            row["corpus"],
+            row["speaker"],
+            row["emotion"],
+            int(row["sample_rate"]),
+        )
+        for row in chosen
+    }
+    actual = {
+        row["path"]: (row["corpus"], row["speaker"], row["emotion"], row["sample_rate"])
+        for row in table.select(["path", "corpus", "speaker", "emotion", "sample_rate"]).to_pylist()
+    }
     assert actual == expected
 
     config = TrainConfig(epochs=5, split="speaker", classes=("angry", "happy", "neutral", "sad"))

@@ -1,0 +1,220 @@
+"""Featurize one shard of files on a worker and write its part files (IO driver)."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from ser_batch import schema, storage
+from ser_batch.config import FeatureConfig
+from ser_batch.errors import AudioError
+from ser_batch.features.augment import augmented_copies
+from ser_batch.features.extract import feature_names, feature_vector
+from ser_batch.features.resample import resample
+from ser_batch.labels import Labels, labels_from_path
+from ser_batch.shards import FileInfo, Shard, ShardSummary
+from ser_batch.storage.audio import Decoded, read_audio
+
+
+def featurize_files(
+    files: Sequence[FileInfo],
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Featurize files one by one, collecting bad ones instead of failing.
+
+    Args:
+        files: inputs with their content keys.
+        config: the feature set.
+        storage_options: fsspec options for remote inputs.
+
+    Returns:
+        ``(features, errors)``: Arrow tables with ``store.features_schema`` and
+        ``store.ERRORS_SCHEMA``; together they hold exactly one row per input.
+    """
+    now = datetime.now(UTC)
+    rows = schema.FeatureRows.empty()
+    errors: list[dict[str, Any]] = []
+    for info in files:
+        stage = "labels"
+        try:
+            labels = labels_from_path(info.uri)
+            stage = "decode"
+            decoded = read_audio(
+                info.uri,
+                sample_rate=config.sample_rate,
+                quality=config.resample_quality,
+                storage_options=storage_options,
+            )
+            stage = "features"
+            vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
+        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
+            errors.append(_error_row(info, error, stage, config, now))
+            continue
+        rows.append(vector, **_row_values(info, labels, decoded, config, now))
+    features = rows.to_table(schema.features_schema(config, feature_names(config)))
+    return features, pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA)
+
+
+def _error_row(
+    info: FileInfo, error: AudioError | OSError, stage: str, config: FeatureConfig, now: datetime
+) -> dict[str, Any]:
+    message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+    return {
+        "path": info.uri,
+        "content_key": info.content_key,
+        "error_type": type(error).__name__,
+        "message": message,
+        "stage": stage,
+        "feature_set": config.name,
+        "run_at": now,
+    }
+
+
+def _row_values(
+    info: FileInfo, labels: Labels, decoded: Decoded, config: FeatureConfig, now: datetime
+) -> dict[str, Any]:
+    return {
+        "path": info.uri,
+        "corpus": schema.partition_value(labels.corpus),
+        "speaker": labels.speaker,
+        "emotion": labels.emotion,
+        "duration_s": decoded.duration_s,
+        "sample_rate": decoded.original_sample_rate,
+        "n_channels": decoded.n_channels,
+        "content_key": info.content_key,
+        "feature_set": config.name,
+        "fingerprint": config.fingerprint(),
+        "featurized_at": now,
+    }
+
+
+def augment_files(
+    files: Sequence[FileInfo],
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Featurize the augmented copies (``augment.augmented_copies``) of labelled clips.
+
+    Each clip is decoded at its own rate, copied with a generator seeded by its path and
+    content key (so a retried shard makes the same copies), and every copy is resampled
+    to the feature set's rate as the decoder would.
+
+    Returns:
+        ``(augmented, errors)``: ``schema.augmented_schema`` rows (one per copy) and error
+        rows with stage ``augment`` for clips no copy could be made of.
+    """
+    now = datetime.now(UTC)
+    rows = schema.FeatureRows.empty()
+    transforms: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for info in files:
+        try:
+            labels = labels_from_path(info.uri)
+            decoded = read_audio(info.uri, sample_rate=None, storage_options=storage_options)
+            rng = np.random.default_rng(zlib.crc32(f"{info.uri}\t{info.content_key}".encode()))
+            copies = [
+                (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
+                for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)
+            ]
+        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
+            errors.append(_error_row(info, error, schema.AUGMENT_STAGE, config, now))
+            continue
+        for name, vector in copies:
+            transforms.append(name)
+            rows.append(vector, **_row_values(info, labels, decoded, config, now))
+    names = feature_names(config)
+    copy_schema = schema.augmented_schema(config, names)
+    columns = rows.to_table(schema.features_schema(config, names)).columns
+    columns.insert(copy_schema.get_field_index(schema.AUGMENTATION_FIELD.name), pa.array(transforms, pa.string()))
+    return pa.Table.from_arrays(columns, schema=copy_schema), pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA)
+
+
+def _features_at_rate(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
+    resampled = resample(waveform, sample_rate, config.sample_rate, quality=config.resample_quality)
+    return feature_vector(resampled, config.sample_rate, config)
+
+
+def augment_shard(
+    shard: Shard,
+    dest: str,
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> ShardSummary:
+    """Make and featurize a shard's augmented copies and write them under deterministic names (see ``featurize_shard``)."""
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        augmented, errors = augment_files(shard.files, config, storage_options=storage_options)
+    return _write_shard(
+        shard,
+        dest,
+        config,
+        augmented,
+        errors,
+        started=started,
+        dataset_name="augmented",
+        storage_options=storage_options,
+    )
+
+
+def featurize_shard(
+    shard: Shard,
+    dest: str,
+    config: FeatureConfig,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> ShardSummary:
+    """Featurize a shard and write its part files under deterministic names.
+
+    Re-running the same shard overwrites the same files, so retries never duplicate rows.
+    BLAS/OpenMP is limited to one thread: workers are processes, one per core.
+    """
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        features, errors = featurize_files(shard.files, config, storage_options=storage_options)
+    return _write_shard(
+        shard, dest, config, features, errors, started=started, dataset_name="features", storage_options=storage_options
+    )
+
+
+def _write_shard(
+    shard: Shard,
+    dest: str,
+    config: FeatureConfig,
+    rows: pa.Table,
+    errors: pa.Table,
+    *,
+    started: float,
+    dataset_name: str,
+    storage_options: dict[str, Any] | None,
+) -> ShardSummary:
+    written = []
+    if errors.num_rows:
+        written.append(storage.write_errors(errors, dest, config.name, shard.shard_id, storage_options=storage_options))
+    if rows.num_rows:
+        written.extend(
+            storage.write_features(
+                rows, dest, shard.shard_id, dataset_name=dataset_name, storage_options=storage_options
+            )
+        )
+    audio_s = float(sum(rows.column("duration_s").to_pylist()))
+    return ShardSummary(
+        shard.shard_id,
+        len(shard.files),
+        rows.num_rows,
+        errors.num_rows,
+        audio_s,
+        time.perf_counter() - started,
+        tuple(written),
+    )

@@ -1,0 +1,130 @@
+"""Run summaries and progress display for people watching a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from ser_batch.shards import Plan, ScorePlan, ScoreShardSummary, ShardSummary
+
+
+def progress_bar(total: int, *, description: str) -> tqdm:  # type: ignore[type-arg]
+    """A progress bar on stderr that hides itself when stderr is not a terminal."""
+    return tqdm(total=total, desc=description, unit="file", disable=None, dynamic_ncols=True)
+
+
+def featurize_summary(
+    plan: Plan,
+    summaries: Sequence[ShardSummary],
+    *,
+    wall_s: float,
+    n_pruned: int,
+    dest: str,
+    augmented: Sequence[ShardSummary] = (),
+) -> dict[str, Any]:
+    """Counts and throughput of one featurize run, as a JSON-ready dict (``augmented``: the augmentation shards)."""
+    featurized = sum(s.n_rows for s in summaries)
+    audio_s = sum(s.audio_s for s in summaries)
+    return {
+        "dest": dest,
+        "files_seen": plan.n_seen,
+        "featurized": featurized,
+        "already_done": plan.n_done,
+        "known_bad_skipped": plan.n_known_bad,
+        "failed": sum(s.n_errors for s in summaries),
+        "clips_augmented": sum(s.n_files - s.n_errors for s in augmented),
+        "augmented_copies": sum(s.n_rows for s in augmented),
+        "augment_failed": sum(s.n_errors for s in augmented),
+        "superseded_rows_removed": n_pruned,
+        "shards": len(summaries),
+        "audio_s": round(audio_s, 3),
+        "wall_s": round(wall_s, 3),
+        "clips_per_s": round(featurized / wall_s, 2) if wall_s > 0 else 0.0,
+        "audio_s_per_s": round(audio_s / wall_s, 2) if wall_s > 0 else 0.0,
+    }
+
+
+def format_featurize_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for a featurize summary."""
+    return "\n".join(
+        [
+            f"files seen      {summary['files_seen']}",
+            f"featurized      {summary['featurized']}",
+            f"already done    {summary['already_done']}",
+            f"known bad       {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
+            f"failed          {summary['failed']} (see {summary['dest']}/errors)",
+            f"augmented       {summary['clips_augmented']} labelled clips, {summary['augmented_copies']} copies "
+            f"({summary['augment_failed']} failed)",
+            f"throughput      {summary['clips_per_s']} clips/s, {summary['audio_s_per_s']} s of audio/s "
+            f"({summary['wall_s']} s wall, start-up included)",
+        ]
+    )
+
+
+def score_summary(
+    plan: ScorePlan, summaries: Sequence[ScoreShardSummary], *, wall_s: float, dest: str, run_date: str
+) -> dict[str, Any]:
+    """Counts and throughput of one score run, as a JSON-ready dict.
+
+    ``audio_min`` counts each recording once, whatever its channels. ``audio_min_per_s`` is
+    over the run's wall time (start-up included); ``scoring_s`` spans the first shard's start
+    to the last shard's end; ``audio_min_per_worker_s`` is over the time shard tasks spent
+    working, i.e. the rate of one worker (one core) once started; ``audio_min_per_cpu_s`` is
+    over the CPU time of the worker processes while they ran shards, which other load on the
+    machine does not change; ``warm_audio_min_per_cpu_s`` leaves out the shards that loaded the
+    model (each worker's first: TensorFlow import, model load, numba warm-up).
+    """
+    audio_min = sum(s.audio_s for s in summaries) / 60
+    busy_s = sum(s.elapsed_s for s in summaries)
+    cpu_s = sum(s.cpu_s for s in summaries)
+    warm = [s for s in summaries if not s.model_loaded]
+    warm_cpu_s = sum(s.cpu_s for s in warm)
+    scoring_s = max((s.started_at + s.elapsed_s for s in summaries), default=0.0) - min(
+        (s.started_at for s in summaries), default=0.0
+    )
+    return {
+        "dest": dest,
+        "run_date": run_date,
+        "model_id": plan.model.model_id,
+        "recordings_listed": plan.n_listed,
+        "recordings_seen": plan.plan.n_seen,
+        "scored": sum(s.n_scored for s in summaries),
+        "already_scored": plan.plan.n_done,
+        "known_bad_skipped": plan.plan.n_known_bad,
+        "failed": sum(s.n_errors for s in summaries),
+        "channels": sum(s.n_channels for s in summaries),
+        "segments": sum(s.n_segments for s in summaries),
+        "shards": len(summaries),
+        "model_loads": sum(s.model_loaded for s in summaries),
+        "orphans_removed": plan.n_orphans_removed,
+        "audio_min": round(audio_min, 3),
+        "speech_min": round(sum(s.speech_s for s in summaries) / 60, 3),
+        "wall_s": round(wall_s, 3),
+        "scoring_s": round(scoring_s, 3),
+        "audio_min_per_s": round(audio_min / wall_s, 3) if wall_s > 0 else 0.0,
+        "audio_min_per_worker_s": round(audio_min / busy_s, 3) if busy_s > 0 else 0.0,
+        "cpu_s": round(cpu_s, 3),
+        "audio_min_per_cpu_s": round(audio_min / cpu_s, 3) if cpu_s > 0 else 0.0,
+        "warm_audio_min_per_cpu_s": round(sum(s.audio_s for s in warm) / 60 / warm_cpu_s, 3)
+        if warm_cpu_s > 0
+        else None,
+    }
+
+
+def format_score_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for a score summary."""
+    return "\n".join(
+        [
+            f"model            {summary['model_id']}",
+            f"recordings seen  {summary['recordings_seen']} (of {summary['recordings_listed']} listed)",
+            f"scored           {summary['scored']} ({summary['channels']} channels, {summary['segments']} segments)",
+            f"already scored   {summary['already_scored']}",
+            f"known bad        {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
+            f"failed           {summary['failed']} (see {summary['dest']}/errors/run_date={summary['run_date']})",
+            f"audio            {summary['audio_min']} min ({summary['speech_min']} min of speech scored)",
+            f"throughput       {summary['audio_min_per_s']} min of audio/s ({summary['wall_s']} s wall, start-up included); "
+            f"{summary['audio_min_per_worker_s']} min/s per worker while scoring, {summary['audio_min_per_cpu_s']} per CPU-second",
+        ]
+    )

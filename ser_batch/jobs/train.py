@@ -1,0 +1,74 @@
+"""Train from, and evaluate against, the feature table in DEST (IO driver over train + artifact)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ser_batch import storage
+from ser_batch.config import TrainConfig, feature_config
+from ser_batch.model.fit import Evaluation, evaluate, fit, with_copies
+from ser_batch.storage.model_dir import load_artifact, save_artifact
+
+
+def train_and_save(
+    features_dest: str,
+    model_dir: str,
+    *,
+    feature_set: str,
+    config: TrainConfig,
+    log: Callable[[str], None] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Read one feature set's consolidated table, fit ``config.model`` and save the model directory.
+
+    Returns:
+        the metadata written to ``MODEL_DIR/metadata.json``.
+
+    Raises:
+        ConfigError: unknown feature set, or a split that cannot be made.
+        SchemaError: no table for the feature set, or one of another fingerprint.
+        StorageError: DEST unreadable or MODEL_DIR unwritable.
+    """
+    features = feature_config(feature_set)
+    table = storage.read_features(features_dest, config=features, storage_options=storage_options)
+    if config.augmented and storage.has_augmented(features_dest, feature_set, storage_options=storage_options):
+        copies = storage.read_features(
+            features_dest, config=features, dataset_name="augmented", storage_options=storage_options
+        )
+        table = with_copies(table, copies)
+    result = fit(table, config, log=log)
+    return save_artifact(model_dir, result, storage_options=storage_options)
+
+
+def evaluate_store(features_dest: str, model_dir: str, *, storage_options: dict[str, Any] | None = None) -> Evaluation:
+    """Score the labelled table of the model's own feature set under ``features_dest`` with a saved model.
+
+    Raises:
+        SchemaError: the table's feature set or fingerprint differs from the model's.
+    """
+    artifact = load_artifact(model_dir, storage_options=storage_options)
+    table = storage.read_features(
+        features_dest, config=feature_config(artifact.feature_set), storage_options=storage_options
+    )
+    return evaluate(table, artifact)
+
+
+def format_evaluation(evaluation: Evaluation) -> str:
+    """A plain-text report: headline metrics, per corpus, per class and the confusion matrix."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:6.1%}"
+
+    lines = [
+        f"rows {evaluation.n} (excluded, unknown to the model: {evaluation.n_excluded or 'none'}; unlabelled: {evaluation.n_unlabelled})",
+        f"accuracy           {pct(evaluation.accuracy)}",
+        f"balanced accuracy  {pct(evaluation.balanced_accuracy)}",
+        "per corpus         " + "  ".join(f"{k} {pct(v)}" for k, v in sorted(evaluation.per_corpus.items())),
+        "per class          " + "  ".join(f"{k} {pct(v)}" for k, v in evaluation.per_class.items()),
+        "confusion (rows true, columns predicted)",
+        " " * 10 + "".join(f"{name[:8]:>9}" for name in evaluation.classes),
+    ]
+    for name, row in zip(evaluation.classes, evaluation.confusion.tolist(), strict=True):
+        lines.append(f"{name[:10]:<10}" + "".join(f"{count:>9}" for count in row))
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""Networks, fitting, splits, metrics, voice normalisation and the trained-model object (pure + TensorFlow)."""
+
+from __future__ import annotations
+
+from ser_batch.model.artifact import Artifact
+from ser_batch.model.fit import (
+    AUGMENTATION_COLUMN,
+    PARTS,
+    Evaluation,
+    FeatureIdentity,
+    Log,
+    TrainResult,
+    check_feature_set,
+    class_weights,
+    evaluate,
+    feature_identity,
+    feature_matrix,
+    fit,
+    row_voices,
+    with_copies,
+)
+from ser_batch.model.metrics import (
+    accuracy,
+    balanced_accuracy,
+    confusion_matrix,
+    metric_summary,
+    per_class_accuracy,
+    per_corpus_accuracy,
+)
+from ser_batch.model.networks import (
+    CRNN_FILTERS,
+    CRNN_GRU_UNITS,
+    MLP_DROPOUT,
+    MLP_INPUT_NOISE,
+    MLP_L2,
+    MODEL_BUILDERS,
+    SEED_MLP_L2,
+    SEQUENCE_BUILDERS,
+    ModelBuilder,
+    SequenceBuilder,
+    build_model,
+    probabilities,
+)
+from ser_batch.model.plots import confusion_csv, confusion_png, history_png
+from ser_batch.model.split import Indices, copies_of, group_kfold, speaker_groups, split_indices
+from ser_batch.model.voice import VoicePrior, normalise_voices, voice_prior
+
+__all__ = [
+    "AUGMENTATION_COLUMN",
+    "Artifact",
+    "CRNN_FILTERS",
+    "CRNN_GRU_UNITS",
+    "Evaluation",
+    "FeatureIdentity",
+    "Indices",
+    "Log",
+    "MLP_DROPOUT",
+    "MLP_INPUT_NOISE",
+    "MLP_L2",
+    "MODEL_BUILDERS",
+    "ModelBuilder",
+    "PARTS",
+    "SEED_MLP_L2",
+    "SEQUENCE_BUILDERS",
+    "SequenceBuilder",
+    "TrainResult",
+    "VoicePrior",
+    "accuracy",
+    "balanced_accuracy",
+    "build_model",
+    "check_feature_set",
+    "class_weights",
+    "confusion_csv",
+    "confusion_matrix",
+    "confusion_png",
+    "copies_of",
+    "evaluate",
+    "feature_identity",
+    "feature_matrix",
+    "fit",
+    "group_kfold",
+    "history_png",
+    "metric_summary",
+    "normalise_voices",
+    "per_class_accuracy",
+    "per_corpus_accuracy",
+    "probabilities",
+    "row_voices",
+    "speaker_groups",
+    "split_indices",
+    "voice_prior",
+    "with_copies",
+]

@@ -1,0 +1,300 @@
+"""The Arrow schemas of every table ser-batch writes, their metadata keys, and a model directory's metadata (pure).
+
+Layout of DEST (see DESIGN.md, Output contract; ``ser_batch.storage.tables`` reads and writes it)::
+
+    DEST/features/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet
+    DEST/augmented/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet (copies of labelled clips)
+    DEST/errors/feature_set=<name>/part-<shard-id>.parquet        (featurize)
+    DEST/predictions/run_date=YYYY-MM-DD/part-<shard-id>.parquet  (score: one row per segment)
+    DEST/calls/run_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
+    DEST/errors/run_date=YYYY-MM-DD/part-<shard-id>.parquet       (score)
+
+A model directory's ``metadata.json`` is described here too (``FORMAT_VERSION``,
+``model_identity``), so the planner and the scorer check it the same way without
+loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from ser_batch.config import CORPORA, EMOTIONS, FeatureConfig, feature_config
+from ser_batch.errors import AudioError, ConfigError, SchemaError
+
+META_FEATURE_SET = b"ser_batch.feature_set"
+META_FINGERPRINT = b"ser_batch.fingerprint"
+META_FEATURE_CONFIG = b"ser_batch.feature_config"
+META_FEATURE_NAMES = b"ser_batch.feature_names"
+
+ROW_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("corpus", pa.string(), nullable=False),
+    pa.field("speaker", pa.string()),
+    pa.field("emotion", pa.string()),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("sample_rate", pa.int32(), nullable=False),
+    pa.field("n_channels", pa.int16(), nullable=False),
+    pa.field("content_key", pa.string(), nullable=False),
+    pa.field("feature_set", pa.string(), nullable=False),
+    pa.field("fingerprint", pa.string(), nullable=False),
+    pa.field("featurized_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+)
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("content_key", pa.string(), nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("feature_set", pa.string(), nullable=False),
+        pa.field("run_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    ]
+)
+
+
+def features_schema(config: FeatureConfig, feature_names: Sequence[str]) -> pa.Schema:
+    """Arrow schema of a feature set's rows, with the set's settings in its metadata."""
+    metadata = {
+        META_FEATURE_SET: config.name.encode(),
+        META_FINGERPRINT: config.fingerprint().encode(),
+        META_FEATURE_CONFIG: config.model_dump_json().encode(),
+        META_FEATURE_NAMES: json.dumps(list(feature_names)).encode(),
+    }
+    vector = pa.field("features", pa.list_(pa.float32(), len(feature_names)), nullable=False)
+    return pa.schema([*ROW_FIELDS, vector], metadata=metadata)
+
+
+@dataclass
+class FeatureRows:
+    """Column buffers for one shard's featurized files; ``to_table`` builds the Arrow table."""
+
+    columns: dict[str, list[Any]]
+    vectors: list[NDArray[np.float32]]
+
+    @classmethod
+    def empty(cls) -> FeatureRows:
+        return cls({field.name: [] for field in ROW_FIELDS}, [])
+
+    def append(self, vector: NDArray[np.float32], **values: Any) -> None:
+        for name, column in self.columns.items():
+            column.append(values[name])
+        self.vectors.append(vector)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def to_table(self, schema: pa.Schema) -> pa.Table:
+        width = schema.field("features").type.list_size
+        flat = np.concatenate(self.vectors) if self.vectors else np.empty(0, np.float32)
+        arrays = [pa.array(self.columns[field.name], type=field.type) for field in ROW_FIELDS]
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+DATASETS: tuple[str, ...] = ("features", "augmented")
+"""Feature datasets under DEST: one row per input clip, and the augmented copies of labelled clips."""
+
+AUGMENTATION_FIELD = pa.field("augmentation", pa.string(), nullable=False)
+"""The transform that made an augmented row (``augmented`` dataset only), e.g. ``telephone``."""
+
+
+def augmented_schema(config: FeatureConfig, feature_names: Sequence[str]) -> pa.Schema:
+    """Arrow schema of a feature set's augmented rows: the feature rows plus ``augmentation``."""
+    schema = features_schema(config, feature_names)
+    return schema.insert(schema.get_field_index("features"), AUGMENTATION_FIELD)
+
+
+def partition_value(corpus: str) -> str:
+    """The corpus as a partition value: only names from the fixed vocabulary reach a path."""
+    return corpus if corpus in CORPORA else "unknown"
+
+
+AUGMENT_STAGE = "augment"
+"""``stage`` of an error row for a clip whose augmented copies could not be made (its features row exists)."""
+
+
+# --- Scoring outputs -------------------------------------------------------------------
+# Probability and share columns exist for every emotion in EMOTIONS order, null for the
+# classes a model does not have, so parts of different models and days share one schema.
+
+SCORE_TABLES: tuple[str, ...] = ("errors", "predictions", "calls")
+"""Scoring part files in write order: ``calls`` last, as the commit record of a shard."""
+
+_SCORED = (
+    pa.field("model_id", pa.string(), nullable=False),
+    pa.field("content_key", pa.string(), nullable=False),
+    pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+)
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("channel", pa.int16(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("emotion", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        *(pa.field(f"prob_{name}", pa.float32()) for name in EMOTIONS),
+        *_SCORED,
+    ]
+)
+
+CALLS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("channel", pa.int16(), nullable=False),
+        pa.field("n_channels", pa.int16(), nullable=False),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("speech_s", pa.float64(), nullable=False),
+        pa.field("n_segments", pa.int32(), nullable=False),
+        *(pa.field(f"share_{name}", pa.float64()) for name in EMOTIONS),
+        pa.field("dominant_emotion", pa.string()),
+        pa.field("peak_angry_s", pa.float64()),
+        pa.field("peak_angry_probability", pa.float64()),
+        *_SCORED,
+    ]
+)
+
+# Featurize's error columns plus the model that met the error, before run_at.
+SCORE_ERRORS_SCHEMA = ERRORS_SCHEMA.insert(
+    ERRORS_SCHEMA.get_field_index("run_at"), pa.field("model_id", pa.string(), nullable=False)
+)
+
+SCORE_SCHEMAS: dict[str, pa.Schema] = {
+    "errors": SCORE_ERRORS_SCHEMA,
+    "predictions": PREDICTIONS_SCHEMA,
+    "calls": CALLS_SCHEMA,
+}
+
+_RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def run_date_value(run_date: str) -> str:
+    """A ``run_date`` partition value, checked: only a real ``YYYY-MM-DD`` date reaches a path.
+
+    Raises:
+        ConfigError: if it is not a valid date in that exact form.
+
+    >>> run_date_value("2026-11-24")
+    '2026-11-24'
+    """
+    if not isinstance(run_date, str) or not _RUN_DATE.match(run_date):
+        raise ConfigError(f"run_date {run_date!r} is not a date in the form YYYY-MM-DD")
+    try:
+        date.fromisoformat(run_date)
+    except ValueError:
+        raise ConfigError(f"run_date {run_date!r} is not a calendar date") from None
+    return run_date
+
+
+def error_row(
+    path: str, content_key: str, error: AudioError | OSError, *, stage: str, feature_set: str, run_at: datetime
+) -> dict[str, Any]:
+    """One ``ERRORS_SCHEMA`` row for a file that could not be featurized or scored.
+
+    An ``AudioError``'s message is kept as it is; an ``OSError`` becomes ``cannot read: <reason>``.
+
+    >>> row = error_row("/a.wav", "1:2", AudioError("empty file"), stage="decode", feature_set="stats8k",
+    ...                 run_at=datetime(2026, 1, 1))
+    >>> row["error_type"], row["message"], row["stage"]
+    ('AudioError', 'empty file', 'decode')
+    """
+    message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+    return {
+        "path": path,
+        "content_key": content_key,
+        "error_type": type(error).__name__,
+        "message": message,
+        "stage": stage,
+        "feature_set": feature_set,
+        "run_at": run_at,
+    }
+
+
+# --- Model directories -----------------------------------------------------------------
+
+FORMAT_VERSION = 1
+"""Version of the model directory layout and ``metadata.json`` keys."""
+
+REQUIRED_METADATA: tuple[str, ...] = ("format_version", "model", "classes", "feature_set", "fingerprint", "n_features")
+"""Keys every ``metadata.json`` has."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model directory holds, read from ``metadata.json`` without loading TensorFlow."""
+
+    model_dir: str
+    model_id: str
+    model: str
+    feature_set: str
+    fingerprint: str
+    classes: tuple[str, ...]
+
+
+def check_model_metadata(metadata: dict[str, Any], *, model_dir: str) -> None:
+    """Check a model directory's parsed ``metadata.json`` against this code.
+
+    Raises:
+        SchemaError: if keys are missing, ``format_version`` is not ``FORMAT_VERSION``, classes are
+            outside ``EMOTIONS``, or the feature fingerprint differs from the feature set as this code
+            computes it.
+        ConfigError: if the metadata names an unknown feature set.
+    """
+    where = f"{model_dir.rstrip('/')}/metadata.json"
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise SchemaError(f"{where} lacks keys {missing}")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise SchemaError(
+            f"{where} has format_version {metadata['format_version']!r}; this ser-batch reads {FORMAT_VERSION}: "
+            "retrain the model with this version"
+        )
+    config = feature_config(str(metadata["feature_set"]))
+    if metadata["fingerprint"] != config.fingerprint():
+        raise SchemaError(
+            f"{model_dir}: model was trained on feature set {config.name!r} with fingerprint "
+            f"{metadata['fingerprint']}, but this code computes that set with fingerprint {config.fingerprint()}; "
+            "retrain or use a matching version"
+        )
+    classes = [str(name) for name in metadata["classes"]]
+    if not set(classes) <= set(EMOTIONS):
+        raise SchemaError(f"{model_dir}: classes {classes} are not all in EMOTIONS {list(EMOTIONS)}")
+
+
+def model_identity(metadata: dict[str, Any], *, model_dir: str, content_hash: str) -> ModelIdentity:
+    """Check a model directory's metadata (``check_model_metadata``) and name the model.
+
+    Args:
+        metadata: the parsed ``metadata.json``.
+        model_dir: the directory, for messages.
+        content_hash: hex digest of the directory's files; its first 12 digits end the ``model_id``.
+
+    Returns:
+        The identity; ``model_id`` is ``<model>-<feature set>-<hash>``.
+
+    Raises:
+        SchemaError, ConfigError: as ``check_model_metadata``.
+    """
+    check_model_metadata(metadata, model_dir=model_dir)
+    config = feature_config(str(metadata["feature_set"]))
+    model = str(metadata["model"])
+    return ModelIdentity(
+        model_dir=model_dir,
+        model_id=f"{model}-{config.name}-{content_hash[:12]}",
+        model=model,
+        feature_set=config.name,
+        fingerprint=config.fingerprint(),
+        classes=tuple(str(name) for name in metadata["classes"]),
+    )

@@ -1,0 +1,227 @@
+"""The plan of a run: the listed inputs, what DEST already holds, the shards still to do, and what each did (pure).
+
+Featurize and score share this: a catalogue of ``FileInfo`` is compared with a
+``DoneIndex`` of DEST by (path, content key), and the rest is cut into deterministic
+``Shard``s whose ids name their part files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ser_batch.schema import ModelIdentity
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One listed file: its URI, size in bytes, a key that changes when its content does, and its mtime.
+
+    ``modified_s`` (POSIX seconds, UTC; S3 ``LastModified``) is None when the store gives none.
+    """
+
+    uri: str
+    size: int
+    content_key: str
+    modified_s: float | None = None
+
+
+@dataclass(frozen=True)
+class DoneIndex:
+    """What DEST already holds for a feature set, keyed by input path."""
+
+    featurized: dict[str, list[tuple[str, str]]]  # path -> [(content_key, part file), ...]
+    failed: set[tuple[str, str]]  # (path, content_key) recorded in errors
+
+
+class Shard:
+    """A batch of inputs featurized by one task; its id names its part files.
+
+    A plain class, not a dataclass or tuple: Prefect walks those field by field looking for
+    futures (every file, twice per task submission: ~25 ms for 500 files) and Dask hashes
+    them whole, while the id already identifies the content.
+    """
+
+    __slots__ = ("shard_id", "files")
+
+    def __init__(self, shard_id: str, files: tuple[FileInfo, ...]) -> None:
+        self.shard_id, self.files = shard_id, files
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Shard) and (self.shard_id, self.files) == (other.shard_id, other.files)
+
+    def __hash__(self) -> int:
+        return hash(self.shard_id)
+
+    def __repr__(self) -> str:
+        return f"Shard({self.shard_id!r}, <{len(self.files)} files>)"
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return ("ser_batch.Shard", self.shard_id)
+
+
+@dataclass
+class Plan:
+    """The work of one run and what was found already done."""
+
+    pending: list[FileInfo] = field(default_factory=list)  # in listing order
+    fingerprint: str = ""  # part of every shard id
+    shard_size: int = 1  # the most inputs a shard holds
+    n_seen: int = 0
+    n_done: int = 0
+    n_known_bad: int = 0
+    changed: dict[str, str] = field(default_factory=dict)  # path -> current content key, where DEST holds another row
+
+    @property
+    def n_pending(self) -> int:
+        return len(self.pending)
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The pending inputs in the fewest near-equal shards of at most ``shard_size``."""
+        return self.shards_for(1)
+
+    def shards_for(self, n_slots: int) -> list[Shard]:
+        """Like ``shards``, but as many as a multiple of ``n_slots`` (parallel task slots) where there are enough inputs.
+
+        Equal shards in a multiple of the slots let the slots finish together: 27 shards on
+        two workers left one of them idle for up to a whole shard at the end of a run.
+        """
+        return cut_shards(self.pending, fingerprint=self.fingerprint, shard_size=self.shard_size, n_slots=n_slots)
+
+
+def cut_shards(files: Sequence[FileInfo], *, fingerprint: str, shard_size: int, n_slots: int = 1) -> list[Shard]:
+    """``files`` in order, cut into the fewest near-equal shards of at most ``shard_size`` whose number is
+    a multiple of ``n_slots``, as far as there are files.
+
+    >>> files = [FileInfo(f"/a/{i}.wav", 1, "1:1") for i in range(7)]
+    >>> [len(s.files) for s in cut_shards(files, fingerprint="f", shard_size=3)]
+    [3, 2, 2]
+    >>> [len(s.files) for s in cut_shards(files, fingerprint="f", shard_size=3, n_slots=2)]
+    [2, 2, 2, 1]
+    """
+    if not files:
+        return []
+    n_shards = -(-len(files) // shard_size)
+    n_shards = min(len(files), -(-n_shards // n_slots) * n_slots)
+    size, n_larger = divmod(len(files), n_shards)
+    shards, start = [], 0
+    for index in range(n_shards):
+        chunk = tuple(files[start : start + size + (index < n_larger)])
+        shards.append(Shard(shard_id(chunk, fingerprint), chunk))
+        start += len(chunk)
+    return shards
+
+
+def shard_id(files: Iterable[FileInfo], fingerprint: str) -> str:
+    """Deterministic id of a shard: the same inputs and feature set always give the same id.
+
+    >>> a = FileInfo("/x/a.wav", 1, "1:1")
+    >>> shard_id([a], "f") == shard_id([a], "f") != shard_id([a], "g")
+    True
+    """
+    digest = hashlib.sha256(fingerprint.encode())
+    for info in files:
+        digest.update(f"\n{info.uri}\t{info.content_key}".encode())
+    return digest.hexdigest()[:20]
+
+
+def plan_shards(
+    files: Iterable[FileInfo],
+    done: DoneIndex,
+    *,
+    fingerprint: str,
+    shard_size: int,
+    retry_errors: bool = False,
+) -> Plan:
+    """Drop inputs whose (path, content key) DEST already holds, and shard the rest in listing order (``Plan.shards``).
+
+    Args:
+        files: the catalogue, in a stable order.
+        done: what DEST holds for this feature set.
+        fingerprint: the feature set's fingerprint (part of every shard id).
+        shard_size: inputs per shard, >= 1.
+        retry_errors: featurize again inputs whose error is already recorded.
+
+    Returns:
+        The plan; ``changed`` lists paths whose stored rows must be reconciled after the run.
+    """
+    plan = Plan(fingerprint=fingerprint, shard_size=shard_size)
+    for info in files:
+        plan.n_seen += 1
+        stored = done.featurized.get(info.uri, [])
+        if len(stored) > 1 or any(key != info.content_key for key, _ in stored):
+            plan.changed[info.uri] = info.content_key
+        if any(key == info.content_key for key, _ in stored):
+            plan.n_done += 1
+            continue
+        if not retry_errors and (info.uri, info.content_key) in done.failed:
+            plan.n_known_bad += 1
+            continue
+        plan.pending.append(info)
+    return plan
+
+
+def superseded_rows(done: DoneIndex, changed: Mapping[str, str]) -> dict[str, set[str]]:
+    """Rows to delete so each changed path keeps exactly one row, the one of its current content.
+
+    A path keeps its first row with the current content key; its other rows go. A path
+    with no current row keeps everything (its re-featurization failed; nothing is lost).
+
+    Returns:
+        part file -> paths to remove from it.
+    """
+    remove: dict[str, set[str]] = {}
+    for path, current_key in changed.items():
+        stored = sorted(done.featurized.get(path, []), key=lambda entry: entry[1])
+        keep = next((entry for entry in stored if entry[0] == current_key), None)
+        if keep is None:
+            continue
+        for entry in stored:
+            if entry is not keep:
+                remove.setdefault(entry[1], set()).add(path)
+    return remove
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """What one shard did; small enough to travel back through Prefect."""
+
+    shard_id: str
+    n_files: int
+    n_rows: int
+    n_errors: int
+    audio_s: float
+    elapsed_s: float
+    part_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoreShardSummary:
+    """What one shard did; small enough to travel back through Prefect."""
+
+    shard_id: str
+    model_id: str
+    n_recordings: int
+    n_scored: int
+    n_errors: int
+    n_channels: int
+    n_segments: int
+    audio_s: float
+    speech_s: float
+    started_at: float
+    elapsed_s: float
+    cpu_s: float
+    model_loaded: bool
+    part_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """The work of one scoring run: shards to score and what was found already done."""
+
+    model: ModelIdentity
+    plan: Plan
+    n_listed: int
+    n_orphans_removed: int

@@ -1,0 +1,197 @@
+"""Decode audio: whole clips to a mono float32 waveform at a target rate, or long calls one channel at a time (the only decoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile
+from numpy.typing import NDArray
+
+from ser_batch.errors import AudioError
+from ser_batch.features.resample import resample
+from ser_batch.storage import files as storage
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded clip: mono ``waveform`` at ``sample_rate``, plus what the file itself said."""
+
+    waveform: NDArray[np.float32]
+    sample_rate: int
+    original_sample_rate: int
+    n_channels: int
+    duration_s: float
+
+
+MAX_CLIP_S = 600.0
+"""Longest file ``read_audio`` decodes whole (s): featurize is for clips; long calls go to ``ser-batch score``."""
+
+
+def read_audio(
+    uri: str,
+    *,
+    sample_rate: int | None,
+    quality: str = "soxr_hq",
+    max_duration_s: float | None = MAX_CLIP_S,
+    storage_options: dict[str, Any] | None = None,
+) -> Decoded:
+    """Read a whole file, mix it down to mono and resample it, as ``librosa.load`` does.
+
+    The header is checked before any sample is decoded, so a file longer than
+    ``max_duration_s`` costs no memory (a remote one is first copied to local disk).
+
+    Args:
+        uri: local path or ``s3://`` URI.
+        sample_rate: target rate in Hz; None keeps the file's own rate.
+        quality: soxr quality name (``soxr_hq`` is librosa's default).
+        max_duration_s: refuse longer files; None accepts any length.
+        storage_options: fsspec options for remote URIs.
+
+    Returns:
+        The decoded clip; ``waveform`` is float32 with shape ``(n,)``.
+
+    Raises:
+        AudioError: if the file is empty, libsndfile cannot decode it, it holds no samples,
+            or it is longer than ``max_duration_s``.
+        OSError: if the file cannot be read at all (propagated: it may be transient).
+    """
+    with storage.local_copy(uri, storage_options=storage_options) as path, open(path, "rb", buffering=0) as handle:
+        if not handle.read(1):
+            raise AudioError("empty file (0 bytes)")
+        handle.seek(0)
+        # libsndfile reads the descriptor itself: through the file object it calls back into Python per block
+        return _decode(handle.fileno(), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
+
+
+def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_s: float | None) -> Decoded:
+    with _decoding(), soundfile.SoundFile(handle, closefd=False) as sound:
+        original_rate = int(sound.samplerate)
+        header_s = sound.frames / original_rate
+        if max_duration_s is not None and header_s > max_duration_s:
+            raise AudioError(
+                f"too long for a clip: {header_s:.0f} s > {max_duration_s:.0f} s; score long recordings with `ser-batch score`"
+            )
+        samples = sound.read(dtype="float32", always_2d=True)
+    if samples.shape[0] == 0:
+        raise AudioError("no samples: the header is valid but the data is empty or truncated")
+    n_channels = samples.shape[1]
+    # librosa.to_mono: plain mean over channels.
+    mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
+    target_rate = original_rate if sample_rate is None else sample_rate
+    waveform = resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality)
+    return Decoded(waveform, target_rate, original_rate, n_channels, samples.shape[0] / original_rate)
+
+
+MIN_SAMPLE_RATE = 4000
+"""Calls below this rate (Hz) are refused by ``audio_info``: no speech band left to score."""
+
+_BLOCK_FRAMES = 1 << 16  # frames decoded at a time: 0.5 MB for stereo float32
+
+
+def audio_info(path: str) -> tuple[int, int, int]:
+    """``(sample_rate, n_channels, n_frames)`` from a local file's header.
+
+    Raises:
+        AudioError: if libsndfile cannot read the header, the file holds no samples, or
+            its rate is below ``MIN_SAMPLE_RATE``.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        sample_rate, n_channels, n_frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    if n_frames <= 0:
+        raise AudioError("no samples: the header is valid but the data is empty or truncated")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"sample rate {sample_rate} Hz < {MIN_SAMPLE_RATE} Hz: no speech band to score")
+    return sample_rate, n_channels, n_frames
+
+
+def read_channel(path: str, channel: int) -> NDArray[np.float32]:
+    """Decode one channel of a local file block by block, holding only that channel.
+
+    Opening goes through Python (``open``) so permission and missing-file errors keep
+    their ``OSError`` types instead of becoming libsndfile messages.
+
+    Returns:
+        float32 samples in [-1, 1], shape ``(n_frames,)``; shorter than the header says
+        when the data is truncated.
+
+    Raises:
+        AudioError: if libsndfile fails while decoding or the channel does not exist.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        if not 0 <= channel < handle.channels:
+            raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
+        waveform = np.empty(max(int(handle.frames), 0), dtype=np.float32)
+        filled = 0
+        for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            n = min(block.shape[0], waveform.size - filled)
+            waveform[filled : filled + n] = block[:n, channel]
+            filled += n
+            if filled == waveform.size:
+                break
+    return waveform[:filled]
+
+
+def decoded_length(path: str) -> int:
+    """Frames libsndfile actually decodes from a local file: the header's count, or fewer when truncated.
+
+    Decodes the file block by block and keeps nothing, as ``read_channel`` would count.
+
+    Raises:
+        AudioError: if libsndfile fails while decoding.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw, _decoding(), soundfile.SoundFile(raw.fileno(), closefd=False) as handle:
+        n_frames, decoded = max(int(handle.frames), 0), 0
+        for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            decoded += block.shape[0]
+            if decoded >= n_frames:
+                break
+    return min(decoded, n_frames)
+
+
+@contextmanager
+def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDArray[np.float32]]]:
+    """Random access to one channel of a local file: ``read(start, stop)`` decodes just those frames.
+
+    Memory is the frames asked for (all channels of them, briefly), never the whole file.
+    Callers keep ``stop`` within ``decoded_length(path)``.
+
+    Raises:
+        AudioError: if libsndfile fails, the channel does not exist, or a read comes back short.
+        OSError: if the file cannot be opened.
+    """
+    with open(path, "rb") as raw:
+        with _decoding():
+            handle = soundfile.SoundFile(raw.fileno(), closefd=False)
+        try:
+            if not 0 <= channel < handle.channels:
+                raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
+
+            def read(start: int, stop: int) -> NDArray[np.float32]:
+                with _decoding():
+                    handle.seek(start)
+                    block = handle.read(stop - start, dtype="float32", always_2d=True)
+                if block.shape[0] != stop - start:
+                    raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0]} samples")
+                return np.ascontiguousarray(block[:, channel])
+
+            yield read
+        finally:
+            handle.close()
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Turn libsndfile's errors into ``AudioError``; OSErrors from Python pass through."""
+    try:
+        yield
+    except soundfile.LibsndfileError as error:
+        raise AudioError(f"undecodable: {error.error_string}") from None
+    except (RuntimeError, ValueError, EOFError) as error:  # soundfile raises these for some truncations
+        raise AudioError(f"undecodable: {error}") from None

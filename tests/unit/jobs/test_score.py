@@ -1,0 +1,403 @@
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+from signals_gen import call_waveform
+
+from ser_batch import schema, storage
+from ser_batch.config import ScoreConfig, feature_config
+from ser_batch.errors import ConfigError, SchemaError
+from ser_batch.jobs import score
+from ser_batch.jobs.plan import parse_date, plan_scoring, recording_date, recordings_since
+from ser_batch.model.artifact import Artifact
+from ser_batch.scoring import segments
+from ser_batch.shards import FileInfo, ScorePlan, Shard
+
+SEED = feature_config("seed268")
+STATS8K = feature_config("stats8k")
+CONFIG = ScoreConfig()
+CLASSES = ("angry", "happy", "sad")
+RATE = 8000
+
+
+class FakeModel:
+    """Stands in for a Keras model: fixed probabilities, no TensorFlow."""
+
+    input_shape = (None, 268)
+    output_shape = (None, len(CLASSES))
+
+    def __call__(self, features: np.ndarray, training: bool = False) -> np.ndarray:
+        assert training is False
+        return np.tile(np.array([[0.6, 0.3, 0.1]], dtype=np.float32), (features.shape[0], 1))
+
+
+def write_call(
+    path: Path, duration_s: float, channels: list[list[tuple[float, float]]], rng: np.random.Generator, **kwargs: object
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, call_waveform(duration_s, RATE, channels, rng, **kwargs), RATE, subtype="PCM_16")  # type: ignore[arg-type]
+    return path
+
+
+def info(path: Path) -> FileInfo:
+    return next(f for f in storage.list_files(str(path.parent)) if f.uri == str(path))
+
+
+@pytest.fixture
+def fake_model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    metadata = {
+        "format_version": 1,
+        "model": "fake",
+        "classes": list(CLASSES),
+        "feature_set": "seed268",
+        "fingerprint": SEED.fingerprint(),
+        "n_features": 268,
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    (folder / "model.keras").write_bytes(b"weights v1")
+    return folder
+
+
+def fake_artifact(model_dir: Path) -> tuple[Artifact, score.ModelIdentity]:
+    identity = score.read_model_identity(str(model_dir))
+    artifact = Artifact(model=FakeModel(), metadata={}, identity=identity)
+    return artifact, identity
+
+
+def inside(t: float, spans: list[tuple[float, float]], tolerance: float = 0.1) -> bool:
+    return any(start - tolerance <= t <= end + tolerance for start, end in spans)
+
+
+def test_each_channel_of_a_stereo_call_gets_its_own_windows(tmp_path, rng) -> None:
+    agent, customer = [(1.0, 5.0)], [(6.0, 9.5), (11.0, 14.0)]
+    path = write_call(tmp_path / "call.wav", 15.0, [agent, customer], rng)
+
+    channels, sample_rate, duration_s = score.read_recording_windows(info(path), CONFIG, SEED)
+
+    assert (sample_rate, duration_s) == (RATE, 15.0)
+    assert [c.channel for c in channels] == [0, 1]
+    for channel, spans in zip(channels, (agent, customer), strict=True):
+        assert channel.windows, f"no windows on channel {channel.channel}"
+        assert all(inside(start, spans) and inside(end, spans) for start, end in channel.windows)
+        assert channel.features.shape == (len(channel.windows), 268)
+        assert np.isfinite(channel.features).all()
+    assert channels[0].windows != channels[1].windows
+
+
+def test_mono_call_has_one_channel(tmp_path, rng) -> None:
+    path = write_call(tmp_path / "mono.flac", 6.0, [[(1.0, 5.0)]], rng)
+
+    channels, _, _ = score.read_recording_windows(info(path), CONFIG, SEED)
+
+    assert [c.channel for c in channels] == [0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_windows_never_start_in_silence_nor_pass_the_end(tmp_path, seed) -> None:
+    rng = np.random.default_rng(seed)
+    spans, t = [], 0.0
+    while t < 18.0:  # pauses longer than min_gap_s, so no span is bridged over silence
+        start = t + rng.uniform(0.6, 2.0)
+        spans.append((round(start, 2), round(start + rng.uniform(0.5, 4.0), 2)))
+        t = spans[-1][1]
+    spans.append((t + 1.0, t + 4.0))  # the last one runs to the end of the file
+    path = write_call(tmp_path / "call.wav", t + 4.0, [spans], rng, kind="noise")
+
+    channels, _, duration_s = score.read_recording_windows(info(path), CONFIG, SEED)
+
+    windows = channels[0].windows
+    assert windows and windows[-1][1] == pytest.approx(duration_s, abs=0.02)
+    for start, end in windows:
+        assert 0.0 <= start < end <= duration_s
+        assert inside(start, spans), f"window {start}-{end} starts in silence; speech {spans}"
+        assert end - start <= CONFIG.window_s + 1e-9
+
+
+def test_streamed_channels_give_the_same_windows_and_features_as_whole_ones(tmp_path, rng, monkeypatch) -> None:
+    path = write_call(tmp_path / "call.flac", 50.0, [[(1.0, 12.0), (14.0, 30.5)], [(31.0, 49.0)]], rng)
+    whole, rate, duration_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+
+    monkeypatch.setattr(score, "WHOLE_CHANNEL_SAMPLES", 1000)
+    monkeypatch.setattr(score, "_REGION_S", 7.0)  # several regions, and windows wider than one
+    monkeypatch.setattr(segments, "_BLOCK_FRAMES", 300)  # many VAD blocks, tone test across their edges
+    streamed, streamed_rate, streamed_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+
+    assert (streamed_rate, streamed_s) == (rate, duration_s)
+    for a, b in zip(whole, streamed, strict=True):
+        assert a.windows == b.windows and len(a.windows) > 5
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-5)  # BLAS blocks differ: float32 rounding
+
+
+def write_hour(path: Path, rng: np.random.Generator) -> None:
+    """One hour of 8 kHz mono line noise with speech-like bursts at 10 and 50 minutes, written a minute at a time."""
+    with soundfile.SoundFile(path, "w", samplerate=RATE, channels=1, subtype="PCM_16") as handle:
+        for minute in range(60):
+            block = (10 ** (-60 / 20) * rng.standard_normal(60 * RATE)).astype(np.float32)
+            if minute in (10, 50):
+                block[: 20 * RATE] += call_waveform(20.0, RATE, [[(0.0, 20.0)]], rng)[:, 0]
+            handle.write(block)
+
+
+def test_a_one_hour_recording_is_scored_in_bounded_memory(tmp_path, rng) -> None:
+    path = tmp_path / "hour.wav"
+    write_hour(path, rng)
+    whole_channel_bytes = 3600 * RATE * 4  # what decoding the channel whole would hold: 115 MB
+    warm_up = write_call(tmp_path / "warm-up.wav", 5.0, [[(1.0, 4.5)]], rng)
+    score.read_recording_windows(info(warm_up), CONFIG, STATS8K)  # first-call imports and numba are not the point
+
+    tracemalloc.start()
+    try:
+        channels, _, duration_s = score.read_recording_windows(info(path), CONFIG, STATS8K)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert duration_s == 3600.0
+    assert peak < 0.3 * whole_channel_bytes, f"peak {peak / 2**20:.0f} MiB"  # ~18 MiB measured; whole: ~128 MiB
+    windows = channels[0].windows
+    assert windows and all(inside(start, [(600, 620), (3000, 3020)], 0.5) for start, _ in windows)
+    assert channels[0].features.shape == (len(windows), 265)
+
+
+def test_silent_channel_still_gets_a_calls_row(tmp_path, fake_model_dir, rng) -> None:
+    path = write_call(tmp_path / "calls" / "one-sided.wav", 8.0, [[(1.0, 6.0)], []], rng)
+    artifact, identity = fake_artifact(fake_model_dir)
+
+    scores = score.score_files([info(path)], artifact, CONFIG)
+
+    calls = scores.tables["calls"].to_pylist()
+    assert [(c["channel"], c["n_channels"]) for c in calls] == [(0, 2), (1, 2)]
+    assert calls[0]["n_segments"] > 0 and calls[0]["dominant_emotion"] == "angry"
+    assert calls[1]["n_segments"] == 0 and calls[1]["speech_s"] == 0.0 and calls[1]["dominant_emotion"] is None
+    assert calls[1]["share_angry"] == 0.0 and calls[1]["share_neutral"] is None
+    predictions = scores.tables["predictions"]
+    assert set(predictions.column("channel").to_pylist()) == {0}
+    assert predictions.column("model_id").unique().to_pylist() == [identity.model_id]
+    assert predictions.column("prob_calm").null_count == predictions.num_rows
+
+
+def test_bad_recordings_become_error_rows_and_the_rest_is_scored(tmp_path, fake_model_dir, rng) -> None:
+    folder = tmp_path / "calls"
+    good = write_call(folder / "good.wav", 6.0, [[(1.0, 5.0)]], rng)
+    (folder / "junk.wav").write_bytes(b"not audio at all")
+    (folder / "empty.wav").write_bytes(b"")
+    soundfile.write(folder / "too-slow.wav", np.zeros(2000, np.float32), 2000)
+    nan = np.full(8000, np.nan, dtype=np.float32)
+    soundfile.write(folder / "nan.wav", nan, RATE, subtype="FLOAT")
+    artifact, identity = fake_artifact(fake_model_dir)
+
+    scores = score.score_files(list(storage.list_files(str(folder))), artifact, CONFIG)
+
+    errors = {Path(row["path"]).name: row for row in scores.tables["errors"].to_pylist()}
+    assert set(errors) == {"junk.wav", "empty.wav", "too-slow.wav", "nan.wav"}
+    assert errors["junk.wav"]["stage"] == "decode" and "undecodable" in errors["junk.wav"]["message"]
+    assert "2000 Hz" in errors["too-slow.wav"]["message"]
+    assert errors["nan.wav"]["stage"] == "segment" and "NaN" in errors["nan.wav"]["message"]
+    assert all(row["model_id"] == identity.model_id and row["error_type"] == "AudioError" for row in errors.values())
+    assert scores.tables["calls"].column("path").to_pylist() == [str(good)]
+    assert scores.n_scored == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_recording_is_an_error_row(tmp_path, fake_model_dir, rng) -> None:
+    path = write_call(tmp_path / "calls" / "locked.wav", 3.0, [[(0.5, 2.5)]], rng)
+    listed = info(path)
+    path.chmod(0)
+    artifact, identity = fake_artifact(fake_model_dir)
+
+    errors = score.score_files([listed], artifact, CONFIG).tables["errors"].to_pylist()
+
+    assert [(e["error_type"], e["stage"]) for e in errors] == [("PermissionError", "decode")]
+
+
+def test_transient_read_error_fails_the_shard(tmp_path, fake_model_dir, rng, monkeypatch) -> None:
+    path = write_call(tmp_path / "calls" / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+
+    def flaky(uri, **kwargs):
+        raise TimeoutError("read timed out")
+
+    monkeypatch.setattr(score, "local_copy", flaky)
+    artifact, identity = fake_artifact(fake_model_dir)
+    with pytest.raises(TimeoutError):
+        score.score_files([info(path)], artifact, CONFIG)
+
+
+def run_once(source: Path, dest: Path, model_dir: Path, **options: object) -> ScorePlan:
+    """Plan, then score every shard in-process with the fake model, as the flow does on workers."""
+    plan = plan_scoring(str(source), str(dest), str(model_dir), shard_size=2, **options)  # type: ignore[arg-type]
+    artifact, identity = fake_artifact(model_dir)
+    for shard in plan.plan.shards:
+        scores = score.score_files(shard.files, artifact, CONFIG)
+        storage.write_scores(scores.tables, str(dest), "2026-11-24", shard.shard_id)
+    return plan
+
+
+def test_done_index_makes_reruns_idempotent_and_picks_up_new_recordings(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    for name in ("a", "b", "c"):
+        write_call(source / f"{name}.wav", 3.0, [[(0.5, 2.5)], []], rng)
+    (source / "bad.wav").write_bytes(b"junk")
+
+    first = run_once(source, dest, fake_model_dir)
+    assert (first.plan.n_seen, first.plan.n_pending, first.plan.n_done) == (4, 4, 0)
+    again = run_once(source, dest, fake_model_dir)
+    assert (again.plan.n_pending, again.plan.n_done, again.plan.n_known_bad) == (0, 3, 1)
+
+    write_call(source / "d.wav", 3.0, [[(0.5, 2.5)], []], rng)
+    third = run_once(source, dest, fake_model_dir)
+    assert [f.uri for s in third.plan.shards for f in s.files] == [str(source / "d.wav")]
+    retried = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=2, retry_errors=True)
+    assert [f.uri for s in retried.plan.shards for f in s.files] == [str(source / "bad.wav")]
+
+    (fake_model_dir / "model.keras").write_bytes(b"weights v2")  # a new model version scores everything again
+    fourth = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=10)
+    assert fourth.model.model_id != first.model.model_id
+    assert (fourth.plan.n_pending, fourth.plan.n_done) == (5, 0)
+
+
+def test_shard_ids_are_deterministic_and_name_the_part_files(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    for name in ("a", "b", "c"):
+        write_call(source / f"{name}.wav", 3.0, [[(0.5, 2.5)]], rng)
+
+    plan = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=2)
+    same = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=2)
+    assert [s.shard_id for s in plan.plan.shards] == [s.shard_id for s in same.plan.shards]
+
+    run_once(source, dest, fake_model_dir)
+    parts = sorted(p.name for p in (dest / "calls" / "run_date=2026-11-24").iterdir())
+    assert parts == sorted(f"part-{s.shard_id}.parquet" for s in plan.plan.shards)
+
+
+def test_orphan_predictions_without_calls_are_removed_and_rescored(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+    run_once(source, dest, fake_model_dir)
+    calls_part = next((dest / "calls" / "run_date=2026-11-24").iterdir())
+    calls_part.unlink()  # as if the shard died between its predictions and calls writes
+
+    plan = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=2)
+
+    assert plan.n_orphans_removed == 1 and plan.plan.n_pending == 1
+    assert not list((dest / "predictions" / "run_date=2026-11-24").iterdir())
+
+
+def test_empty_table_removes_a_stale_part_of_an_earlier_attempt(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    path = write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+    artifact, identity = fake_artifact(fake_model_dir)
+    shard = Shard("s1", (info(path),))
+    errors = score.score_files([FileInfo(str(tmp_path / "gone.wav"), 1, "1:1")], artifact, CONFIG).tables
+    storage.write_scores(errors, str(dest), "2026-11-24", shard.shard_id)
+    assert (dest / "errors" / "run_date=2026-11-24" / "part-s1.parquet").exists()
+
+    storage.write_scores(score.score_files(shard.files, artifact, CONFIG).tables, str(dest), "2026-11-24", "s1")
+
+    assert not (dest / "errors" / "run_date=2026-11-24" / "part-s1.parquet").exists()
+    assert pq.read_table(dest / "calls" / "run_date=2026-11-24" / "part-s1.parquet").num_rows == 1
+
+
+@pytest.mark.parametrize("run_date", ["2026-11-24", "2024-02-29"])
+def test_valid_run_dates_pass(run_date) -> None:
+    assert schema.run_date_value(run_date) == run_date
+
+
+@pytest.mark.parametrize(
+    "run_date", ["2026-13-01", "2026-02-30", "2026-1-1", "20261124", "../2026-11-24", "2026-11-24/x", "", "today"]
+)
+def test_bad_run_dates_are_refused_before_any_work(run_date, tmp_path, fake_model_dir) -> None:
+    with pytest.raises(ConfigError, match="run_date"):
+        schema.run_date_value(run_date)
+    with pytest.raises(ConfigError, match="run_date"):
+        score.score_shard(Shard("s", ()), str(tmp_path / "out"), str(fake_model_dir), CONFIG, run_date=run_date)
+    assert not (tmp_path / "out").exists()
+
+
+def test_recording_date_comes_from_date_folders_else_mtime() -> None:
+    mtime = datetime(2026, 11, 20, 23, 30, tzinfo=UTC).timestamp()
+    assert score_date("s3://calls/archive/2026/11/24/c.wav", mtime) == date(2026, 11, 24)
+    assert score_date("/a/2025/01/02/b/2026/11/24/c.wav", mtime) == date(2026, 11, 24)
+    assert score_date("/a/2026/13/45/c.wav", mtime) == date(2026, 11, 20)  # not a date: mtime (UTC)
+    assert score_date("/a/2026/11/24.wav", mtime) == date(2026, 11, 20)  # a file name is not a folder
+    assert score_date("/a/c.wav", None) is None
+
+
+def score_date(uri: str, modified_s: float | None) -> date | None:
+    return recording_date(FileInfo(uri, 1, "1:1", modified_s))
+
+
+def test_since_keeps_recordings_of_that_day_or_later_and_undated_ones() -> None:
+    files = [FileInfo(f"/calls/2026/11/{day}/c.wav", 1, "1:1") for day in (22, 23, 24)]
+    files.append(FileInfo("/calls/undated.wav", 1, "1:1"))
+
+    kept = [f.uri for f in recordings_since(files, date(2026, 11, 23))]
+
+    assert kept == ["/calls/2026/11/23/c.wav", "/calls/2026/11/24/c.wav", "/calls/undated.wav"]
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        parse_date("24.11.2026")
+
+
+def test_model_id_changes_with_the_model_and_a_foreign_fingerprint_is_refused(fake_model_dir) -> None:
+    first = score.read_model_identity(str(fake_model_dir))
+    assert first.model_id.startswith("fake-seed268-") and first.classes == CLASSES
+    (fake_model_dir / "model.keras").write_bytes(b"weights v2")
+    assert score.read_model_identity(str(fake_model_dir)).model_id != first.model_id
+
+    metadata = json.loads((fake_model_dir / "metadata.json").read_text())
+    (fake_model_dir / "metadata.json").write_text(json.dumps({**metadata, "fingerprint": "0123456789abcdef"}))
+    with pytest.raises(SchemaError, match="fingerprint"):
+        score.read_model_identity(str(fake_model_dir))
+
+
+def test_model_is_loaded_once_per_process_and_model_version(fake_model_dir, monkeypatch) -> None:
+    loads = []
+    monkeypatch.setattr(score, "load_artifact", lambda model_dir, **kw: loads.append(model_dir) or object())
+    monkeypatch.setattr(score, "_MODELS", type(score._MODELS)())
+    identity = score.read_model_identity(str(fake_model_dir))
+
+    results = [score.load_model_once(identity) for _ in range(3)]
+    (fake_model_dir / "model.keras").write_bytes(b"weights v2")
+    newer = score.load_model_once(score.read_model_identity(str(fake_model_dir)))
+
+    assert [loaded for _, loaded in results] == [True, False, False] and newer[1] is True
+    assert len(loads) == 2
+
+
+class RecordingModel(FakeModel):
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, features: np.ndarray, training: bool = False) -> np.ndarray:
+        self.inputs.append(np.array(features))
+        return super().__call__(features, training)
+
+
+def test_a_voice_normalised_model_sees_each_channel_z_scored_by_its_own_windows(tmp_path, fake_model_dir, rng) -> None:
+    from ser_batch.model.voice import VoicePrior
+
+    path = write_call(tmp_path / "calls" / "call.wav", 15.0, [[(1.0, 6.0)], [(6.0, 14.0)]], rng)
+    channels, _, _ = score.read_recording_windows(info(path), CONFIG, SEED)
+    _, identity = fake_artifact(fake_model_dir)
+    for prior in (None, VoicePrior(np.zeros(268), np.ones(268), weight=0.0)):
+        model = RecordingModel()
+        artifact = Artifact(model=model, metadata={}, identity=identity, voice_prior=prior)
+        score.score_files([info(path)], artifact, CONFIG)
+        (seen,) = model.inputs
+        raw = np.concatenate([c.features for c in channels])
+        if prior is None:
+            np.testing.assert_array_equal(seen, raw)
+            continue
+        first = len(channels[0].windows)
+        for block in (seen[:first], seen[first:]):
+            assert len(block) >= 2
+            np.testing.assert_allclose(block.mean(axis=0), 0.0, atol=1e-4)
