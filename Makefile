@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make run    install, make a demo archive, featurize it on a local Dask cluster
-#   make test   install and run every test (CI runs this)
+#   make test   install, lint (ruff, mypy) and run every test (CI runs this)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: install run test test-fast clean
+.PHONY: install run test test-fast lint clean
 
 $(BIN)/ser-batch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ run: install
 	$(BIN)/ser-batch make-demo $(DEMO)/audio
 	$(BIN)/ser-batch featurize $(DEMO)/audio $(DEMO)/out
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check ser_batch flows tests benchmarks
+	$(BIN)/ruff format --check ser_batch flows tests benchmarks
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not integration and not s3"

@@ -68,7 +68,7 @@ def main() -> None:
         )
     )
     for split, runs in rows:
-        metric = lambda part, key: [run[part][key] for run in runs]  # noqa: E731
+        metric = lambda part, key, runs=runs: [run[part][key] for run in runs]  # noqa: E731
         per_corpus = [cell([run["test"]["per_corpus"].get(c, float("nan")) for run in runs]) for c in corpora]
         print(
             " | ".join(

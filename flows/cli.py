@@ -80,11 +80,13 @@ def _featurize(args: argparse.Namespace) -> int:
         max_error_ratio=args.max_error_ratio,
         augment=args.augment,
     )
-    features = Path(args.dest) / "features" if "://" not in args.dest else f"{args.dest.rstrip('/')}/features"
-    print(f"\nfeatures: {features}/feature_set={args.feature_set}/corpus=*/part-*.parquet")
+    from ser_batch.storage import features_root
+
+    features = features_root(args.dest, args.feature_set)
+    print(f"\nfeatures: {features}/corpus=*/part-*.parquet")
     duckdb = Path(sys.executable).parent / "duckdb"  # installed with ser-batch (duckdb-cli)
     print(
-        f"query:    {duckdb if duckdb.exists() else 'duckdb'} -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\""
+        f"query:    {duckdb if duckdb.exists() else 'duckdb'} -c \"SELECT corpus, emotion, count(*) FROM read_parquet('{features}/*/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\""
     )
     if args.json:
         print(json.dumps(summary))

@@ -13,13 +13,13 @@ from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs
 from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
-from ser_batch.errors import SerBatchError
 from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
 
 @task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+    """Featurize one shard on a worker and write its part files (``ser_batch.jobs.featurize_shard``)."""
     summary = jobs.featurize_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
     get_run_logger().info(
         "shard %s: %d files, %d rows, %d errors, %.1f s",
@@ -34,6 +34,7 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
 
 @task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+    """Make and featurize one shard's augmented copies on a worker (``ser_batch.jobs.augment_shard``)."""
     summary = jobs.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
     get_run_logger().info(
         "augment shard %s: %d clips, %d copies, %d errors, %.1f s",
@@ -107,10 +108,9 @@ def featurize(
         plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest, augmented=copies
     )
     print(jobs.format_featurize_summary(summary))
-    if plan.n_pending and summary["failed"] > max_error_ratio * plan.n_pending:
-        raise SerBatchError(
-            f"{summary['failed']} of {plan.n_pending} files failed (> max_error_ratio {max_error_ratio}); see {dest}/errors"
-        )
+    jobs.check_error_ratio(
+        summary["failed"], plan.n_pending, max_error_ratio, inputs="files", errors_at=f"{dest}/errors"
+    )
     return summary
 
 

@@ -88,8 +88,10 @@ def local_cluster(
 
 @contextmanager
 def cluster_on_demand(address: str | None, n_workers: int | None) -> Iterator[Callable[[], DaskTaskRunner]]:
-    """Yield ``runner()``: a task runner on ``address`` (or ``$SER_BATCH_DASK_ADDRESS``), else on one
-    LocalCluster started at the first call and shared by every later one, closed on exit.
+    """Yield ``runner()``, a task runner on ``address``, ``$SER_BATCH_DASK_ADDRESS`` or a shared LocalCluster.
+
+    Without an address, one LocalCluster is started at the first call, shared by every later
+    one and closed on exit.
 
     A flow with several passes (featurize, then augment) pays one cluster start, and a
     run with nothing to do pays none.

@@ -13,7 +13,6 @@ from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema
 from ser_batch.config import ScoreConfig, score_config
-from ser_batch.errors import SerBatchError
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
@@ -21,6 +20,7 @@ from ser_batch.shards import ScoreShardSummary, Shard
 def score_shard(
     shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str, storage_options: SecretStr | None
 ) -> ScoreShardSummary:
+    """Score one shard of recordings on a worker and write its part files (``ser_batch.jobs.score_shard``)."""
     s = jobs.score_shard(
         shard, dest, model_dir, config, run_date=run_date, storage_options=unseal_storage_options(storage_options)
     )
@@ -91,10 +91,10 @@ def score(
         )
     summary = jobs.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
     print(jobs.format_score_summary(summary))
-    if plan.plan.n_pending and summary["failed"] > max_error_ratio * plan.plan.n_pending:
-        raise SerBatchError(
-            f"{summary['failed']} of {plan.plan.n_pending} recordings failed (> max_error_ratio {max_error_ratio}); see {dest}/errors"
-        )
+    errors_at = f"{dest}/errors/run_date={run_date}"
+    jobs.check_error_ratio(
+        summary["failed"], plan.plan.n_pending, max_error_ratio, inputs="recordings", errors_at=errors_at
+    )
     return summary
 
 

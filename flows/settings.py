@@ -17,7 +17,7 @@ TIMEZONE_ENV = "SER_BATCH_TIMEZONE"
 
 
 def storage_options_from_env() -> dict[str, Any] | None:
-    """fsspec storage options from ``$SER_BATCH_STORAGE_OPTIONS`` (a JSON object), or None.
+    """Fsspec storage options from ``$SER_BATCH_STORAGE_OPTIONS`` (a JSON object), or None.
 
     Without it, s3fs reads the standard AWS environment and profiles itself.
     """

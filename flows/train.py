@@ -14,6 +14,7 @@ from ser_batch.jobs.train import train_and_save
 
 @task(name="fit-and-save", retries=0, cache_policy=NO_CACHE)
 def fit_and_save(features_dest: str, model_dir: str, feature_set: str, config: TrainConfig) -> dict[str, Any]:
+    """Fit the model on the consolidated table and save the model directory (``ser_batch.jobs.train_and_save``)."""
     logger = get_run_logger()
     metadata = train_and_save(
         features_dest,

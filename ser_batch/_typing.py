@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,3 +22,6 @@ Indices = NDArray[np.int64]
 
 Log = Callable[[str], None]
 """Where progress lines go (``print``, a Prefect logger's ``info``)."""
+
+Voices = Sequence[Hashable] | NDArray[Any]
+"""The voice of each row (a speaker, a call channel), shape ``(n,)``: rows of one voice are normalised together."""

@@ -71,8 +71,10 @@ class FeatureConfig(_Frozen):
 
 
 class StatsFeatureConfig(FeatureConfig):
-    """A pooled-statistics feature set at a fixed rate: spectral, cepstral and prosodic frames
-    from one shared STFT, silence trimmed, pooled with mean, std and percentiles.
+    """A pooled-statistics feature set at a fixed rate.
+
+    Spectral, cepstral and prosodic frames from one shared STFT, silence trimmed, pooled
+    with mean, std and percentiles.
 
     ``n_chroma`` is unused (0). The pitch track is an autocorrelation pitch computed
     from the same power spectrum, so ``n_fft`` must cover two periods of ``f0_min``.

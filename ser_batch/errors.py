@@ -27,5 +27,9 @@ class SchemaError(SerBatchError):
     """
 
 
+class RunError(SerBatchError):
+    """A run did its work but failed as a whole: more of its inputs were bad than ``max_error_ratio`` allows."""
+
+
 class StorageError(SerBatchError):
     """SOURCE or DEST cannot be listed, read or written (missing, denied, unreachable)."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ser_batch.config import CORPORA, EMOTIONS, FeatureConfig, feature_config
-from ser_batch.errors import AudioError, ConfigError, SchemaError
+from ser_batch.errors import ConfigError, SchemaError
 
 META_FEATURE_SET = b"ser_batch.feature_set"
 META_FINGERPRINT = b"ser_batch.fingerprint"
@@ -83,9 +83,11 @@ class FeatureRows:
 
     @classmethod
     def empty(cls) -> FeatureRows:
+        """No rows yet."""
         return cls({field.name: [] for field in ROW_FIELDS}, [])
 
     def append(self, vector: NDArray[np.float32], **values: Any) -> None:
+        """Add one row: its feature vector and a value for every field of ``ROW_FIELDS``."""
         for name, column in self.columns.items():
             column.append(values[name])
         self.vectors.append(vector)
@@ -94,6 +96,7 @@ class FeatureRows:
         return len(self.vectors)
 
     def to_table(self, schema: pa.Schema) -> pa.Table:
+        """The rows as an Arrow table of ``schema`` (``features_schema`` of the set)."""
         width = schema.field("features").type.list_size
         flat = np.concatenate(self.vectors) if self.vectors else np.empty(0, np.float32)
         arrays = [pa.array(self.columns[field.name], type=field.type) for field in ROW_FIELDS]
@@ -199,18 +202,19 @@ def run_date_value(run_date: str) -> str:
 
 
 def error_row(
-    path: str, content_key: str, error: AudioError | OSError, *, stage: str, feature_set: str, run_at: datetime
+    path: str, content_key: str, error: Exception, *, stage: str, feature_set: str, run_at: datetime
 ) -> dict[str, Any]:
     """One ``ERRORS_SCHEMA`` row for a file that could not be featurized or scored.
 
-    An ``AudioError``'s message is kept as it is; an ``OSError`` becomes ``cannot read: <reason>``.
+    An ``OSError`` becomes ``cannot read: <reason>``; any other error (an ``AudioError``) keeps its message.
 
+    >>> from ser_batch.errors import AudioError
     >>> row = error_row("/a.wav", "1:2", AudioError("empty file"), stage="decode", feature_set="stats8k",
     ...                 run_at=datetime(2026, 1, 1))
     >>> row["error_type"], row["message"], row["stage"]
     ('AudioError', 'empty file', 'decode')
     """
-    message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
+    message = f"cannot read: {error.strerror or error}" if isinstance(error, OSError) else str(error)
     return {
         "path": path,
         "content_key": content_key,

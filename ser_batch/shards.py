@@ -75,6 +75,7 @@ class Plan:
 
     @property
     def n_pending(self) -> int:
+        """Inputs still to do."""
         return len(self.pending)
 
     @property
@@ -92,8 +93,9 @@ class Plan:
 
 
 def cut_shards(files: Sequence[FileInfo], *, fingerprint: str, shard_size: int, n_slots: int = 1) -> list[Shard]:
-    """``files`` in order, cut into the fewest near-equal shards of at most ``shard_size`` whose number is
-    a multiple of ``n_slots``, as far as there are files.
+    """``files`` in order, cut into the fewest near-equal shards of at most ``shard_size``.
+
+    Their number is a multiple of ``n_slots``, as far as there are files.
 
     >>> files = [FileInfo(f"/a/{i}.wav", 1, "1:1") for i in range(7)]
     >>> [len(s.files) for s in cut_shards(files, fingerprint="f", shard_size=3)]

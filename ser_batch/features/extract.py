@@ -185,7 +185,7 @@ def spectral_frames(
 
 
 def autocorrelation_pitch(
-    power: NDArray[np.float32], sample_rate: int, config: StatsFeatureConfig
+    power: NDArray[np.floating], sample_rate: int, config: StatsFeatureConfig
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-frame f0 and periodicity from a power STFT (Wiener-Khinchin, Boersma's window correction).
 
@@ -226,12 +226,12 @@ def _pool(frames: NDArray[np.float64], full: bool) -> NDArray[np.float64]:
     return np.stack([frames.mean(axis=1), frames.std(axis=1), p10, p50, p90], axis=1).reshape(-1)
 
 
-def _kept_frames(rms_db: NDArray[np.float64], trim_db: float) -> slice:
+def _kept_frames(rms_db: NDArray[np.floating], trim_db: float) -> slice:
     loud = np.flatnonzero(rms_db >= rms_db.max() - trim_db)
     return slice(int(loud[0]), int(loud[-1]) + 1)
 
 
-def _pitch_stats(f0: NDArray[np.float64], strength: NDArray[np.float64], voiced: NDArray[np.bool_]) -> list[float]:
+def _pitch_stats(f0: NDArray[np.floating], strength: NDArray[np.floating], voiced: NDArray[np.bool_]) -> list[float]:
     if voiced.sum() < 2:  # unvoiced clip: neutral values rather than NaN
         return [0.0] * 6 + [float(voiced.mean()), float(strength.mean())]
     semitones = 12.0 * np.log2(f0[voiced] / _F0_REF_HZ)
@@ -305,10 +305,14 @@ def pooled_stats_vector(
     ``ser_batch.features.windows`` can pool frames it shares between overlapping windows.
 
     Args:
-        logmel: ``(n_mels, t)`` dB. mfcc: ``(n_mfcc, t)``. shape: ``(5, t)`` zcr, relative
-            energy dB, centroid, rolloff, flatness. deltas: the std over frames of the first and
-            second MFCC deltas, ``(n_mfcc,)`` each. contrast: ``(n_contrast_bands + 1, t)`` dB.
-            f0: ``(t,)`` Hz. strength: ``(t,)`` in [0, 1]. voiced: ``(t,)``.
+        logmel: ``(n_mels, t)``, dB.
+        mfcc: ``(n_mfcc, t)``.
+        shape: ``(5, t)``: zcr, relative energy dB, centroid, rolloff, flatness.
+        deltas: the std over frames of the first and second MFCC deltas, ``(n_mfcc,)`` each.
+        contrast: ``(n_contrast_bands + 1, t)``, dB.
+        f0: ``(t,)``, Hz.
+        strength: ``(t,)``, voicing strength in [0, 1].
+        voiced: ``(t,)``, bool.
 
     Returns:
         float32 array of shape ``(len(feature_names(config)),)``, NaN and inf replaced by 0.

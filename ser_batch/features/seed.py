@@ -44,7 +44,7 @@ class SeedFilters:
     chroma_banks: dict[float, NDArray[np.float32]] = field(default_factory=dict)
 
     def chroma_bank(self, tuning: float) -> NDArray[np.float32]:
-        """librosa's chroma filter bank for ``tuning``, shape ``(n_chroma, 1 + n_fft // 2)``."""
+        """Librosa's chroma filter bank for ``tuning``, shape ``(n_chroma, 1 + n_fft // 2)``."""
         bank = self.chroma_banks.get(tuning)
         if bank is None:
             config = self.config

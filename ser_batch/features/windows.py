@@ -231,7 +231,7 @@ def _rolloff(magnitude: NDArray[np.float32], freqs: NDArray[np.float64]) -> NDAr
     return freqs[np.argmax(reached, axis=0)]
 
 
-def _contrast_bands(freqs: NDArray[np.float64], config: StatsFeatureConfig) -> list[tuple[NDArray[np.bool_], int]]:
+def _contrast_bands(freqs: NDArray[np.float64], config: StatsFeatureConfig) -> list[tuple[NDArray[np.intp], int]]:
     """librosa.feature.spectral_contrast's sub-bands: (bins of the band, how many bins make a peak or valley)."""
     octaves = np.zeros(config.n_contrast_bands + 2)
     octaves[1:] = config.contrast_fmin * (2.0 ** np.arange(0, config.n_contrast_bands + 1))
@@ -312,12 +312,12 @@ def _power_to_db(values: NDArray[np.floating]) -> NDArray[np.floating]:
 class _WindowFrames:
     """One window's frame matrices after trim and gain normalisation, as ``_stats_vector`` pools them."""
 
-    logmel: NDArray[np.float32]
+    logmel: NDArray[np.floating]
     full: NDArray[np.float64]  # MFCC rows then the five shape rows
     deltas: list[NDArray[np.float64]]
-    contrast: NDArray[np.float64]
-    f0: NDArray[np.float64]
-    strength: NDArray[np.float64]
+    contrast: NDArray[np.floating]
+    f0: NDArray[np.floating]
+    strength: NDArray[np.floating]
     voiced: NDArray[np.bool_]
 
 

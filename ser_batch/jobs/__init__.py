@@ -16,6 +16,7 @@ from ser_batch.jobs.plan import (
     recordings_since,
 )
 from ser_batch.jobs.report import (
+    check_error_ratio,
     featurize_summary,
     format_featurize_summary,
     format_score_summary,
@@ -40,6 +41,7 @@ __all__ = [
     "WHOLE_CHANNEL_SAMPLES",
     "augment_files",
     "augment_shard",
+    "check_error_ratio",
     "check_locations",
     "check_scoring",
     "evaluate_store",

@@ -15,7 +15,6 @@ from threadpoolctl import threadpool_limits
 
 from ser_batch import schema, storage
 from ser_batch.config import FeatureConfig
-from ser_batch.errors import AudioError
 from ser_batch.features.augment import augmented_copies
 from ser_batch.features.extract import feature_names, feature_vector
 from ser_batch.features.resample import resample
@@ -57,27 +56,14 @@ def featurize_files(
             )
             stage = "features"
             vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
-        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
-            errors.append(_error_row(info, error, stage, config, now))
+        except storage.PER_FILE_ERRORS as error:
+            errors.append(
+                schema.error_row(info.uri, info.content_key, error, stage=stage, feature_set=config.name, run_at=now)
+            )
             continue
         rows.append(vector, **_row_values(info, labels, decoded, config, now))
     features = rows.to_table(schema.features_schema(config, feature_names(config)))
     return features, pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA)
-
-
-def _error_row(
-    info: FileInfo, error: AudioError | OSError, stage: str, config: FeatureConfig, now: datetime
-) -> dict[str, Any]:
-    message = str(error) if isinstance(error, AudioError) else f"cannot read: {error.strerror or error}"
-    return {
-        "path": info.uri,
-        "content_key": info.content_key,
-        "error_type": type(error).__name__,
-        "message": message,
-        "stage": stage,
-        "feature_set": config.name,
-        "run_at": now,
-    }
 
 
 def _row_values(
@@ -127,8 +113,12 @@ def augment_files(
                 (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
                 for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)
             ]
-        except (AudioError, *storage.PER_FILE_OS_ERRORS) as error:
-            errors.append(_error_row(info, error, schema.AUGMENT_STAGE, config, now))
+        except storage.PER_FILE_ERRORS as error:
+            errors.append(
+                schema.error_row(
+                    info.uri, info.content_key, error, stage=schema.AUGMENT_STAGE, feature_set=config.name, run_at=now
+                )
+            )
             continue
         for name, vector in copies:
             transforms.append(name)

@@ -67,8 +67,10 @@ def plan_augmentation(
     retry_errors: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Plan:
-    """Plan the augmented copies still to make: labelled clips under SOURCE whose features row
-    (of their current content) DEST holds and whose copies it does not.
+    """Plan the augmented copies still to make.
+
+    Those are of the labelled clips under SOURCE whose features row (of their current
+    content) DEST holds and whose copies it does not.
 
     Raises:
         ConfigError: if ``shard_size`` < 1.

@@ -7,10 +7,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ser_batch.errors import ConfigError, RunError
 from ser_batch.shards import Plan, ScorePlan, ScoreShardSummary, ShardSummary
 
 
-def progress_bar(total: int, *, description: str) -> tqdm:  # type: ignore[type-arg]
+def progress_bar(total: int, *, description: str) -> tqdm:
     """A progress bar on stderr that hides itself when stderr is not a terminal."""
     return tqdm(total=total, desc=description, unit="file", disable=None, dynamic_ncols=True)
 
@@ -128,3 +129,31 @@ def format_score_summary(summary: dict[str, Any]) -> str:
             f"{summary['audio_min_per_worker_s']} min/s per worker while scoring, {summary['audio_min_per_cpu_s']} per CPU-second",
         ]
     )
+
+
+def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, inputs: str, errors_at: str) -> None:
+    """Fail a run in which more than ``max_error_ratio`` of the inputs it tried were bad (usually a wrong SOURCE).
+
+    Args:
+        n_failed: inputs recorded as errors by this run.
+        n_tried: inputs this run tried (already done and known-bad ones excluded).
+        max_error_ratio: the largest acceptable share of bad inputs, in [0, 1].
+        inputs: what the inputs are, for the message (``files``, ``recordings``).
+        errors_at: where the error rows are.
+
+    Raises:
+        ConfigError: if ``max_error_ratio`` is outside [0, 1].
+        RunError: if ``n_failed > max_error_ratio * n_tried``.
+
+    >>> check_error_ratio(1, 4, 0.5, inputs="files", errors_at="out/errors")
+    >>> check_error_ratio(3, 4, 0.5, inputs="files", errors_at="out/errors")
+    Traceback (most recent call last):
+    ...
+    ser_batch.errors.RunError: 3 of 4 files failed (> max_error_ratio 0.5); see out/errors
+    """
+    if not 0.0 <= max_error_ratio <= 1.0:
+        raise ConfigError(f"max_error_ratio {max_error_ratio} must be in [0, 1]")
+    if n_tried and n_failed > max_error_ratio * n_tried:
+        raise RunError(
+            f"{n_failed} of {n_tried} {inputs} failed (> max_error_ratio {max_error_ratio}); see {errors_at}"
+        )

@@ -42,7 +42,6 @@ from threadpoolctl import threadpool_limits
 
 from ser_batch._typing import SampleReader, Span
 from ser_batch.config import FeatureConfig, ScoreConfig, feature_config
-from ser_batch.errors import AudioError
 from ser_batch.features.extract import feature_names
 from ser_batch.features.windows import window_features_at, window_groups, window_samples
 from ser_batch.model.artifact import Artifact
@@ -51,7 +50,7 @@ from ser_batch.scoring.calls import call_columns, segment_columns
 from ser_batch.scoring.segments import speech_windows
 from ser_batch.shards import FileInfo, ScoreShardSummary, Shard
 from ser_batch.storage.audio import audio_info, channel_reader, decoded_length, read_channel
-from ser_batch.storage.files import PER_FILE_OS_ERRORS, local_copy
+from ser_batch.storage.files import PER_FILE_ERRORS, local_copy
 from ser_batch.storage.model_dir import load_artifact, read_model_identity
 from ser_batch.storage.tables import write_scores
 
@@ -196,7 +195,7 @@ def score_files(
             channels, sample_rate, duration_s = read_recording_windows(
                 info, config, features, progress, storage_options=storage_options
             )
-        except (AudioError, *PER_FILE_OS_ERRORS) as error:
+        except PER_FILE_ERRORS as error:
             row = error_row(
                 info.uri, info.content_key, error, stage=progress.stage, feature_set=features.name, run_at=now
             )

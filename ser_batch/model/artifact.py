@@ -7,13 +7,13 @@ everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ser_batch._typing import Voices
 from ser_batch.model.networks import probabilities
 from ser_batch.model.voice import VoicePrior, normalise_voices
 from ser_batch.schema import ModelIdentity
@@ -46,7 +46,7 @@ class Artifact:
         """Fingerprint of that feature set."""
         return self.identity.fingerprint
 
-    def probabilities(self, features: ArrayLike, *, voices: Sequence[Hashable] | None = None) -> NDArray[np.float32]:
+    def probabilities(self, features: ArrayLike, *, voices: Voices | None = None) -> NDArray[np.float32]:
         """Class probabilities for raw feature vectors of the model's feature set.
 
         Args:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ser_batch.errors import ConfigError
+from ser_batch.errors import SchemaError
 
 
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -26,7 +26,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         accuracy in [0, 1]; NaN when ``n == 0``.
 
     Raises:
-        ConfigError: if the shapes differ.
+        SchemaError: if the shapes differ.
 
     >>> accuracy(["a", "a", "b", "b"], ["a", "b", "b", "b"])
     0.75
@@ -46,7 +46,7 @@ def balanced_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         balanced accuracy in [0, 1]; NaN when ``n == 0``.
 
     Raises:
-        ConfigError: if the shapes differ.
+        SchemaError: if the shapes differ.
 
     >>> balanced_accuracy(["a", "a", "a", "b"], ["a", "a", "a", "a"])
     0.5
@@ -69,7 +69,7 @@ def per_class_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, classes: Sequenc
         ``{class: recall}`` for the classes that occur in ``y_true``.
 
     Raises:
-        ConfigError: if the shapes differ or ``y_true`` has a label outside ``classes``.
+        SchemaError: if the shapes differ or ``y_true`` has a label outside ``classes``.
 
     >>> per_class_accuracy(["a", "a", "b", "c"], ["a", "b", "b", "a"], classes=["c", "b", "a"])
     {'c': 0.0, 'b': 1.0, 'a': 0.5}
@@ -91,7 +91,7 @@ def per_corpus_accuracy(y_true: ArrayLike, y_pred: ArrayLike, corpus: ArrayLike)
         ``{corpus: accuracy}`` for the corpora that occur.
 
     Raises:
-        ConfigError: if the shapes differ.
+        SchemaError: if the shapes differ.
 
     >>> per_corpus_accuracy(["a", "b", "a"], ["a", "a", "a"], ["tess", "crema", "crema"])
     {'crema': 0.5, 'tess': 1.0}
@@ -99,7 +99,7 @@ def per_corpus_accuracy(y_true: ArrayLike, y_pred: ArrayLike, corpus: ArrayLike)
     true, pred = _pair(y_true, y_pred)
     corpora = np.asarray(corpus, dtype=object).reshape(-1)
     if corpora.shape != true.shape:
-        raise ConfigError(f"corpus has {corpora.size} rows; labels have {true.size}")
+        raise SchemaError(f"corpus has {corpora.size} rows; labels have {true.size}")
     return {str(name): float(np.mean(true[corpora == name] == pred[corpora == name])) for name in _present(corpora)}
 
 
@@ -115,7 +115,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, classes: Sequence[
         int64 array of shape ``(k, k)`` whose entries sum to ``n``.
 
     Raises:
-        ConfigError: if the shapes differ or a label is outside ``classes``.
+        SchemaError: if the shapes differ or a label is outside ``classes``.
 
     >>> confusion_matrix(["a", "a", "b"], ["a", "b", "b"], classes=["a", "b"]).tolist()
     [[1, 1], [0, 1]]
@@ -144,7 +144,7 @@ def metric_summary(
         ``{"n", "accuracy", "balanced_accuracy", "per_corpus", "per_class"}``.
 
     Raises:
-        ConfigError: as the metrics above.
+        SchemaError: as the metrics above.
 
     >>> summary = metric_summary(["a", "b"], ["a", "a"], ["tess", "tess"], classes=["a", "b"])
     >>> summary["accuracy"], summary["balanced_accuracy"], summary["per_class"]
@@ -166,7 +166,7 @@ def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[NDArray[Any], NDArray[A
     true = np.asarray(y_true, dtype=object).reshape(-1)
     pred = np.asarray(y_pred, dtype=object).reshape(-1)
     if true.shape != pred.shape:
-        raise ConfigError(f"y_true has {true.size} rows but y_pred {pred.size}; expected equal lengths")
+        raise SchemaError(f"y_true has {true.size} rows but y_pred {pred.size}; expected equal lengths")
     return true, pred
 
 
@@ -177,4 +177,4 @@ def _present(values: NDArray[Any]) -> list[Any]:
 def _check_known(values: NDArray[Any], classes: Sequence[Any]) -> None:
     unknown = set(values.tolist()) - set(classes)
     if unknown:
-        raise ConfigError(f"labels {sorted(map(str, unknown))} are not among classes {list(classes)}")
+        raise SchemaError(f"labels {sorted(map(str, unknown))} are not among classes {list(classes)}")

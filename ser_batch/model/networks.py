@@ -71,7 +71,7 @@ def build_model(
         )
         raise ConfigError(f"model {config.model!r} needs {needs}")
     if frame_shape is not None and frame_shape[0] * frame_shape[1] != n_features:
-        raise ConfigError(f"frame_shape {frame_shape} does not hold {n_features} features")
+        raise SchemaError(f"frame_shape {frame_shape} does not hold {n_features} features")
     data = np.asarray(normalizer_data, dtype=np.float32)
     if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != n_features:
         raise SchemaError(f"normalizer_data has shape {data.shape}; expected (m >= 1, {n_features})")

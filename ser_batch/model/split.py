@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ser_batch.errors import ConfigError
+from ser_batch.errors import ConfigError, SchemaError
 
 Indices = NDArray[np.int64]
 """Sorted row numbers into the table that was split."""
@@ -70,7 +70,8 @@ def split_indices(
         ``(train, validation, test)`` sorted int64 row indices that partition ``range(n)``.
 
     Raises:
-        ConfigError: on an unknown split, a fraction out of range, null labels, missing or
+        ConfigError: on an unknown split or a fraction out of range.
+        SchemaError: on null labels, missing or
             mis-sized groups, or a grouped part that has a single group left to split.
 
     >>> train, validation, test = split_indices(["a", "b"] * 5, None, split="random",
@@ -92,7 +93,7 @@ def split_indices(
         return train, validation, test
     if split == "speaker":
         if groups is None:
-            raise ConfigError("split 'speaker' needs a group key (corpus + speaker) per row")
+            raise SchemaError("split 'speaker' needs a group key (corpus + speaker) per row")
         group_codes = _group_codes(groups, codes.size)
         rest, test = _grouped(codes, group_codes, every, test_size, rng, part="test")
         train, validation = _grouped(codes, group_codes, rest, validation_size, rng, part="validation")
@@ -141,7 +142,8 @@ def group_kfold(
         ``(train, test)`` sorted int64 row indices, one pair per fold.
 
     Raises:
-        ConfigError: if ``n_splits`` is out of range, or labels/groups are invalid.
+        ConfigError: if ``n_splits`` is out of range.
+        SchemaError: if labels or groups are invalid (not 1-D, nulls, wrong length).
 
     >>> folds = list(group_kfold(["a", "b"] * 6, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5], n_splits=3))
     >>> [len(test) for _, test in folds]
@@ -173,9 +175,9 @@ def group_kfold(
 def _codes(labels: ArrayLike) -> NDArray[np.int64]:
     values = np.asarray(labels, dtype=object if not isinstance(labels, np.ndarray) else None)
     if values.ndim != 1:
-        raise ConfigError(f"labels have shape {values.shape}; expected 1-D")
+        raise SchemaError(f"labels have shape {values.shape}; expected 1-D")
     if any(_is_null(value) for value in values.tolist()):
-        raise ConfigError("labels contain nulls; drop unlabelled rows before splitting")
+        raise SchemaError("labels contain nulls; drop unlabelled rows before splitting")
     if values.size == 0:
         return _EMPTY
     _, codes = np.unique(values, return_inverse=True)
@@ -185,7 +187,7 @@ def _codes(labels: ArrayLike) -> NDArray[np.int64]:
 def _group_codes(groups: ArrayLike, n: int) -> NDArray[np.int64]:
     values = np.asarray(groups, dtype=object).reshape(-1).tolist()
     if len(values) != n:
-        raise ConfigError(f"{len(values)} group keys for {n} rows")
+        raise SchemaError(f"{len(values)} group keys for {n} rows")
     seen: dict[object, int] = {}
     codes = np.zeros(n, dtype=np.int64)
     next_code = 0

@@ -13,12 +13,13 @@ almost only by the population, a long call almost only by itself.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ser_batch._typing import Voices
 from ser_batch.errors import SchemaError
 
 _MIN_STD = 1e-3  # a constant feature (e.g. 0 for an unvoiced clip's pitch) must not divide by zero
@@ -39,12 +40,13 @@ class VoicePrior:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> VoicePrior:
         """Inverse of ``as_dict``."""
-        return cls(
-            np.asarray(data["mean"], np.float64), np.asarray(data["variance"], np.float64), float(data["weight"])
-        )  # type: ignore[arg-type]
+        weight = data["weight"]
+        if not isinstance(weight, int | float):
+            raise SchemaError(f"voice prior weight {weight!r} is not a number")
+        return cls(np.asarray(data["mean"], np.float64), np.asarray(data["variance"], np.float64), float(weight))
 
 
-def voice_prior(features: NDArray[np.float32], voices: Sequence[Hashable], *, weight: float) -> VoicePrior:
+def voice_prior(features: NDArray[np.float32], voices: Voices, *, weight: float) -> VoicePrior:
     """Average the per-voice means and variances of training features.
 
     Args:
@@ -71,9 +73,7 @@ def voice_prior(features: NDArray[np.float32], voices: Sequence[Hashable], *, we
     return VoicePrior(np.mean(means, axis=0), np.mean(variances, axis=0), float(weight))
 
 
-def normalise_voices(
-    features: NDArray[np.float32], voices: Sequence[Hashable], prior: VoicePrior
-) -> NDArray[np.float32]:
+def normalise_voices(features: NDArray[np.float32], voices: Voices, prior: VoicePrior) -> NDArray[np.float32]:
     """Z-score each row with its voice's statistics, shrunk towards ``prior``.
 
     A voice with ``n`` rows uses ``(n * own + w * prior) / (n + w)`` for both mean and
@@ -108,9 +108,7 @@ def normalise_voices(
     return out
 
 
-def _checked(
-    features: NDArray[np.float32], voices: Sequence[Hashable]
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def _checked(features: NDArray[np.float32], voices: Voices) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     matrix = np.asarray(features, np.float64)
     labels = list(voices)
     if matrix.ndim != 2 or matrix.shape[0] != len(labels) or matrix.shape[0] == 0:

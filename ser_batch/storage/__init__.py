@@ -14,6 +14,7 @@ from ser_batch.storage.audio import (
 )
 from ser_batch.storage.files import (
     AUDIO_EXTENSIONS,
+    PER_FILE_ERRORS,
     PER_FILE_OS_ERRORS,
     check_writable,
     filesystem,
@@ -48,6 +49,7 @@ __all__ = [
     "Decoded",
     "MAX_CLIP_S",
     "MIN_SAMPLE_RATE",
+    "PER_FILE_ERRORS",
     "PER_FILE_OS_ERRORS",
     "audio_info",
     "channel_reader",

@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from ser_batch.errors import StorageError
+from ser_batch.errors import AudioError, StorageError
 from ser_batch.shards import FileInfo
 
 AUDIO_EXTENSIONS = frozenset(
@@ -61,6 +61,9 @@ PER_FILE_OS_ERRORS: tuple[type[OSError], ...] = (
 )
 """Read failures that are permanent for one file: recorded as its error row. Any other OSError may
 be transient (network, throttling) and fails the shard, so its task is retried."""
+
+PER_FILE_ERRORS: tuple[type[Exception], ...] = (AudioError, *PER_FILE_OS_ERRORS)
+"""Everything that is one file's own problem: recorded as its error row, never fatal to a shard."""
 
 
 def is_remote(uri: str) -> bool:
@@ -159,7 +162,9 @@ def list_files(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
         if info.get("type") == "file" and os.path.splitext(key)[1].lower() in AUDIO_EXTENSIONS:
             etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
             modified = info.get("LastModified", info.get("mtime"))
-            modified_s = modified.timestamp() if hasattr(modified, "timestamp") else None
+            modified_s = (
+                float(modified.timestamp()) if modified is not None and hasattr(modified, "timestamp") else None
+            )
             yield FileInfo(f"{protocol}://{key}", int(info["size"]), f"{info['size']}:{etag}", modified_s)
 
 

@@ -37,12 +37,18 @@ from ser_batch.storage import files as storage
 
 
 def features_root(dest: str, feature_set: str, dataset_name: str = "features") -> str:
+    """``DEST/<dataset>/feature_set=<name>``: the folder of one feature set's rows (``features`` or ``augmented``).
+
+    Raises:
+        ConfigError: if ``dataset_name`` is not one of ``schema.DATASETS``.
+    """
     if dataset_name not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset_name!r}; expected one of {DATASETS}")
     return storage.join(dest, dataset_name, f"feature_set={feature_set}")
 
 
 def errors_root(dest: str, feature_set: str) -> str:
+    """``DEST/errors/feature_set=<name>``: the folder of one feature set's featurize error rows."""
     return storage.join(dest, "errors", f"feature_set={feature_set}")
 
 
@@ -173,7 +179,7 @@ def prune_rows(
         storage.remove(uri, storage_options=storage_options)
     else:
         storage.write_bytes_atomic(uri, _parquet_bytes(kept), storage_options=storage_options)
-    return table.num_rows - kept.num_rows
+    return int(table.num_rows - kept.num_rows)
 
 
 def score_part(dest: str, table: str, run_date: str, shard_id: str) -> str:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ser_batch.errors import ConfigError
+from ser_batch.errors import SchemaError
 from ser_batch.model.metrics import (
     accuracy,
     balanced_accuracy,
@@ -51,12 +51,12 @@ def test_confusion_matrix_rows_are_true_classes_in_the_given_order() -> None:
 
 
 def test_confusion_matrix_rejects_labels_outside_the_classes() -> None:
-    with pytest.raises(ConfigError, match=r"\['z'\]"):
+    with pytest.raises(SchemaError, match=r"\['z'\]"):
         confusion_matrix(["a", "z"], ["a", "a"], classes=["a", "b"])
 
 
 def test_mismatched_lengths_raise() -> None:
-    with pytest.raises(ConfigError, match="2 rows but y_pred 3"):
+    with pytest.raises(SchemaError, match="2 rows but y_pred 3"):
         accuracy(["a", "b"], ["a", "b", "c"])
 
 

@@ -127,7 +127,7 @@ def test_sequence_and_pooled_models_refuse_the_other_kind_of_features() -> None:
         build_model(128, 6, TrainConfig(model="crnn"), normalizer_data=np.zeros((3, 128)))
     with pytest.raises(ConfigError, match="needs a pooled feature set"):
         build_model(128, 6, TrainConfig(model="mlp"), normalizer_data=np.zeros((3, 128)), frame_shape=(16, 8))
-    with pytest.raises(ConfigError, match="does not hold 100 features"):
+    with pytest.raises(SchemaError, match="does not hold 100 features"):
         build_model(100, 6, TrainConfig(model="crnn"), normalizer_data=np.zeros((3, 100)), frame_shape=(16, 8))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_batch.errors import ConfigError
+from ser_batch.errors import ConfigError, SchemaError
 from ser_batch.model.split import copies_of, group_kfold, speaker_groups, split_indices
 
 
@@ -98,7 +98,7 @@ def test_speaker_split_with_a_single_speaker_raises() -> None:
 
 
 def test_speaker_split_without_groups_raises() -> None:
-    with pytest.raises(ConfigError, match="group key"):
+    with pytest.raises(SchemaError, match="group key"):
         split_indices(["a", "b"] * 5, None, split="speaker", test_size=0.2, validation_size=0.1, seed=0)
 
 
@@ -119,7 +119,6 @@ def test_zero_validation_size_gives_an_empty_validation_part() -> None:
 @pytest.mark.parametrize(
     ("labels", "kwargs", "match"),
     [
-        (["a", None, "b"], {}, "nulls"),
         (["a", "b"], {"split": "kfold"}, "unknown split"),
         (["a", "b"], {"test_size": 1.0}, "test_size"),
         (["a", "b"], {"validation_size": -0.1}, "validation_size"),
@@ -129,6 +128,11 @@ def test_invalid_arguments_raise_config_error(labels: list[str | None], kwargs: 
     options: dict[str, object] = {"split": "random", "test_size": 0.2, "validation_size": 0.1, "seed": 0, **kwargs}
     with pytest.raises(ConfigError, match=match):
         split_indices(labels, None, **options)  # type: ignore[arg-type]
+
+
+def test_null_labels_are_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match="nulls"):
+        split_indices(["a", None, "b"], None, split="random", test_size=0.2, validation_size=0.1, seed=0)
 
 
 def test_speaker_groups_join_corpus_and_speaker_and_keep_unknown_speakers_null() -> None:

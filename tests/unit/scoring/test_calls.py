@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_batch.errors import SchemaError
 from ser_batch.config import EMOTIONS
+from ser_batch.errors import SchemaError
 from ser_batch.scoring.calls import CallSummary, call_columns, call_summary, segment_columns
 from ser_batch.scoring.segments import windows
 
