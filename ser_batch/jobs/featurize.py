@@ -37,8 +37,8 @@ def featurize_files(
         storage_options: fsspec options for remote inputs.
 
     Returns:
-        ``(features, errors)``: Arrow tables with ``store.features_schema`` and
-        ``store.ERRORS_SCHEMA``; together they hold exactly one row per input.
+        ``(features, errors)``: Arrow tables with ``schema.features_schema`` and
+        ``schema.ERRORS_SCHEMA``; together they hold exactly one row per input.
     """
     now = datetime.now(UTC)
     rows = schema.FeatureRows.empty()

@@ -263,7 +263,7 @@ def read_recording_windows(
 
     Raises:
         AudioError: if the file cannot be decoded, holds no samples, has a rate below
-            ``audio.MIN_SAMPLE_RATE`` or NaN/inf samples.
+            ``storage.audio.MIN_SAMPLE_RATE`` or NaN/inf samples.
         OSError: if it cannot be read (permission and missing-file errors are per file).
     """
     progress = progress or _Progress()

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from ser_batch.errors import AudioError
 from ser_batch.features.resample import resample
-from ser_batch.storage import files as storage
+from ser_batch.storage import files
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def read_audio(
             or it is longer than ``max_duration_s``.
         OSError: if the file cannot be read at all (propagated: it may be transient).
     """
-    with storage.local_copy(uri, storage_options=storage_options) as path, open(path, "rb", buffering=0) as handle:
+    with files.local_copy(uri, storage_options=storage_options) as path, open(path, "rb", buffering=0) as handle:
         if not handle.read(1):
             raise AudioError("empty file (0 bytes)")
         handle.seek(0)

@@ -33,7 +33,7 @@ from ser_batch.schema import (
     run_date_value,
 )
 from ser_batch.shards import DoneIndex
-from ser_batch.storage import files as storage
+from ser_batch.storage import files
 
 
 def features_root(dest: str, feature_set: str, dataset_name: str = "features") -> str:
@@ -44,12 +44,12 @@ def features_root(dest: str, feature_set: str, dataset_name: str = "features") -
     """
     if dataset_name not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset_name!r}; expected one of {DATASETS}")
-    return storage.join(dest, dataset_name, f"feature_set={feature_set}")
+    return files.join(dest, dataset_name, f"feature_set={feature_set}")
 
 
 def errors_root(dest: str, feature_set: str) -> str:
     """``DEST/errors/feature_set=<name>``: the folder of one feature set's featurize error rows."""
-    return storage.join(dest, "errors", f"feature_set={feature_set}")
+    return files.join(dest, "errors", f"feature_set={feature_set}")
 
 
 def write_features(
@@ -66,12 +66,12 @@ def write_features(
     corpora = table.column("corpus").to_pylist()
     for corpus in sorted(set(corpora)):
         mask = pa.array([value == corpus for value in corpora])
-        uri = storage.join(
+        uri = files.join(
             features_root(dest, feature_set, dataset_name),
             f"corpus={partition_value(corpus)}",
             f"part-{shard_id}.parquet",
         )
-        storage.write_bytes_atomic(uri, _parquet_bytes(table.filter(mask)), storage_options=storage_options)
+        files.write_bytes_atomic(uri, _parquet_bytes(table.filter(mask)), storage_options=storage_options)
         written.append(uri)
     return written
 
@@ -80,8 +80,8 @@ def write_errors(
     table: pa.Table, dest: str, feature_set: str, shard_id: str, *, storage_options: dict[str, Any] | None = None
 ) -> str:
     """Write one shard's error rows to their own part file; return its URI."""
-    uri = storage.join(errors_root(dest, feature_set), f"part-{shard_id}.parquet")
-    storage.write_bytes_atomic(uri, _parquet_bytes(table.cast(ERRORS_SCHEMA)), storage_options=storage_options)
+    uri = files.join(errors_root(dest, feature_set), f"part-{shard_id}.parquet")
+    files.write_bytes_atomic(uri, _parquet_bytes(table.cast(ERRORS_SCHEMA)), storage_options=storage_options)
     return uri
 
 
@@ -92,8 +92,8 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def _dataset(root: str, storage_options: dict[str, Any] | None) -> ds.Dataset | None:
-    fs, path = storage.filesystem(root, storage_options=storage_options)
-    with storage.storage_errors(root):
+    fs, path = files.filesystem(root, storage_options=storage_options)
+    with files.storage_errors(root):
         if not fs.exists(path):
             return None
         return ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive", exclude_invalid_files=False)
@@ -170,15 +170,15 @@ def prune_rows(
 ) -> int:
     """Rewrite one part file without the rows of ``paths`` (deleting it when none remain)."""
     uri = part_file if protocol is None else f"{protocol}://{part_file}"
-    fs, path = storage.filesystem(uri, storage_options=storage_options)
+    fs, path = files.filesystem(uri, storage_options=storage_options)
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle)
     keep = pa.array([value not in paths for value in table.column("path").to_pylist()])
     kept = table.filter(keep)
     if kept.num_rows == 0:
-        storage.remove(uri, storage_options=storage_options)
+        files.remove(uri, storage_options=storage_options)
     else:
-        storage.write_bytes_atomic(uri, _parquet_bytes(kept), storage_options=storage_options)
+        files.write_bytes_atomic(uri, _parquet_bytes(kept), storage_options=storage_options)
     return int(table.num_rows - kept.num_rows)
 
 
@@ -186,7 +186,7 @@ def score_part(dest: str, table: str, run_date: str, shard_id: str) -> str:
     """URI of one scoring part file: ``DEST/<table>/run_date=<date>/part-<shard-id>.parquet``."""
     if table not in SCORE_SCHEMAS:
         raise ConfigError(f"unknown scoring table {table!r}; expected one of {sorted(SCORE_SCHEMAS)}")
-    return storage.join(dest, table, f"run_date={run_date_value(run_date)}", f"part-{shard_id}.parquet")
+    return files.join(dest, table, f"run_date={run_date_value(run_date)}", f"part-{shard_id}.parquet")
 
 
 def write_scores(
@@ -208,12 +208,12 @@ def write_scores(
         uri = score_part(dest, name, run_date, shard_id)
         table = tables[name]
         if table.num_rows:
-            storage.write_bytes_atomic(
+            files.write_bytes_atomic(
                 uri, _parquet_bytes(table.cast(SCORE_SCHEMAS[name])), storage_options=storage_options
             )
             written.append(uri)
         else:
-            storage.remove(uri, storage_options=storage_options)
+            files.remove(uri, storage_options=storage_options)
     return written
 
 
@@ -226,14 +226,14 @@ def read_scored(dest: str, model_id: str, *, storage_options: dict[str, Any] | N
     """
     scored: dict[str, list[tuple[str, str]]] = {}
     wanted = ds.field("model_id") == model_id
-    dataset = _dataset(storage.join(dest, "calls"), storage_options)
+    dataset = _dataset(files.join(dest, "calls"), storage_options)
     if dataset is not None and "model_id" in dataset.schema.names:  # an empty folder has no columns
         keys = dataset.to_table(columns=["path", "content_key", "__filename"], filter=wanted)
         for path, key, part in zip(*(keys.column(i).to_pylist() for i in range(3)), strict=True):
             if (key, part) not in scored.setdefault(path, []):
                 scored[path].append((key, part))
     failed: set[tuple[str, str]] = set()
-    dataset = _dataset(storage.join(dest, "errors"), storage_options)
+    dataset = _dataset(files.join(dest, "errors"), storage_options)
     if dataset is not None and "model_id" in dataset.schema.names:
         errors = dataset.to_table(columns=["path", "content_key"], filter=wanted)
         failed = set(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
@@ -248,13 +248,13 @@ def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | No
     """
     parts = {}
     for name in ("predictions", "calls"):
-        fs, root = storage.filesystem(storage.join(dest, name), storage_options=storage_options)
-        with storage.storage_errors(storage.join(dest, name)):
+        fs, root = files.filesystem(files.join(dest, name), storage_options=storage_options)
+        with files.storage_errors(files.join(dest, name)):
             found = fs.find(root) if fs.exists(root) else []
         parts[name] = {path[len(root.rstrip("/")) :]: path for path in found if path.endswith(".parquet")}
     orphans = sorted(set(parts["predictions"]) - set(parts["calls"]))
-    protocol = dest.split("://", 1)[0] if storage.is_remote(dest) else None
+    protocol = dest.split("://", 1)[0] if files.is_remote(dest) else None
     for relative in orphans:
         path = parts["predictions"][relative]
-        storage.remove(path if protocol is None else f"{protocol}://{path}", storage_options=storage_options)
+        files.remove(path if protocol is None else f"{protocol}://{path}", storage_options=storage_options)
     return len(orphans)
