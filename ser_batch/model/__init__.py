@@ -8,7 +8,6 @@ from ser_batch.model.fit import (
     PARTS,
     Evaluation,
     FeatureIdentity,
-    Log,
     TrainResult,
     check_feature_set,
     class_weights,
@@ -42,7 +41,7 @@ from ser_batch.model.networks import (
     probabilities,
 )
 from ser_batch.model.plots import confusion_csv, confusion_png, history_png
-from ser_batch.model.split import Indices, copies_of, group_kfold, speaker_groups, split_indices
+from ser_batch.model.split import copies_of, group_kfold, speaker_groups, split_indices
 from ser_batch.model.voice import VoicePrior, normalise_voices, voice_prior
 
 __all__ = [
@@ -52,8 +51,6 @@ __all__ = [
     "CRNN_GRU_UNITS",
     "Evaluation",
     "FeatureIdentity",
-    "Indices",
-    "Log",
     "MLP_DROPOUT",
     "MLP_INPUT_NOISE",
     "MLP_L2",

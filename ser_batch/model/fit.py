@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +16,24 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from ser_batch._typing import Indices, Log
 from ser_batch.config import EMOTIONS, TrainConfig
 from ser_batch.errors import SchemaError
 from ser_batch.model.metrics import confusion_matrix, metric_summary
 from ser_batch.model.networks import build_model, probabilities
-from ser_batch.model.split import Indices, copies_of, speaker_groups, split_indices
+from ser_batch.model.split import copies_of, speaker_groups, split_indices
 from ser_batch.model.voice import VoicePrior, normalise_voices, voice_prior
+from ser_batch.schema import (
+    AUGMENTATION_FIELD,
+    META_FEATURE_CONFIG,
+    META_FEATURE_NAMES,
+    META_FEATURE_SET,
+    META_FINGERPRINT,
+)
 
-AUGMENTATION_COLUMN = "augmentation"
-"""Optional column naming the transform of an augmented copy (null for an original clip).
-
-A copy keeps its source clip's ``path``; ``fit`` splits the originals and adds to the
-training part only the copies of training clips."""
+# An augmented copy keeps its source clip's ``path`` and names its transform in this column (null
+# for an original); ``fit`` splits the originals and adds only the copies of training clips.
+AUGMENTATION_COLUMN = AUGMENTATION_FIELD.name
 
 if TYPE_CHECKING:
     import keras
@@ -37,8 +42,6 @@ if TYPE_CHECKING:
 
 PARTS: tuple[str, ...] = ("train", "validation", "test")
 """Split parts in report order."""
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -284,10 +287,10 @@ def feature_identity(table: pa.Table) -> FeatureIdentity:
             differs between the columns and the metadata.
     """
     metadata = table.schema.metadata or {}
-    name = _one_value(table, "feature_set", metadata.get(b"ser_batch.feature_set"))
-    fingerprint = _one_value(table, "fingerprint", metadata.get(b"ser_batch.fingerprint"))
-    settings = json.loads(metadata[b"ser_batch.feature_config"]) if b"ser_batch.feature_config" in metadata else {}
-    names = json.loads(metadata[b"ser_batch.feature_names"]) if b"ser_batch.feature_names" in metadata else []
+    name = _one_value(table, "feature_set", metadata.get(META_FEATURE_SET))
+    fingerprint = _one_value(table, "fingerprint", metadata.get(META_FINGERPRINT))
+    settings = json.loads(metadata[META_FEATURE_CONFIG]) if META_FEATURE_CONFIG in metadata else {}
+    names = json.loads(metadata[META_FEATURE_NAMES]) if META_FEATURE_NAMES in metadata else []
     return FeatureIdentity(name=name, fingerprint=fingerprint, config=settings, names=list(names))
 
 

@@ -13,10 +13,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ser_batch._typing import Indices
 from ser_batch.errors import ConfigError, SchemaError
-
-Indices = NDArray[np.int64]
-"""Sorted row numbers into the table that was split."""
 
 _EMPTY: Indices = np.zeros(0, dtype=np.int64)
 _GREEDY_BUDGET = 50_000  # group visits per grouped split: 32 orders of ~1,500 groups
