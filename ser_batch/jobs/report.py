@@ -143,7 +143,7 @@ def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, in
 
     Raises:
         ConfigError: if ``max_error_ratio`` is outside [0, 1].
-        RunError: if ``n_failed > max_error_ratio * n_tried``.
+        RunError: if ``n_failed / n_tried > max_error_ratio``.
 
     >>> check_error_ratio(1, 4, 0.5, inputs="files", errors_at="out/errors")
     >>> check_error_ratio(3, 4, 0.5, inputs="files", errors_at="out/errors")
@@ -153,7 +153,7 @@ def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, in
     """
     if not 0.0 <= max_error_ratio <= 1.0:
         raise ConfigError(f"max_error_ratio {max_error_ratio} must be in [0, 1]")
-    if n_tried and n_failed > max_error_ratio * n_tried:
+    if n_tried and n_failed / n_tried > max_error_ratio:  # the share, not ratio * n: 0.29 * 100 < 29 in binary
         raise RunError(
             f"{n_failed} of {n_tried} {inputs} failed (> max_error_ratio {max_error_ratio}); see {errors_at}"
         )

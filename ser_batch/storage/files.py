@@ -98,6 +98,8 @@ def storage_errors(uri: str) -> Iterator[None]:
         raise StorageError(f"{_redact(uri)}: is a directory") from None
     except NotADirectoryError:
         raise StorageError(f"{_redact(uri)}: not a directory") from None
+    except FileExistsError:  # os.makedirs over a regular file
+        raise StorageError(f"{_redact(uri)}: exists and is not a directory") from None
     except Exception as error:  # botocore's credential/endpoint errors share no base class we can import lazily
         name = type(error).__name__
         if name in {"NoCredentialsError", "PartialCredentialsError", "NoRegionError"}:

@@ -132,11 +132,6 @@ def test_check_locations_refuses_a_dest_inside_a_file(source, tmp_path) -> None:
         check_locations(str(source), str(tmp_path / "blocker" / "out"))
 
 
-@pytest.mark.xfail(
-    raises=FileExistsError,
-    strict=True,
-    reason="bug: check_writable's os.makedirs raises FileExistsError, which storage_errors does not translate",
-)
 def test_check_locations_refuses_a_dest_that_is_a_file(source, tmp_path) -> None:
     (tmp_path / "out").write_text("a file where a folder should be")
 

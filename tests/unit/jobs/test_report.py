@@ -171,11 +171,6 @@ def test_error_ratio_above_the_limit_fails_the_run(n_failed, n_tried, ratio) -> 
         check_error_ratio(n_failed, n_tried, ratio, inputs="recordings", errors_at="/scores/errors")
 
 
-@pytest.mark.xfail(
-    raises=RunError,
-    strict=True,
-    reason="bug: n_failed > ratio * n_tried in floating point; 0.29 * 100 == 28.999999999999996",
-)
 def test_error_ratio_exactly_at_a_limit_not_exact_in_binary_passes() -> None:
     check_error_ratio(29, 100, 0.29, inputs="files", errors_at="/out/errors")
 
