@@ -10,13 +10,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ser_batch.config import TrainConfig
+from ser_batch.config import TrainConfig, feature_config
 from ser_batch.errors import SchemaError, StorageError
 from ser_batch.model.fit import TrainResult, feature_matrix
 from ser_batch.model.plots import confusion_csv, confusion_png, history_png
 
 FeaturesTable = Callable[..., pa.Table]
 CLASSES = ("angry", "happy", "sad")
+SET = "stats8k"  # a model directory must name a feature set this code knows, with its fingerprint
+FINGERPRINT = feature_config(SET).fingerprint()
 FILES = {"model.keras", "metadata.json", "confusion_matrix.png", "confusion_matrix.csv", "history.png"}
 
 
@@ -36,7 +38,8 @@ def trained(features_table: FeaturesTable) -> TrainResult:
     from ser_batch.model.fit import fit
 
     counts = {"angry": 30, "happy": 30, "sad": 30, "calm": 6}
-    return fit(features_table(counts), TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2))
+    table = features_table(counts, feature_set=SET, fingerprint=FINGERPRINT)
+    return fit(table, TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2))
 
 
 @pytest.mark.slow
@@ -50,8 +53,8 @@ def test_save_writes_every_file_with_the_promised_metadata(trained: TrainResult,
     assert metadata == written
     assert metadata["classes"] == list(CLASSES)
     assert (metadata["feature_set"], metadata["fingerprint"], metadata["model"]) == (
-        "tiny",
-        "f00d",
+        SET,
+        FINGERPRINT,
         trained.config.model,
     )
     assert (metadata["split"], metadata["seed"], metadata["n_excluded"]) == ("random", 2, {"calm": 6})
@@ -77,8 +80,10 @@ def test_save_load_predict_round_trip_gives_equal_outputs(
     save_artifact(model_dir, trained)
     artifact = load_artifact(model_dir)
     assert artifact.classes == CLASSES
-    assert (artifact.feature_set, artifact.fingerprint) == ("tiny", "f00d")
-    features = feature_matrix(features_table({"angry": 5, "happy": 5, "sad": 5}, seed=9))
+    assert (artifact.feature_set, artifact.fingerprint) == (SET, FINGERPRINT)
+    features = feature_matrix(
+        features_table({"angry": 5, "happy": 5, "sad": 5}, seed=9, feature_set=SET, fingerprint=FINGERPRINT)
+    )
     np.testing.assert_allclose(
         probabilities(artifact.model, features), probabilities(trained.model, features), atol=1e-6
     )
@@ -93,7 +98,8 @@ def test_evaluate_reports_excluded_classes_and_never_maps_them(
     from ser_batch.storage.model_dir import load_artifact, save_artifact
 
     save_artifact(str(tmp_path), trained)
-    table = features_table({"angry": 10, "sad": 10, "boredom": 4, "surprise": 3, None: 2}, seed=3)
+    counts = {"angry": 10, "sad": 10, "boredom": 4, "surprise": 3, None: 2}
+    table = features_table(counts, seed=3, feature_set=SET, fingerprint=FINGERPRINT)
     evaluation = evaluate(table, load_artifact(str(tmp_path)))
     assert evaluation.n == 20
     assert evaluation.n_excluded == {"surprise": 3, "boredom": 4}
@@ -105,7 +111,7 @@ def test_evaluate_reports_excluded_classes_and_never_maps_them(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("feature_set", "fingerprint"), [("tiny", "beef"), ("seed268", "f00d")])
+@pytest.mark.parametrize(("feature_set", "fingerprint"), [(SET, "beef"), ("seed268", FINGERPRINT)])
 def test_evaluate_refuses_another_feature_set_or_fingerprint(
     trained: TrainResult, features_table: FeaturesTable, tmp_path: Path, feature_set: str, fingerprint: str
 ) -> None:
@@ -114,7 +120,7 @@ def test_evaluate_refuses_another_feature_set_or_fingerprint(
 
     save_artifact(str(tmp_path), trained)
     table = features_table(feature_set=feature_set, fingerprint=fingerprint)
-    with pytest.raises(SchemaError, match="but the model was trained on 'tiny' \\(fingerprint f00d\\)"):
+    with pytest.raises(SchemaError, match=f"but the model was trained on '{SET}' \\(fingerprint {FINGERPRINT}\\)"):
         evaluate(table, load_artifact(str(tmp_path)))
 
 
@@ -142,7 +148,7 @@ def test_voice_normalised_model_keeps_its_prior_and_evaluate_reproduces_the_test
 
     assert trained.voice_prior is None  # off by default
     trained = fit(
-        features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6}),
+        features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6}, feature_set=SET, fingerprint=FINGERPRINT),
         TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2, voice_norm=True),
     )
     assert trained.voice_prior is not None
@@ -151,7 +157,8 @@ def test_voice_normalised_model_keeps_its_prior_and_evaluate_reproduces_the_test
     assert artifact.voice_prior is not None
     np.testing.assert_allclose(artifact.voice_prior.mean, trained.voice_prior.mean)
     assert artifact.voice_prior.weight == trained.config.voice_prior_weight == 10.0
-    table = features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6})  # the table it was fitted on
+    # the table it was fitted on
+    table = features_table({"angry": 30, "happy": 30, "sad": 30, "calm": 6}, feature_set=SET, fingerprint=FINGERPRINT)
     test_paths = set(trained.rows.take(trained.split["test"]).column("path").to_pylist())
     test_rows = table.filter(pa.array([p in test_paths for p in table.column("path").to_pylist()]))
     assert evaluate(test_rows, artifact).accuracy == trained.metrics["test"]["accuracy"]
