@@ -128,8 +128,19 @@ def _redact(uri: str) -> str:
 
 
 def filesystem(uri: str, *, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """Resolve a URI to its fsspec filesystem and path."""
-    fs, path = url_to_fs(uri, **(storage_options or {}))
+    """Resolve a URI to its fsspec filesystem and path.
+
+    Remote filesystems keep no listing cache (``use_listings_cache=False``, unless
+    ``storage_options`` says otherwise): fsspec caches filesystem instances per process, and
+    s3fs fills an instance's folder listings as it lists and never refreshes them, while
+    DEST's part files are written and removed by Dask workers in other processes. A cached
+    listing then hid a part file the same run had just written (``FileNotFoundError``).
+    Invalidating on write cannot fix that across processes; not caching can.
+    """
+    options = dict(storage_options or {})
+    if is_remote(uri):
+        options.setdefault("use_listings_cache", False)
+    fs, path = url_to_fs(uri, **options)
     return fs, path
 
 

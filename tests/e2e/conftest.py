@@ -391,6 +391,12 @@ def write_wavs() -> Callable[..., dict[str, str]]:
     return make_wavs
 
 
+@pytest.fixture(scope="session")
+def write_clip() -> Callable[..., None]:
+    """``write_clip(path, seed=0)``: one 1-2 s WAV, for tests that edit an archive between runs."""
+    return write_tone
+
+
 @pytest.fixture
 def wav_archive(tmp_path: Path) -> Callable[..., dict[str, str]]:
     """Factory: ``wav_archive(folder=None, n=10)`` writes WAVs under tmp_path/audio by default."""
