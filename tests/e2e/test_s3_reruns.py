@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ser_batch import catalog, store
+
+from ser_batch import jobs, storage
 from ser_batch.config import feature_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(300)]
@@ -53,7 +54,12 @@ class Archive:
                 "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
 
     def storage_options(self) -> dict[str, Any]:
-        return {"endpoint_url": self.endpoint_url, "key": KEY_ID, "secret": SECRET, "client_kwargs": {"region_name": "us-east-1"}}
+        return {
+            "endpoint_url": self.endpoint_url,
+            "key": KEY_ID,
+            "secret": SECRET,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
 
 
 @pytest.fixture
@@ -62,7 +68,7 @@ def archive(moto_server: str, tmp_path: Path, write_clip: Callable[..., None]) -
 
 
 def rows_by_path(archive: Archive, feature_set: str, dataset_name: str) -> Counter[tuple[str, str]]:
-    table = store.read_features(archive.dest, config=feature_config(feature_set), columns=["path", "content_key"],
+    table = storage.read_features(archive.dest, config=feature_config(feature_set), columns=["path", "content_key"],
                                 dataset_name=dataset_name, storage_options=archive.storage_options())  # fmt: skip
     return Counter(zip(table.column("path").to_pylist(), table.column("content_key").to_pylist(), strict=True))
 
@@ -83,7 +89,7 @@ def test_reruns_after_new_changed_and_deleted_clips_see_their_own_writes(archive
     second = run_cli(args, env=env)
     assert second.returncode == 0, second
     assert (second.summary()["featurized"], second.summary()["failed"]) == (3, 0), second
-    again = catalog.plan_featurization(archive.source, archive.dest, feature_config(feature_set), shard_size=10,
+    again = jobs.plan_featurization(archive.source, archive.dest, feature_config(feature_set), shard_size=10,
                                        storage_options=archive.storage_options())  # fmt: skip
     assert (again.n_pending, again.n_done, again.changed) == (0, 5, {}), "a third run would redo work"
 
