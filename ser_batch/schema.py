@@ -9,6 +9,13 @@ Layout of DEST (see DESIGN.md, Output contract; ``ser_batch.storage.tables`` rea
     DEST/calls/run_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
     DEST/errors/run_date=YYYY-MM-DD/part-<shard-id>.parquet       (score)
 
+The folder keys (``feature_set``, ``corpus``, ``run_date``) live in the path only, as Hive
+partitioning has it: a part file holds every other column of its schema
+(``part_file_schema``), so pandas, pyarrow, Dask, DuckDB and polars each take the keys from
+the folders without two types of one column to merge. Seconds columns are rounded to the
+millisecond and timestamps are UTC milliseconds. Only files named ``part-<shard-id>.parquet``
+(``PART_FILE``) in the expected folders are ser-batch's; anything else in DEST is passed over.
+
 A model directory's ``metadata.json`` is described here too (``FORMAT_VERSION``,
 ``model_identity``), so the planner and the scorer check it the same way without
 loading TensorFlow.
@@ -115,6 +122,49 @@ def augmented_schema(config: FeatureConfig, feature_names: Sequence[str]) -> pa.
     """Arrow schema of a feature set's augmented rows: the feature rows plus ``augmentation``."""
     schema = features_schema(config, feature_names)
     return schema.insert(schema.get_field_index("features"), AUGMENTATION_FIELD)
+
+
+FEATURE_KEYS: tuple[str, ...] = ("feature_set", "corpus")
+"""Folder keys of the ``features`` and ``augmented`` tables, outermost first."""
+
+FEATURIZE_ERROR_KEYS: tuple[str, ...] = ("feature_set",)
+"""Folder keys of a featurize DEST's ``errors`` table."""
+
+SCORE_KEYS: tuple[str, ...] = ("run_date",)
+"""Folder keys of a scoring DEST's ``errors``, ``predictions`` and ``calls`` tables."""
+
+SECONDS_COLUMNS: frozenset[str] = frozenset({"duration_s", "start_s", "end_s", "speech_s", "peak_angry_s"})
+"""Columns in seconds; part files store them rounded to the millisecond."""
+
+PART_FILE = re.compile(r"part-[0-9a-f]{20}\.parquet")
+"""The name of every part file ser-batch writes: ``part-<shard id>.parquet`` (``shards.shard_id``)."""
+
+
+def part_file_name(shard_id: str) -> str:
+    """The part file name of a shard.
+
+    Raises:
+        ConfigError: if ``shard_id`` is not 20 lowercase hex digits, the form ``shards.shard_id`` gives.
+
+    >>> part_file_name("0123456789abcdef0123")
+    'part-0123456789abcdef0123.parquet'
+    """
+    name = f"part-{shard_id}.parquet"
+    if not PART_FILE.fullmatch(name):
+        raise ConfigError(f"shard id {shard_id!r} is not 20 lowercase hex digits")
+    return name
+
+
+def part_file_schema(schema: pa.Schema, keys: Sequence[str]) -> pa.Schema:
+    """The schema a part file stores: ``schema`` without its folder keys (metadata kept).
+
+    >>> part_file_schema(ERRORS_SCHEMA, FEATURIZE_ERROR_KEYS).names[-2:]
+    ['stage', 'run_at']
+    """
+    for key in keys:
+        if key in schema.names:
+            schema = schema.remove(schema.get_field_index(key))
+    return schema
 
 
 def partition_value(corpus: str) -> str:

@@ -4,17 +4,27 @@ The layout and the schemas are ``ser_batch.schema``'s. Every part file is writte
 atomically, under a deterministic name, so a retried shard replaces its own files and
 never duplicates rows. A scoring DEST and a featurize DEST are meant to be different
 folders: their ``errors`` trees use different partition keys.
+
+Readers take only ser-batch's own part files (``schema.PART_FILE`` in the table's key
+folders); other files in DEST (an analyst's Parquet, a README, hidden temporaries) are
+passed over. An own part file that cannot be read (0 bytes, truncated, lacking columns) is
+skipped with a warning on the ``ser_batch.storage.tables`` logger naming it. Part files of
+the earlier layout, which also held the folder keys as columns, read the same way.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ser_batch.config import FeatureConfig
@@ -24,16 +34,28 @@ from ser_batch.schema import (
     AUGMENTATION_FIELD,
     DATASETS,
     ERRORS_SCHEMA,
+    FEATURE_KEYS,
+    FEATURIZE_ERROR_KEYS,
+    META_FEATURE_NAMES,
     META_FEATURE_SET,
     META_FINGERPRINT,
+    PART_FILE,
     ROW_FIELDS,
+    SCORE_KEYS,
     SCORE_SCHEMAS,
     SCORE_TABLES,
+    SECONDS_COLUMNS,
+    part_file_name,
+    part_file_schema,
     partition_value,
     run_date_value,
 )
 from ser_batch.shards import DoneIndex
 from ser_batch.storage import files
+
+_log = logging.getLogger(__name__)
+
+_READ_THREADS = 8  # part files read at once: S3 latency, not CPU, bounds a listing's read
 
 
 def features_root(dest: str, feature_set: str, dataset_name: str = "features") -> str:
@@ -60,18 +82,20 @@ def write_features(
     dataset_name: str = "features",
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write one shard's rows of ``dataset_name``, one part file per corpus; return the URIs written."""
+    """Write one shard's rows of ``dataset_name``, one part file per corpus; return the URIs written.
+
+    Raises:
+        ConfigError: if ``shard_id`` is not of the form ``shards.shard_id`` gives.
+    """
     feature_set = table.schema.metadata[META_FEATURE_SET].decode()
+    name = part_file_name(shard_id)
     written = []
     corpora = table.column("corpus").to_pylist()
     for corpus in sorted(set(corpora)):
         mask = pa.array([value == corpus for value in corpora])
-        uri = files.join(
-            features_root(dest, feature_set, dataset_name),
-            f"corpus={partition_value(corpus)}",
-            f"part-{shard_id}.parquet",
-        )
-        files.write_bytes_atomic(uri, _parquet_bytes(table.filter(mask)), storage_options=storage_options)
+        uri = files.join(features_root(dest, feature_set, dataset_name), f"corpus={partition_value(corpus)}", name)
+        part = _part_bytes(table.filter(mask), FEATURE_KEYS)
+        files.write_bytes_atomic(uri, part, storage_options=storage_options)
         written.append(uri)
     return written
 
@@ -79,24 +103,94 @@ def write_features(
 def write_errors(
     table: pa.Table, dest: str, feature_set: str, shard_id: str, *, storage_options: dict[str, Any] | None = None
 ) -> str:
-    """Write one shard's error rows to their own part file; return its URI."""
-    uri = files.join(errors_root(dest, feature_set), f"part-{shard_id}.parquet")
-    files.write_bytes_atomic(uri, _parquet_bytes(table.cast(ERRORS_SCHEMA)), storage_options=storage_options)
+    """Write one shard's error rows to their own part file; return its URI.
+
+    Raises:
+        ConfigError: if ``shard_id`` is not of the form ``shards.shard_id`` gives.
+    """
+    uri = files.join(errors_root(dest, feature_set), part_file_name(shard_id))
+    part = _part_bytes(table.cast(ERRORS_SCHEMA), FEATURIZE_ERROR_KEYS)
+    files.write_bytes_atomic(uri, part, storage_options=storage_options)
     return uri
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def _part_bytes(table: pa.Table, keys: Sequence[str]) -> bytes:
+    # The folder keys stay in the path only; seconds are kept to the millisecond.
+    table = table.select(part_file_schema(table.schema, keys).names)
+    for index, field in enumerate(table.schema):
+        if field.name in SECONDS_COLUMNS:
+            table = table.set_column(index, field, pc.round(table.column(index), 3))
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
 
 
-def _dataset(root: str, storage_options: dict[str, Any] | None) -> ds.Dataset | None:
-    fs, path = files.filesystem(root, storage_options=storage_options)
+@dataclass(frozen=True)
+class _Part:
+    path: str  # as the filesystem names it (no protocol)
+    values: dict[str, str]  # folder key -> value
+
+
+def _own_parts(
+    root: str, keys: Sequence[str], storage_options: dict[str, Any] | None, *, known: Mapping[str, str] | None = None
+) -> tuple[fsspec.AbstractFileSystem, list[_Part]]:
+    """ser-batch's part files under ``root``, sorted by path.
+
+    Own parts sit in ``<key>=<value>/`` folders in ``keys`` order and are named ``part-<id>.parquet``;
+    ``known`` adds the folder values that ``root`` itself implies.
+    """
+    fs, base = files.filesystem(root, storage_options=storage_options)
     with files.storage_errors(root):
-        if not fs.exists(path):
+        found = fs.find(base) if fs.exists(base) else []
+    prefix = base.rstrip("/") + "/"
+    parts = []
+    for path in sorted(found):
+        *folders, name = path[len(prefix) :].split("/") if path.startswith(prefix) else ("",)
+        pairs = [folder.partition("=") for folder in folders]
+        if not PART_FILE.fullmatch(name) or [key for key, _, _ in pairs] != list(keys) or not all(v for *_, v in pairs):
+            continue
+        parts.append(_Part(path, {**(known or {}), **{key: value for key, _, value in pairs}}))
+    return fs, parts
+
+
+def _read_parts(
+    fs: fsspec.AbstractFileSystem, parts: Sequence[_Part], columns: Sequence[str] | None, root: str
+) -> Iterator[tuple[_Part, pa.Table]]:
+    """Each readable part's ``columns`` (None: all), its folder keys appended as string columns.
+
+    Unreadable parts are skipped with a warning naming them.
+    """
+    protocol = root.split("://", 1)[0] if files.is_remote(root) else None
+
+    def read(part: _Part) -> pa.Table | None:
+        try:
+            with files.storage_errors(root), fs.open(part.path, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                stored = [name for name in parquet.schema_arrow.names if name not in part.values]
+                wanted = stored if columns is None else [name for name in columns if name not in part.values]
+                missing = sorted(set(wanted) - set(stored))
+                if missing:
+                    raise SchemaError(f"lacks columns {missing}")
+                table = parquet.read(columns=wanted)
+        except (pa.ArrowInvalid, SchemaError) as error:
+            shown = part.path if protocol is None else f"{protocol}://{part.path}"
+            _log.warning("skipping unreadable part file %s: %s", shown, str(error).splitlines()[0][:200])
             return None
-        return ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive", exclude_invalid_files=False)
+        for key, value in part.values.items():
+            if columns is None or key in columns:
+                table = table.append_column(
+                    pa.field(key, pa.string(), nullable=False), pa.array([value] * table.num_rows, pa.string())
+                )
+        return table.select([name for name in (columns or table.column_names)])
+
+    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+        for part, table in zip(parts, pool.map(read, parts), strict=True):
+            if table is not None:
+                yield part, table
+
+
+_FEATURE_COLUMNS: tuple[str, ...] = (*(field.name for field in ROW_FIELDS), AUGMENTATION_FIELD.name, "features")
+"""Columns of the feature datasets in schema order (``augmentation`` in ``augmented`` only)."""
 
 
 def read_features(
@@ -109,34 +203,73 @@ def read_features(
 ) -> pa.Table:
     """Read one feature set's consolidated table (or its augmented copies) from DEST.
 
+    Args:
+        dest: the featurize DEST (local folder or ``s3://`` prefix).
+        config: the feature set; every part file must carry its fingerprint.
+        columns: the columns to read (all of ``schema.features_schema``'s by default).
+        dataset_name: ``features`` or ``augmented``.
+        storage_options: fsspec options for a remote DEST.
+
+    Returns:
+        One row per stored row, in part-file order, with ``corpus`` and ``feature_set`` from
+        the folders and the part files' schema metadata (feature names, settings).
+
     Raises:
-        SchemaError: if no rows exist, or a part file's fingerprint differs from ``config``'s.
+        SchemaError: if no readable part file exists, or one has another fingerprint than ``config``'s.
     """
     root = features_root(dest, config.name, dataset_name)
-    dataset = _dataset(root, storage_options)
-    if dataset is None:
+    fs, parts = _own_parts(root, FEATURE_KEYS[1:], storage_options, known={"feature_set": config.name})
+    tables, metadata = [], None
+    for part, table in _read_parts(fs, parts, columns, root):
+        stored = table.schema.metadata or {}
+        fingerprint = stored.get(META_FINGERPRINT, b"").decode()
+        if fingerprint != config.fingerprint():
+            raise SchemaError(
+                f"features in {part.path} have fingerprint {fingerprint!r} != {config.fingerprint()!r} "
+                f"(feature set {config.name!r} as configured now); re-featurize into a new DEST"
+            )
+        metadata = metadata or stored
+        order = list(columns) if columns else [name for name in _FEATURE_COLUMNS if name in table.column_names]
+        tables.append(table.select(order).replace_schema_metadata(None))
+    if not tables:
         raise SchemaError(
             f"no {dataset_name} for feature set {config.name!r} under {root}; run `ser-batch featurize` first"
         )
-    stored = dataset.schema.metadata or {}
-    fingerprint = stored.get(META_FINGERPRINT, b"").decode()
-    if fingerprint != config.fingerprint():
-        raise SchemaError(
-            f"features under {root} have fingerprint {fingerprint!r} != {config.fingerprint()!r} "
-            f"(feature set {config.name!r} as configured now); re-featurize into a new DEST"
-        )
-    table = dataset.to_table(
-        columns=list(columns) if columns else [f.name for f in dataset.schema if f.name in _ALL_COLUMNS]
+    return pa.concat_tables(tables).replace_schema_metadata(metadata)
+
+
+def read_feature_names(
+    dest: str, feature_set: str, *, dataset_name: str = "features", storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """The names of the ``features`` vector's entries, in order, as DEST stores them.
+
+    Args:
+        dest: the featurize DEST (local folder or ``s3://`` prefix).
+        feature_set: e.g. ``stats8k``.
+        dataset_name: ``features`` or ``augmented``.
+        storage_options: fsspec options for a remote DEST.
+
+    Returns:
+        One name per vector entry, e.g. ``["logmel_00_mean", ...]``: ``features[i]`` is ``names[i]``.
+
+    Raises:
+        SchemaError: if DEST holds no readable part file of that feature set.
+    """
+    root = features_root(dest, feature_set, dataset_name)
+    fs, parts = _own_parts(root, FEATURE_KEYS[1:], storage_options, known={"feature_set": feature_set})
+    for _, table in _read_parts(fs, parts, ["path"], root):
+        names = (table.schema.metadata or {}).get(META_FEATURE_NAMES)
+        if names:
+            return [str(name) for name in json.loads(names)]
+    raise SchemaError(
+        f"no {dataset_name} for feature set {feature_set!r} under {root}; run `ser-batch featurize` first"
     )
-    return table.replace_schema_metadata(stored)
-
-
-_ALL_COLUMNS = {field.name for field in ROW_FIELDS} | {"features", AUGMENTATION_FIELD.name}
 
 
 def has_augmented(dest: str, feature_set: str, *, storage_options: dict[str, Any] | None = None) -> bool:
     """Whether DEST holds augmented copies for a feature set."""
-    return _dataset(features_root(dest, feature_set, "augmented"), storage_options) is not None
+    _, parts = _own_parts(features_root(dest, feature_set, "augmented"), FEATURE_KEYS[1:], storage_options)
+    return bool(parts)
 
 
 def read_done(
@@ -148,45 +281,51 @@ def read_done(
     Failures are the error rows of the dataset's stage (``augment`` for ``augmented``).
     """
     featurized: dict[str, list[tuple[str, str]]] = {}
-    dataset = _dataset(features_root(dest, feature_set, dataset_name), storage_options)
-    if dataset is not None:
-        for fragment in dataset.get_fragments():
-            keys = fragment.to_table(columns=["path", "content_key"])
-            pairs = zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
-            for path, key in dict.fromkeys(pairs):
-                featurized.setdefault(path, []).append((key, fragment.path))
+    root = features_root(dest, feature_set, dataset_name)
+    fs, parts = _own_parts(root, FEATURE_KEYS[1:], storage_options)
+    for part, keys in _read_parts(fs, parts, ["path", "content_key"], root):
+        pairs = zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
+        for path, key in dict.fromkeys(pairs):
+            featurized.setdefault(path, []).append((key, part.path))
     failed: set[tuple[str, str]] = set()
-    dataset = _dataset(errors_root(dest, feature_set), storage_options)
-    if dataset is not None:
-        errors = dataset.to_table(columns=["path", "content_key", "stage"])
+    root = errors_root(dest, feature_set)
+    fs, parts = _own_parts(root, FEATURIZE_ERROR_KEYS[1:], storage_options)
+    for _, errors in _read_parts(fs, parts, ["path", "content_key", "stage"], root):
         augment = pc.equal(errors.column("stage"), AUGMENT_STAGE)
         errors = errors.filter(augment if dataset_name == "augmented" else pc.invert(augment))
-        failed = set(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
+        failed.update(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
     return DoneIndex(featurized, failed)
 
 
 def prune_rows(
     part_file: str, paths: set[str], *, protocol: str | None, storage_options: dict[str, Any] | None = None
 ) -> int:
-    """Rewrite one part file without the rows of ``paths`` (deleting it when none remain)."""
+    """Rewrite one feature part file without the rows of ``paths`` (deleting it when none remain).
+
+    A part of the earlier layout is rewritten in the current one (folder keys not stored).
+    """
     uri = part_file if protocol is None else f"{protocol}://{part_file}"
     fs, path = files.filesystem(uri, storage_options=storage_options)
-    with fs.open(path, "rb") as handle:
+    with files.storage_errors(uri), fs.open(path, "rb") as handle:
         table = pq.read_table(handle)
     keep = pa.array([value not in paths for value in table.column("path").to_pylist()])
     kept = table.filter(keep)
     if kept.num_rows == 0:
         files.remove(uri, storage_options=storage_options)
     else:
-        files.write_bytes_atomic(uri, _parquet_bytes(kept), storage_options=storage_options)
+        files.write_bytes_atomic(uri, _part_bytes(kept, FEATURE_KEYS), storage_options=storage_options)
     return int(table.num_rows - kept.num_rows)
 
 
 def score_part(dest: str, table: str, run_date: str, shard_id: str) -> str:
-    """URI of one scoring part file: ``DEST/<table>/run_date=<date>/part-<shard-id>.parquet``."""
+    """URI of one scoring part file: ``DEST/<table>/run_date=<date>/part-<shard-id>.parquet``.
+
+    Raises:
+        ConfigError: for an unknown table, a bad date or a shard id not of ``shards.shard_id``'s form.
+    """
     if table not in SCORE_SCHEMAS:
         raise ConfigError(f"unknown scoring table {table!r}; expected one of {sorted(SCORE_SCHEMAS)}")
-    return files.join(dest, table, f"run_date={run_date_value(run_date)}", f"part-{shard_id}.parquet")
+    return files.join(dest, table, f"run_date={run_date_value(run_date)}", part_file_name(shard_id))
 
 
 def write_scores(
@@ -208,9 +347,8 @@ def write_scores(
         uri = score_part(dest, name, run_date, shard_id)
         table = tables[name]
         if table.num_rows:
-            files.write_bytes_atomic(
-                uri, _parquet_bytes(table.cast(SCORE_SCHEMAS[name])), storage_options=storage_options
-            )
+            part = _part_bytes(table.cast(SCORE_SCHEMAS[name]), SCORE_KEYS)
+            files.write_bytes_atomic(uri, part, storage_options=storage_options)
             written.append(uri)
         else:
             files.remove(uri, storage_options=storage_options)
@@ -225,18 +363,20 @@ def read_scored(dest: str, model_id: str, *, storage_options: dict[str, Any] | N
         of ``model_id`` (scored); ``failed``: (path, content_key) with error rows of it.
     """
     scored: dict[str, list[tuple[str, str]]] = {}
-    wanted = ds.field("model_id") == model_id
-    dataset = _dataset(files.join(dest, "calls"), storage_options)
-    if dataset is not None and "model_id" in dataset.schema.names:  # an empty folder has no columns
-        keys = dataset.to_table(columns=["path", "content_key", "__filename"], filter=wanted)
-        for path, key, part in zip(*(keys.column(i).to_pylist() for i in range(3)), strict=True):
-            if (key, part) not in scored.setdefault(path, []):
-                scored[path].append((key, part))
+    root = files.join(dest, "calls")
+    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
+    for part, keys in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
+        keys = keys.filter(pc.equal(keys.column("model_id"), model_id))
+        for path, key in dict.fromkeys(
+            zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
+        ):
+            scored.setdefault(path, []).append((key, part.path))
     failed: set[tuple[str, str]] = set()
-    dataset = _dataset(files.join(dest, "errors"), storage_options)
-    if dataset is not None and "model_id" in dataset.schema.names:
-        errors = dataset.to_table(columns=["path", "content_key"], filter=wanted)
-        failed = set(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
+    root = files.join(dest, "errors")
+    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
+    for _, errors in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
+        errors = errors.filter(pc.equal(errors.column("model_id"), model_id))
+        failed.update(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
     return DoneIndex(scored, failed)
 
 
@@ -245,13 +385,12 @@ def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | No
 
     Such a part is left only by a shard killed between its two writes; its recordings have
     no calls rows, so they are scored again. Assumes one scoring run per DEST at a time.
+    Only ser-batch's own part files are considered (``schema.PART_FILE``).
     """
     parts = {}
     for name in ("predictions", "calls"):
-        fs, root = files.filesystem(files.join(dest, name), storage_options=storage_options)
-        with files.storage_errors(files.join(dest, name)):
-            found = fs.find(root) if fs.exists(root) else []
-        parts[name] = {path[len(root.rstrip("/")) :]: path for path in found if path.endswith(".parquet")}
+        _, found = _own_parts(files.join(dest, name), SCORE_KEYS, storage_options)
+        parts[name] = {(part.values["run_date"], part.path.rsplit("/", 1)[1]): part.path for part in found}
     orphans = sorted(set(parts["predictions"]) - set(parts["calls"]))
     protocol = dest.split("://", 1)[0] if files.is_remote(dest) else None
     for relative in orphans:

@@ -296,15 +296,17 @@ def test_empty_table_removes_a_stale_part_of_an_earlier_attempt(tmp_path, fake_m
     source, dest = tmp_path / "calls", tmp_path / "out"
     path = write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
     artifact, identity = fake_artifact(fake_model_dir)
-    shard = Shard("s1", (info(path),))
+    shard = Shard("5151515151515151515a", (info(path),))
     errors = score.score_files([FileInfo(str(tmp_path / "gone.wav"), 1, "1:1")], artifact, CONFIG).tables
     storage.write_scores(errors, str(dest), "2026-11-24", shard.shard_id)
-    assert (dest / "errors" / "run_date=2026-11-24" / "part-s1.parquet").exists()
+    assert (dest / "errors" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
 
-    storage.write_scores(score.score_files(shard.files, artifact, CONFIG).tables, str(dest), "2026-11-24", "s1")
+    storage.write_scores(
+        score.score_files(shard.files, artifact, CONFIG).tables, str(dest), "2026-11-24", "5151515151515151515a"
+    )
 
-    assert not (dest / "errors" / "run_date=2026-11-24" / "part-s1.parquet").exists()
-    assert pq.read_table(dest / "calls" / "run_date=2026-11-24" / "part-s1.parquet").num_rows == 1
+    assert not (dest / "errors" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
+    assert pq.read_table(dest / "calls" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").num_rows == 1
 
 
 @pytest.mark.parametrize("run_date", ["2026-11-24", "2024-02-29"])

@@ -14,6 +14,7 @@ from ser_batch.errors import SchemaError
 from ser_batch.features.extract import feature_names
 
 SEED = feature_config("seed268")
+SHARD = "0123456789abcdef0123"
 
 
 def rows(corpora: list[str], *, config: FeatureConfig = SEED) -> schema.FeatureRows:
@@ -38,10 +39,10 @@ def rows(corpora: list[str], *, config: FeatureConfig = SEED) -> schema.FeatureR
 
 def test_round_trip_layout_and_metadata(tmp_path) -> None:
     table = rows(["tess", "ravdess", "tess"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    written = storage.write_features(table, str(tmp_path), "abc")
+    written = storage.write_features(table, str(tmp_path), SHARD)
     assert sorted(written) == [
-        f"{tmp_path}/features/feature_set=seed268/corpus=ravdess/part-abc.parquet",
-        f"{tmp_path}/features/feature_set=seed268/corpus=tess/part-abc.parquet",
+        f"{tmp_path}/features/feature_set=seed268/corpus=ravdess/part-{SHARD}.parquet",
+        f"{tmp_path}/features/feature_set=seed268/corpus=tess/part-{SHARD}.parquet",
     ]
     back = storage.read_features(str(tmp_path), config=SEED)
     assert back.num_rows == 3
@@ -54,7 +55,7 @@ def test_round_trip_layout_and_metadata(tmp_path) -> None:
 
 def test_duckdb_reads_the_partitioned_table(tmp_path) -> None:
     table = rows(["tess", "emodb"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    storage.write_features(table, str(tmp_path), "abc")
+    storage.write_features(table, str(tmp_path), SHARD)
     counts = duckdb.sql(
         f"SELECT corpus, count(*) FROM read_parquet('{tmp_path}/features/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL"
     ).fetchall()
@@ -63,8 +64,8 @@ def test_duckdb_reads_the_partitioned_table(tmp_path) -> None:
 
 def test_rewriting_a_shard_replaces_its_rows(tmp_path) -> None:
     table = rows(["tess", "tess"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    storage.write_features(table, str(tmp_path), "abc")
-    storage.write_features(table, str(tmp_path), "abc")
+    storage.write_features(table, str(tmp_path), SHARD)
+    storage.write_features(table, str(tmp_path), SHARD)
     assert storage.read_features(str(tmp_path), config=SEED).num_rows == 2
 
 
@@ -75,7 +76,7 @@ def test_unknown_corpus_values_never_reach_a_path() -> None:
 
 def test_other_fingerprint_is_refused(tmp_path) -> None:
     table = rows(["tess"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    storage.write_features(table, str(tmp_path), "abc")
+    storage.write_features(table, str(tmp_path), SHARD)
     changed = SEED.model_copy(update={"n_fft": 1024})
     with pytest.raises(SchemaError, match="fingerprint"):
         storage.read_features(str(tmp_path), config=changed)
@@ -88,7 +89,7 @@ def test_missing_table_is_a_schema_error(tmp_path) -> None:
 
 def test_read_done_indexes_features_and_errors(tmp_path) -> None:
     table = rows(["tess", "emodb"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    storage.write_features(table, str(tmp_path), "abc")
+    storage.write_features(table, str(tmp_path), SHARD)
     errors = [
         {
             "path": "/bad.wav",
@@ -102,7 +103,7 @@ def test_read_done_indexes_features_and_errors(tmp_path) -> None:
     ]
     import pyarrow as pa
 
-    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", "abc")
+    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD)
     done = storage.read_done(str(tmp_path), "seed268")
     assert set(done.featurized) == {"/a/0.wav", "/a/1.wav"}
     assert done.featurized["/a/0.wav"][0][0] == "0:1"
@@ -111,12 +112,12 @@ def test_read_done_indexes_features_and_errors(tmp_path) -> None:
 
 def test_prune_rows_rewrites_or_deletes_a_part(tmp_path) -> None:
     table = rows(["tess", "tess"]).to_table(schema.features_schema(SEED, feature_names(SEED)))
-    (part,) = storage.write_features(table, str(tmp_path), "abc")
+    (part,) = storage.write_features(table, str(tmp_path), SHARD)
     assert storage.prune_rows(part, {"/a/0.wav"}, protocol=None) == 1
     assert pq.read_table(part).column("path").to_pylist() == ["/a/1.wav"]
     assert pq.read_schema(part).metadata[schema.META_FEATURE_SET] == b"seed268"
     storage.prune_rows(part, {"/a/1.wav"}, protocol=None)
-    assert not (tmp_path / "features" / "feature_set=seed268" / "corpus=tess" / "part-abc.parquet").exists()
+    assert not (tmp_path / "features" / "feature_set=seed268" / "corpus=tess" / f"part-{SHARD}.parquet").exists()
 
 
 def test_augmented_copies_count_once_per_part_and_only_augment_errors_count_as_their_failures(tmp_path) -> None:
@@ -127,7 +128,7 @@ def test_augmented_copies_count_once_per_part_and_only_augment_errors_count_as_t
         table.schema.get_field_index("features"), schema.AUGMENTATION_FIELD, pa.array(["telephone", "speed"])
     )
     copies = pa.concat_tables([copies, copies]).replace_schema_metadata(table.schema.metadata)  # 2 copies per path
-    (part,) = storage.write_features(copies, str(tmp_path), "abc", dataset_name="augmented")
+    (part,) = storage.write_features(copies, str(tmp_path), SHARD, dataset_name="augmented")
     assert part.startswith(str(tmp_path / "augmented" / "feature_set=seed268" / "corpus=tess"))
     errors = [
         {
@@ -141,7 +142,7 @@ def test_augmented_copies_count_once_per_part_and_only_augment_errors_count_as_t
         }
         for stage in ("decode", "augment")
     ]
-    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", "abc")
+    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD)
     done = storage.read_done(str(tmp_path), "seed268", dataset_name="augmented")
     assert done.featurized == {"/a/0.wav": [("0:1", part)], "/a/1.wav": [("1:1", part)]}
     assert done.failed == {("/badaugment.wav", "9:9")}
