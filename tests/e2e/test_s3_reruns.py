@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ser_batch import jobs, storage
@@ -102,3 +105,45 @@ def test_reruns_after_new_changed_and_deleted_clips_see_their_own_writes(archive
         assert {(path, key): n for (path, key), n in copies.items() if path in current} == {
             (path, key): 2 for path, key in current.items()
         }
+
+
+def test_foreign_and_unreadable_files_in_an_s3_dest_are_passed_over_and_named(archive, run_cli, prefect_server):
+    config, options = feature_config("stats8k"), archive.storage_options()
+    for seed, name in enumerate([ravdess(1, 3), ravdess(1, 4), ravdess(2, 5)]):
+        archive.put(name, seed=seed)
+    archive.client.put_object(Bucket=archive.bucket, Key="audio/broken.wav", Body=b"RIFF not audio")
+    for plan, run in ((jobs.plan_featurization, jobs.featurize_shard), (jobs.plan_augmentation, jobs.augment_shard)):
+        for shard in plan(archive.source, archive.dest, config, shard_size=10, storage_options=options).shards:
+            run(shard, archive.dest, config, storage_options=options)
+    features, errors = "out/features/feature_set=stats8k/corpus=ravdess", "out/errors/feature_set=stats8k"
+    (error_part,) = [o["Key"] for o in archive.client.list_objects_v2(Bucket=archive.bucket, Prefix=errors)["Contents"]]
+    good = archive.client.get_object(Bucket=archive.bucket, Key=error_part)["Body"].read()
+    foreign = {
+        f"{features}/analysis.parquet": _parquet({"path": ["x"], "score": [0.5]}),  # an analyst's table
+        "out/features/README.txt": b"nightly features",
+        f"{features}/part-{'c' * 20}.parquet": b"",  # an own part, 0 bytes
+        f"{errors}/part-{'d' * 20}.parquet": good[: len(good) // 2],  # an own part, truncated
+    }
+    for key, body in foreign.items():
+        archive.client.put_object(Bucket=archive.bucket, Key=key, Body=body)
+    archive.put(ravdess(3, 6), seed=10)
+    archive.put(ravdess(1, 4), seed=11)
+
+    run = run_cli(["featurize", archive.source, archive.dest, "--n-workers", "1", "--json"],
+                  env={**archive.env(), **prefect_server.env()})  # fmt: skip
+    assert run.returncode == 0, run
+    assert (run.summary()["featurized"], run.summary()["augmented_copies"]) == (2, 4), run
+    output = run.stdout + run.stderr
+    for key in (f"{features}/part-{'c' * 20}.parquet", f"{errors}/part-{'d' * 20}.parquet"):
+        assert f"unreadable part file s3://{archive.bucket}/{key}" in output, run
+    assert "analysis.parquet" not in output and "README.txt" not in output, run
+    current = {path: key for path, key in archive.current().items() if not path.endswith("broken.wav")}
+    assert rows_by_path(archive, "stats8k", "features") == Counter(current.items())
+    assert rows_by_path(archive, "stats8k", "augmented") == Counter({item: 2 for item in current.items()})
+    assert set(foreign) <= {o["Key"] for o in archive.client.list_objects_v2(Bucket=archive.bucket)["Contents"]}
+
+
+def _parquet(columns: dict[str, list[Any]]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
