@@ -152,7 +152,7 @@ def test_new_files_are_all_pending_in_listing_order_and_cut_into_shards(source, 
 def test_featurized_files_are_done_and_a_changed_one_is_redone_and_flagged(source, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     before = listed(source)
-    write_rows(dest, "s1", [before["a.wav"], before["b.wav"]])
+    write_rows(dest, "51" * 10, [before["a.wav"], before["b.wav"]])
     change(write_wav, "b.wav")
     now = listed(source)
 
@@ -168,8 +168,8 @@ def test_featurized_files_are_done_and_a_changed_one_is_redone_and_flagged(sourc
 def test_known_bad_files_are_skipped_unless_retried_or_changed(source, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     files = listed(source)
-    write_error_rows(dest, "s1", [files["c.wav"], files["d.wav"]])
-    write_error_rows(dest, "s2", [files["e.wav"]], stage=schema.AUGMENT_STAGE)  # not a featurize failure
+    write_error_rows(dest, "51" * 10, [files["c.wav"], files["d.wav"]])
+    write_error_rows(dest, "52" * 10, [files["e.wav"]], stage=schema.AUGMENT_STAGE)  # not a featurize failure
 
     plan = plan_featurization(str(source), str(dest), SEED, shard_size=10)
     retried = plan_featurization(str(source), str(dest), SEED, shard_size=10, retry_errors=True)
@@ -236,9 +236,9 @@ def test_copies_are_planned_for_labelled_clips_with_a_current_row_and_no_copies(
         files["03-01-06-01-01-01-02.wav"],
         files["YAF_bath_fear.wav"],
     )
-    write_rows(dest, "s1", [angry, sad, fear, tess, files["03-01-09-01-01-01-02.wav"], files["agent-7.wav"]])
-    write_rows(dest, "s1", [sad], copies=("telephone", "speed-noise"))
-    write_error_rows(dest, "s2", [tess], stage=schema.AUGMENT_STAGE)
+    write_rows(dest, "51" * 10, [angry, sad, fear, tess, files["03-01-09-01-01-01-02.wav"], files["agent-7.wav"]])
+    write_rows(dest, "51" * 10, [sad], copies=("telephone", "speed-noise"))
+    write_error_rows(dest, "52" * 10, [tess], stage=schema.AUGMENT_STAGE)
     write_wav("src/ravdess/Actor_02/03-01-06-01-01-01-02.wav", duration_s=0.15)
 
     plan = plan_augmentation(str(corpus), str(dest), SEED, shard_size=10)
@@ -260,7 +260,7 @@ def test_no_copies_are_planned_before_anything_is_featurized(corpus, tmp_path) -
 def test_reconcile_keeps_exactly_one_row_of_a_changed_file_its_current_one(source, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     before = listed(source)
-    (old_part,) = write_rows(dest, "s1", [before["a.wav"], before["b.wav"]])
+    (old_part,) = write_rows(dest, "51" * 10, [before["a.wav"], before["b.wav"]])
     change(write_wav, "a.wav")
     plan = plan_featurization(str(source), str(dest), SEED, shard_size=10)
     for shard in plan.shards:
@@ -285,7 +285,7 @@ def test_reconcile_keeps_the_old_row_when_the_changed_file_was_not_featurized_ag
 ) -> None:
     dest = tmp_path / "out"
     before = listed(source)
-    write_rows(dest, "s1", [before["a.wav"]])
+    write_rows(dest, "51" * 10, [before["a.wav"]])
     change(write_wav, "a.wav")
     plan = plan_featurization(str(source), str(dest), SEED, shard_size=10)
 
@@ -297,10 +297,10 @@ def test_reconcile_drops_every_copy_of_the_old_content(corpus, tmp_path, write_w
     dest = tmp_path / "out"
     name = "ravdess/Actor_01/03-01-05-01-01-01-01.wav"
     before = listed(corpus)["03-01-05-01-01-01-01.wav"]
-    write_rows(dest, "s1", [before], copies=("telephone", "speed-noise"))
+    write_rows(dest, "51" * 10, [before], copies=("telephone", "speed-noise"))
     write_wav(f"src/{name}", duration_s=0.15)
     now = listed(corpus)["03-01-05-01-01-01-01.wav"]
-    write_rows(dest, "s2", [now], copies=("telephone", "speed-noise"))
+    write_rows(dest, "52" * 10, [now], copies=("telephone", "speed-noise"))
 
     removed = reconcile_features(str(dest), SEED, {now.uri: now.content_key}, dataset_name="augmented")
 

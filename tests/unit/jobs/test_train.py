@@ -77,10 +77,10 @@ def feature_rows(
 
 def write_dest(dest: Path, *, with_copies: bool) -> list[str]:
     paths = clip_paths("/archive")
-    storage.write_features(feature_rows(paths), str(dest), "s1")
+    storage.write_features(feature_rows(paths), str(dest), "51" * 10)
     if with_copies:
         copies = feature_rows(paths[:N_COPIED], copies=("telephone", "speed-noise"), seed=1)
-        storage.write_features(copies, str(dest), "a1", dataset_name="augmented")
+        storage.write_features(copies, str(dest), "a1" * 10, dataset_name="augmented")
     return paths
 
 
@@ -138,7 +138,7 @@ def test_evaluate_store_reproduces_the_training_evaluation_on_the_same_table(tra
 
 @pytest.mark.slow
 def test_evaluate_store_reads_only_the_models_feature_set(trained: Trained, tmp_path: Path) -> None:
-    storage.write_features(feature_rows(clip_paths("/archive"), config=SEED), str(tmp_path), "s1")
+    storage.write_features(feature_rows(clip_paths("/archive"), config=SEED), str(tmp_path), "51" * 10)
 
     with pytest.raises(SchemaError, match="no features for feature set 'stats8k'"):
         evaluate_store(str(tmp_path), str(trained.model_dir))
