@@ -91,27 +91,27 @@ def storage_errors(uri: str) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as error:
-        raise StorageError(f"{_redact(uri)}: not found ({_reason(error)})") from None
+        raise StorageError(f"{redact(uri)}: not found ({_reason(error)})") from None
     except PermissionError as error:
-        raise StorageError(f"{_redact(uri)}: access denied ({_reason(error)})") from None
+        raise StorageError(f"{redact(uri)}: access denied ({_reason(error)})") from None
     except IsADirectoryError:
-        raise StorageError(f"{_redact(uri)}: is a directory") from None
+        raise StorageError(f"{redact(uri)}: is a directory") from None
     except NotADirectoryError:
-        raise StorageError(f"{_redact(uri)}: not a directory") from None
+        raise StorageError(f"{redact(uri)}: not a directory") from None
     except FileExistsError:  # os.makedirs over a regular file
-        raise StorageError(f"{_redact(uri)}: exists and is not a directory") from None
+        raise StorageError(f"{redact(uri)}: exists and is not a directory") from None
     except Exception as error:  # botocore's credential/endpoint errors share no base class we can import lazily
         name = type(error).__name__
         if name in {"NoCredentialsError", "PartialCredentialsError", "NoRegionError"}:
             raise StorageError(
-                f"{_redact(uri)}: no usable AWS credentials ({name}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+                f"{redact(uri)}: no usable AWS credentials ({name}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             ) from None
         if name in {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionRefusedError"}:
             raise StorageError(
-                f"{_redact(uri)}: storage endpoint unreachable ({name}); check AWS_ENDPOINT_URL / network"
+                f"{redact(uri)}: storage endpoint unreachable ({name}); check AWS_ENDPOINT_URL / network"
             ) from None
         if name == "ClientError":
-            raise StorageError(f"{_redact(uri)}: {_reason(error)}") from None
+            raise StorageError(f"{redact(uri)}: {_reason(error)}") from None
         raise
 
 
@@ -119,8 +119,12 @@ def _reason(error: BaseException) -> str:
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
-def _redact(uri: str) -> str:
-    # s3://KEY:SECRET@bucket URLs must never reach a log line.
+def redact(uri: str) -> str:
+    """The URI without credentials: ``s3://KEY:SECRET@bucket`` URLs must never reach a log line or report.
+
+    >>> redact("s3://AKIA:secret@bucket/x"), redact("/data/x")
+    ('s3://***@bucket/x', '/data/x')
+    """
     if "@" in uri and "://" in uri:
         scheme, rest = uri.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"

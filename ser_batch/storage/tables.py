@@ -397,3 +397,42 @@ def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | No
         path = parts["predictions"][relative]
         files.remove(path if protocol is None else f"{protocol}://{path}", storage_options=storage_options)
     return len(orphans)
+
+
+def read_parts(
+    uris: Sequence[str], *, columns: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> pa.Table | None:
+    """Read whole part files into one table, e.g. the parts a run wrote (from its shard summaries).
+
+    Returns:
+        their rows (``columns`` only, when given), or None for no URIs.
+
+    Raises:
+        StorageError: if a part cannot be read.
+    """
+    tables = []
+    for uri in uris:
+        fs, path = files.filesystem(uri, storage_options=storage_options)
+        with files.storage_errors(uri), fs.open(path, "rb") as handle:
+            tables.append(pq.read_table(handle, columns=list(columns) if columns else None))
+    return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
+def read_recording_scores(
+    dest: str, path: str, *, storage_options: dict[str, Any] | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """The calls rows and the predictions rows of one recording in a scoring DEST, every model and run date.
+
+    Returns:
+        ``(calls, predictions)``, each possibly empty (a recording without speech has calls
+        rows but no predictions rows; one never scored into DEST has neither).
+    """
+    found = []
+    for name in ("calls", "predictions"):
+        dataset = _dataset(files.join(dest, name), storage_options)
+        if dataset is None or "path" not in dataset.schema.names:
+            found.append(SCORE_SCHEMAS[name].empty_table())
+            continue
+        with files.storage_errors(files.join(dest, name)):
+            found.append(dataset.to_table(filter=ds.field("path") == path))
+    return found[0], found[1]
