@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make run    install, make a demo archive, featurize it on a local Dask cluster
+#   make run    install, then the whole job on synthetic audio (ser-batch demo): featurize, train, score
 #   make test   install, lint (ruff, mypy) and run every test (CI runs this)
 PYTHON ?= python3
 VENV := .venv
@@ -17,8 +17,7 @@ $(BIN)/ser-batch: pyproject.toml
 install: $(BIN)/ser-batch
 
 run: install
-	$(BIN)/ser-batch make-demo $(DEMO)/audio
-	$(BIN)/ser-batch featurize $(DEMO)/audio $(DEMO)/out
+	$(BIN)/ser-batch demo $(DEMO)
 
 test: install lint
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from functools import partial
@@ -18,6 +19,7 @@ from ser_batch.config import DEFAULT_FEATURE_SET, FEATURE_SETS, MODELS, SEED_CLA
 from ser_batch.errors import SerBatchError
 
 Handler = Callable[[argparse.Namespace], int]
+_STARTED = time.perf_counter()
 
 
 def _positive_int(text: str) -> int:
@@ -187,6 +189,24 @@ def _make_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    run_demo(args.folder, dask_address=args.dask_address, n_workers=args.n_workers, started=_STARTED)
+    return 0
+
+
+def _plot_call(args: argparse.Namespace) -> int:
+    from flows.settings import storage_options_from_env
+    from ser_batch.jobs.timeline import write_call_timeline
+
+    written = write_call_timeline(
+        args.dest, args.path, args.output, model_id=args.model_id, storage_options=storage_options_from_env()
+    )
+    print(f"wrote {written}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
 
@@ -306,6 +326,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("folder")
     demo.add_argument("--n-per-emotion", type=_positive_int, default=2)
     demo.set_defaults(handler=_make_demo, needs_api=False)
+
+    run_demo = commands.add_parser(
+        "demo",
+        help="the whole job on synthetic audio (what `make run` runs): make a demo archive under FOLDER, "
+        "featurize it, train a model, score demo calls, print the calls table",
+    )
+    run_demo.add_argument("folder", help="where to put the demo's audio, tables and model (e.g. demo)")
+    run_demo.add_argument(
+        "--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)"
+    )
+    run_demo.add_argument(
+        "--n-workers", type=_positive_int, help="LocalCluster worker processes (default: one per core)"
+    )
+    run_demo.set_defaults(handler=_demo, prepare=_start_featurize_cluster, feature_set=DEFAULT_FEATURE_SET)
+
+    plot = commands.add_parser(
+        "plot-call", help="draw one scored recording's emotion timeline per channel from DEST/predictions into a PNG"
+    )
+    plot.add_argument("dest", help="the DEST a `ser-batch score` run wrote (local or s3://)")
+    plot.add_argument("path", help="the recording, as scored (a relative local path is made absolute)")
+    plot.add_argument("--output", "-o", help="the PNG to write (default: DEST/plots/<name>-<hash of the path>.png)")
+    plot.add_argument("--model-id", help="draw this model's scores (default: the model that scored it last)")
+    _add_storage_options(plot)
+    plot.set_defaults(handler=_plot_call, needs_api=False)
 
     serve = commands.add_parser("serve", help="serve every deployment of the project against PREFECT_API_URL")
     serve.set_defaults(handler=_serve, needs_api=False)

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from flows.report import publish_report
 from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs
@@ -108,6 +109,9 @@ def featurize(
         plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest, augmented=copies
     )
     print(jobs.format_featurize_summary(summary))
+    publish_report(
+        jobs.featurize_report(summary, [*summaries, *copies], feature_set=config.name, storage_options=storage_options)
+    )
     jobs.check_error_ratio(
         summary["failed"], plan.n_pending, max_error_ratio, inputs="files", errors_at=f"{dest}/errors"
     )

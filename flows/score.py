@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from flows.report import publish_report
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema
@@ -91,6 +92,7 @@ def score(
         )
     summary = jobs.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
     print(jobs.format_score_summary(summary))
+    publish_report(jobs.score_report(summary, summaries, storage_options=storage_options))
     errors_at = f"{dest}/errors/run_date={run_date}"
     jobs.check_error_ratio(
         summary["failed"], plan.plan.n_pending, max_error_ratio, inputs="recordings", errors_at=errors_at

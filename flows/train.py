@@ -7,7 +7,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.report import publish_report
 from flows.settings import storage_options_from_env
+from ser_batch import jobs
 from ser_batch.config import DEFAULT_FEATURE_SET, TrainConfig
 from ser_batch.jobs.train import train_and_save
 
@@ -37,6 +39,10 @@ def train(
 ) -> dict[str, Any]:
     """Train a model on FEATURES_DEST/features and write MODEL_DIR (model, metadata, reports)."""
     metadata = fit_and_save(features_dest, model_dir, feature_set, config)
+    report = jobs.train_report(
+        metadata, model_dir, features_dest=features_dest, storage_options=storage_options_from_env()
+    )
+    publish_report(report)
     return {"model_dir": model_dir, "metrics": metadata["metrics"]}
 
 

@@ -140,3 +140,35 @@ def conversation(
         rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) or 1.0
         call[begin : begin + clip.size, turn.channel] += clip * np.float32(gain / rms)
     return np.clip(call, -1.0, 1.0), turns
+
+
+DEMO_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "call-0001.wav": ("a calm call", ("neutral", "neutral", "happy", "happy", "neutral", "neutral")),
+    "call-0002.wav": ("an angry customer", ("neutral", "angry", "neutral", "angry", "sad", "angry")),
+    "call-0003.wav": ("a worried customer", ("neutral", "fear", "happy", "fear", "neutral", "neutral")),
+    "call-0004.wav": ("a sad customer cheered up", ("neutral", "sad", "happy", "sad", "happy", "happy")),
+}
+"""Demo call recordings: file name -> (what happens, the emotion of each turn, agent and customer alternating)."""
+
+CORRUPT_CALL = "call-0005.wav"
+"""A demo recording that is not audio: scoring records it in DEST/errors."""
+
+
+def write_demo_calls(folder: str | Path, *, seed: int = 1, sample_rate: int = 8_000) -> list[str]:
+    """Write the ``DEMO_CALLS`` as stereo telephone-rate WAVs (agent on channel 0, customer on 1) plus one corrupt file.
+
+    Each turn is a 3-6 s ``synthetic_clip`` of its emotion, with 1-3 s of line noise between
+    turns (``conversation``). Returns the file names written.
+    """
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, (_, emotions) in DEMO_CALLS.items():
+        clips = [
+            (synthetic_clip(emotion, rng, sample_rate=sample_rate, duration_s=float(rng.uniform(3.0, 6.0))), emotion)
+            for emotion in emotions
+        ]
+        call, _ = conversation(clips, rng, sample_rate=sample_rate)
+        soundfile.write(root / name, call, sample_rate, subtype="PCM_16")
+    (root / CORRUPT_CALL).write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt this recording was cut off")
+    return [*DEMO_CALLS, CORRUPT_CALL]

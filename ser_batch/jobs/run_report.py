@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ser_batch.errors import SerBatchError
+from ser_batch.errors import SerBatchError, StorageError
 from ser_batch.jobs.timeline import write_call_timeline
 from ser_batch.shards import ScoreShardSummary, ShardSummary
 from ser_batch.storage import files
@@ -360,3 +360,27 @@ def _picture(dest: str, path: str, model_id: str, storage_options: dict[str, Any
 def _linked(row: dict[str, Any]) -> dict[str, Any]:
     picture = row.get("picture")
     return {**row, "picture": f"[timeline](file://{picture})" if picture else None}
+
+
+def calls_query(dest: str, model_id: str) -> str:
+    """A DuckDB query of DEST's calls table for one model: one row per recording channel.
+
+    >>> print(calls_query("demo/scores", "m-1"))  # doctest: +ELLIPSIS
+    SELECT regexp_extract(path, '[^/]+$') AS recording, channel, ... WHERE model_id = 'm-1' ORDER BY recording, channel
+    """
+    calls = files.join(dest, "calls", "*", "*.parquet")
+    return (
+        "SELECT regexp_extract(path, '[^/]+$') AS recording, channel, round(speech_s, 1) AS speech_s, "
+        "dominant_emotion, round(share_angry, 2) AS share_angry, round(peak_angry_s, 1) AS peak_angry_s "
+        f"FROM read_parquet('{calls}', hive_partitioning = true) WHERE model_id = '{model_id}' ORDER BY recording, channel"
+    )
+
+
+def query_result(sql: str) -> str:
+    """Run a DuckDB query and return its result as DuckDB's text table (local files; an error is a StorageError)."""
+    import duckdb
+
+    try:
+        return str(duckdb.sql(sql))
+    except duckdb.Error as error:
+        raise StorageError(f"the query failed: {str(error).splitlines()[0]}") from None

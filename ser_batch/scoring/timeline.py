@@ -114,7 +114,7 @@ def timeline_png(channels: Sequence[ChannelTimeline], *, duration_s: float, titl
     axes_list[-1].set_xlabel("time (s)")
     handles = [Patch(color=EMOTION_COLOURS[name], label=name) for name in EMOTIONS if name in seen]
     handles.append(Patch(color="#e8e8e8", label="speech"))
-    figure.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=10, x=0.01, ha="left")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)

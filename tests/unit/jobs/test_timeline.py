@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+
+import pytest
+from scored_tables import scored_call, write_scored
+
+from ser_batch.errors import ConfigError
+from ser_batch.jobs.timeline import read_call_timeline, timeline_uri, write_call_timeline
+
+STEREO = [[(1.0, 4.0, "neutral"), (2.5, 5.5, "neutral")], [(8.0, 11.0, "angry"), (9.5, 12.5, "sad")]]
+
+
+def png_size(path) -> tuple[int, int]:
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_a_scored_stereo_call_is_drawn_under_dest_plots_at_1000_by_520(tmp_path, monkeypatch) -> None:
+    path = str(tmp_path / "calls" / "c1.wav")
+    write_scored(tmp_path / "out", [scored_call(path, STEREO)])
+    monkeypatch.chdir(tmp_path)
+
+    written = write_call_timeline("out", "calls/c1.wav")  # relative PATH, as a user types it
+
+    assert written == timeline_uri("out", path)
+    assert png_size(tmp_path / written) == (1000, 520)
+
+
+def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named(tmp_path) -> None:
+    path = str(tmp_path / "c1.wav")
+    old = scored_call(path, STEREO, model_id="mlp-stats8k-aaaaaaaaaaaa", scored_at=datetime(2026, 11, 1, tzinfo=UTC))
+    new = scored_call(
+        path,
+        [[(0.0, 3.0, "sad")], []],
+        model_id="mlp-stats8k-bbbbbbbbbbbb",
+        scored_at=datetime(2026, 11, 2, tzinfo=UTC),
+    )
+    write_scored(tmp_path / "out", [old], run_date="2026-11-01", shard_id="a")
+    write_scored(tmp_path / "out", [new], run_date="2026-11-02", shard_id="b")
+
+    latest = read_call_timeline(str(tmp_path / "out"), path)
+    named = read_call_timeline(str(tmp_path / "out"), path, model_id="mlp-stats8k-aaaaaaaaaaaa")
+
+    assert (latest.model_id, latest.run_date) == ("mlp-stats8k-bbbbbbbbbbbb", "2026-11-02")
+    assert [c.emotion for c in latest.channels] == [("sad",), ()]  # the silent channel is kept, empty
+    assert (named.model_id, named.run_date) == ("mlp-stats8k-aaaaaaaaaaaa", "2026-11-01")
+    assert [list(c.start_s) for c in named.channels] == [[1.0, 2.5], [8.0, 9.5]]
+    with pytest.raises(ConfigError, match="not scored by model 'nope'"):
+        read_call_timeline(str(tmp_path / "out"), path, model_id="nope")
+
+
+@pytest.mark.parametrize("scored", [True, False], ids=["dest-holds-other-calls", "dest-empty"])
+def test_a_recording_never_scored_is_a_config_error_naming_it(tmp_path, scored) -> None:
+    if scored:
+        write_scored(tmp_path / "out", [scored_call(str(tmp_path / "c1.wav"), STEREO)])
+
+    with pytest.raises(ConfigError, match=r"other\.wav: never scored into this DEST"):
+        write_call_timeline(str(tmp_path / "out"), str(tmp_path / "other.wav"))
+    assert not (tmp_path / "out" / "plots").exists()
