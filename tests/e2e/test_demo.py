@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ser_batch.demo import DEMO_CALLS
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
 CANARY = "canary-Zq7-wJalrXUtnFEMI-not-a-real-secret"
+DEMO_CALLS = ("call-0001.wav", "call-0002.wav", "call-0003.wav", "call-0004.wav")  # ser_batch.demo.DEMO_CALLS
 CALL_ROW = re.compile(r"^│ (call-\d{4}\.wav) │\s+(\d) │")
 
 
