@@ -402,7 +402,10 @@ def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | No
 def read_parts(
     uris: Sequence[str], *, columns: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> pa.Table | None:
-    """Read whole part files into one table, e.g. the parts a run wrote (from its shard summaries).
+    """Read part files of one table and one store into one table, e.g. the parts a run wrote (from its shard summaries).
+
+    The files are read as one dataset, several at a time (a night's thousands of small parts
+    on S3 take seconds, not a request's latency each).
 
     Returns:
         their rows (``columns`` only, when given), or None for no URIs.
@@ -410,12 +413,13 @@ def read_parts(
     Raises:
         StorageError: if a part cannot be read.
     """
-    tables = []
-    for uri in uris:
-        fs, path = files.filesystem(uri, storage_options=storage_options)
-        with files.storage_errors(uri), fs.open(path, "rb") as handle:
-            tables.append(pq.read_table(handle, columns=list(columns) if columns else None))
-    return pa.concat_tables(tables, promote_options="default") if tables else None
+    if not uris:
+        return None
+    fs, _ = files.filesystem(uris[0], storage_options=storage_options)
+    paths = [files.filesystem(uri, storage_options=storage_options)[1] for uri in uris]
+    with files.storage_errors(uris[0]):
+        dataset = ds.dataset(paths, filesystem=fs, format="parquet")
+        return dataset.to_table(columns=list(columns) if columns else None)
 
 
 def read_recording_scores(
