@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ser_batch.schema import CALLS_SCHEMA, PREDICTIONS_SCHEMA, SCORE_ERRORS_SCHEMA
 from ser_batch.scoring import call_columns, segment_columns
+from ser_batch.shards import FileInfo, shard_id
 from ser_batch.storage import write_scores
 
 CLASSES = ("angry", "neutral", "sad")
@@ -57,13 +58,18 @@ def write_scored(
     recordings: Sequence[dict[str, list[dict]]],
     *,
     run_date: str = "2026-11-24",
-    shard_id: str = "s1",
+    shard: str = "s1",
     errors: Sequence[dict] = (),
 ) -> list[str]:
-    """Write ``scored_call`` rows (and error rows) as one shard's part files; returns their URIs."""
+    """Write ``scored_call`` rows (and error rows) as the part files of the shard named ``shard``; returns their URIs."""
     tables = {
         "errors": pa.Table.from_pylist(list(errors), schema=SCORE_ERRORS_SCHEMA),
         "predictions": pa.Table.from_pylist([r for rec in recordings for r in rec["predictions"]], PREDICTIONS_SCHEMA),
         "calls": pa.Table.from_pylist([r for rec in recordings for r in rec["calls"]], schema=CALLS_SCHEMA),
     }
-    return write_scores(tables, str(dest), run_date, shard_id)
+    return write_scores(tables, str(dest), run_date, shard_id_of(shard))
+
+
+def shard_id_of(name: str) -> str:
+    """A shard id of the form ``shards.shard_id`` gives, named by ``name``."""
+    return shard_id([FileInfo(name, 0, "0:0")], "test")

@@ -32,6 +32,7 @@ from ser_batch.errors import ConfigError, SchemaError
 from ser_batch.schema import (
     AUGMENT_STAGE,
     AUGMENTATION_FIELD,
+    CALLS_SCHEMA,
     DATASETS,
     ERRORS_SCHEMA,
     FEATURE_KEYS,
@@ -40,6 +41,7 @@ from ser_batch.schema import (
     META_FEATURE_SET,
     META_FINGERPRINT,
     PART_FILE,
+    PREDICTIONS_SCHEMA,
     ROW_FIELDS,
     SCORE_KEYS,
     SCORE_SCHEMAS,
@@ -402,41 +404,59 @@ def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | No
 def read_parts(
     uris: Sequence[str], *, columns: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> pa.Table | None:
-    """Read part files of one table and one store into one table, e.g. the parts a run wrote (from its shard summaries).
+    """Read part files of one table and one store into one table, e.g. the parts a run wrote (its shard summaries name them).
 
-    The files are read as one dataset, several at a time (a night's thousands of small parts
-    on S3 take seconds, not a request's latency each).
+    Parts are read several at a time; an unreadable one is skipped with a warning, as by every reader here.
 
     Returns:
-        their rows (``columns`` only, when given), or None for no URIs.
+        their rows (``columns`` only, when given; no folder keys), or None for no URIs or no readable part.
 
     Raises:
-        StorageError: if a part cannot be read.
+        StorageError: if a part does not exist or cannot be opened.
     """
     if not uris:
         return None
     fs, _ = files.filesystem(uris[0], storage_options=storage_options)
-    paths = [files.filesystem(uri, storage_options=storage_options)[1] for uri in uris]
-    with files.storage_errors(uris[0]):
-        dataset = ds.dataset(paths, filesystem=fs, format="parquet")
-        return dataset.to_table(columns=list(columns) if columns else None)
+    parts = [_Part(files.filesystem(uri, storage_options=storage_options)[1], {}) for uri in uris]
+    tables = [table for _, table in _read_parts(fs, parts, columns, uris[0])]
+    return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
+_RECORDING_CALL_COLUMNS = ("path", "channel", "n_channels", "duration_s", "model_id", "content_key", "scored_at")
 
 
 def read_recording_scores(
     dest: str, path: str, *, storage_options: dict[str, Any] | None = None
 ) -> tuple[pa.Table, pa.Table]:
-    """The calls rows and the predictions rows of one recording in a scoring DEST, every model and run date.
+    """The calls rows of one recording in a scoring DEST (every model and run date) and the predictions rows of those shards.
+
+    Only the calls table's key columns are read in full; predictions are read from the parts of
+    the shards whose calls rows name the recording (a shard's parts share its id).
 
     Returns:
-        ``(calls, predictions)``, each possibly empty (a recording without speech has calls
-        rows but no predictions rows; one never scored into DEST has neither).
+        ``(calls, predictions)``, both with ``run_date``; each possibly empty (a recording without
+        speech has calls rows but no predictions rows; one never scored into DEST has neither).
     """
-    found = []
-    for name in ("calls", "predictions"):
-        dataset = _dataset(files.join(dest, name), storage_options)
-        if dataset is None or "path" not in dataset.schema.names:
-            found.append(SCORE_SCHEMAS[name].empty_table())
+    calls, predictions = [], []
+    root = files.join(dest, "calls")
+    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
+    for part, table in _read_parts(fs, parts, [*_RECORDING_CALL_COLUMNS, "run_date"], root):
+        rows = table.filter(pc.equal(table.column("path"), path))
+        if not rows.num_rows:
             continue
-        with files.storage_errors(files.join(dest, name)):
-            found.append(dataset.to_table(filter=ds.field("path") == path))
-    return found[0], found[1]
+        calls.append(rows)
+        uri = files.join(dest, "predictions", f"run_date={part.values['run_date']}", part.path.rsplit("/", 1)[1])
+        _, windows_path = files.filesystem(uri, storage_options=storage_options)
+        with files.storage_errors(uri):
+            if not fs.exists(windows_path):
+                continue
+        for _, windows in _read_parts(fs, [_Part(windows_path, part.values)], None, uri):
+            predictions.append(windows.filter(pc.equal(windows.column("path"), path)))
+    empty_calls = pa.schema(
+        [*(CALLS_SCHEMA.field(n) for n in _RECORDING_CALL_COLUMNS), pa.field("run_date", pa.string())]
+    )
+    empty_windows = PREDICTIONS_SCHEMA.append(pa.field("run_date", pa.string()))
+    return (
+        pa.concat_tables(calls, promote_options="default") if calls else empty_calls.empty_table(),
+        pa.concat_tables(predictions, promote_options="default") if predictions else empty_windows.empty_table(),
+    )

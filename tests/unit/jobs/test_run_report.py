@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from scored_tables import scored_call, write_scored
+from scored_tables import scored_call, shard_id_of, write_scored
 
 from ser_batch.jobs import report as summaries
 from ser_batch.jobs import run_report
@@ -88,7 +88,7 @@ def error_part(dest: Path, shard_id: str, names: list[str], message: str) -> str
         }
         for n in names
     ]
-    return write_errors(pa.Table.from_pylist(rows, schema=ERRORS_SCHEMA), str(dest), "stats8k", shard_id)
+    return write_errors(pa.Table.from_pylist(rows, schema=ERRORS_SCHEMA), str(dest), "stats8k", shard_id_of(shard_id))
 
 
 def test_featurize_report_counts_this_runs_failures_by_reason_and_says_where_the_table_is(tmp_path) -> None:
@@ -232,9 +232,9 @@ def test_reports_show_remote_locations_without_credentials() -> None:
 
 
 def test_the_calls_query_prints_one_row_per_recording_channel_of_one_model(tmp_path) -> None:
-    write_scored(tmp_path / "scores", [scored_call("/calls/a.wav", [[(0.0, 3.0, "angry")], []])], shard_id="a")
+    write_scored(tmp_path / "scores", [scored_call("/calls/a.wav", [[(0.0, 3.0, "angry")], []])], shard="a")
     other = scored_call("/calls/b.wav", [[(0.0, 3.0, "sad")]], model_id="mlp-stats8k-000000000002")
-    write_scored(tmp_path / "scores", [other], shard_id="b")
+    write_scored(tmp_path / "scores", [other], shard="b")
 
     text = query_result(calls_query(str(tmp_path / "scores"), "mlp-stats8k-000000000001"))
 

@@ -39,8 +39,8 @@ def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named(tmp_path) ->
         model_id="mlp-stats8k-bbbbbbbbbbbb",
         scored_at=datetime(2026, 11, 2, tzinfo=UTC),
     )
-    write_scored(tmp_path / "out", [old], run_date="2026-11-01", shard_id="a")
-    write_scored(tmp_path / "out", [new], run_date="2026-11-02", shard_id="b")
+    write_scored(tmp_path / "out", [old], run_date="2026-11-01", shard="a")
+    write_scored(tmp_path / "out", [new], run_date="2026-11-02", shard="b")
 
     latest = read_call_timeline(str(tmp_path / "out"), path)
     named = read_call_timeline(str(tmp_path / "out"), path, model_id="mlp-stats8k-aaaaaaaaaaaa")

@@ -8,8 +8,8 @@ from ser_batch.storage import read_parts, read_recording_scores
 
 
 def test_read_parts_reads_just_the_given_parts_and_columns(tmp_path) -> None:
-    first = write_scored(tmp_path, [scored_call("/a.wav", [[(0.0, 3.0, "sad")]])], shard_id="a")
-    write_scored(tmp_path, [scored_call("/b.wav", [[(0.0, 3.0, "sad")]])], shard_id="b")
+    first = write_scored(tmp_path, [scored_call("/a.wav", [[(0.0, 3.0, "sad")]])], shard="a")
+    write_scored(tmp_path, [scored_call("/b.wav", [[(0.0, 3.0, "sad")]])], shard="b")
     calls = [uri for uri in first if "/calls/" in uri]
 
     table = read_parts(calls, columns=["path", "channel"])
