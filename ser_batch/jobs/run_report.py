@@ -293,7 +293,7 @@ def score_report(
         pictures = {}
         for row in top:
             if row["path"] not in pictures:
-                pictures[row["path"]] = _picture(dest, row["path"], summary["model_id"], storage_options)
+                pictures[row["path"]] = _picture(dest, row["path"], summary, storage_options)
             row["picture"] = pictures[row["path"]]
     errors = errors_by_reason(
         _read_rows(
@@ -350,9 +350,12 @@ def _top_call_row(rank: int, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _picture(dest: str, path: str, model_id: str, storage_options: dict[str, Any] | None) -> str | None:
+def _picture(dest: str, path: str, summary: dict[str, Any], storage_options: dict[str, Any] | None) -> str | None:
     try:
-        return files.local_path(write_call_timeline(dest, path, model_id=model_id, storage_options=storage_options))
+        written = write_call_timeline(
+            dest, path, model_id=summary["model_id"], run_date=summary["run_date"], storage_options=storage_options
+        )
+        return files.local_path(written)
     except SerBatchError:  # a picture is not worth failing the report (e.g. DEST/plots unwritable)
         return None
 

@@ -39,7 +39,12 @@ def recording_uri(path: str) -> str:
 
 
 def read_call_timeline(
-    dest: str, path: str, *, model_id: str | None = None, storage_options: dict[str, Any] | None = None
+    dest: str,
+    path: str,
+    *,
+    model_id: str | None = None,
+    run_date: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> CallTimeline:
     """Read one recording's windows from ``DEST/predictions`` (and its length from ``DEST/calls``).
 
@@ -47,6 +52,7 @@ def read_call_timeline(
         dest: the scoring DEST (local or ``s3://``).
         path: the recording, as given to ``ser-batch score`` (a relative local path is made absolute).
         model_id: the model whose scores to draw; default the one that scored the recording last.
+        run_date: look in this run date's partition only (a score run's own report), not every one.
         storage_options: fsspec options for a remote DEST.
 
     Returns:
@@ -58,7 +64,7 @@ def read_call_timeline(
         StorageError: if DEST cannot be read.
     """
     uri = recording_uri(path)
-    calls, predictions = read_recording_scores(dest, uri, storage_options=storage_options)
+    calls, predictions = read_recording_scores(dest, uri, run_date=run_date, storage_options=storage_options)
     where = files.redact(files.join(dest, "calls"))
     if calls.num_rows == 0:
         raise ConfigError(
@@ -115,6 +121,7 @@ def write_call_timeline(
     output: str | None = None,
     *,
     model_id: str | None = None,
+    run_date: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Draw one recording's emotion timeline from a scoring DEST into a PNG; return where it was written.
@@ -124,13 +131,14 @@ def write_call_timeline(
         path: the recording (see ``read_call_timeline``).
         output: the PNG's path or URI; default ``timeline_uri(dest, recording)``.
         model_id: the model whose scores to draw; default the latest.
+        run_date: look in this run date's partition only.
         storage_options: fsspec options for a remote DEST or output.
 
     Raises:
         ConfigError: if DEST holds no scores of the recording.
         StorageError: if DEST cannot be read or the output written.
     """
-    timeline = read_call_timeline(dest, path, model_id=model_id, storage_options=storage_options)
+    timeline = read_call_timeline(dest, path, model_id=model_id, run_date=run_date, storage_options=storage_options)
     name = timeline.path.rstrip("/").rsplit("/", 1)[-1]
     title = f"{name}: top emotion per window, model {timeline.model_id}"
     if timeline.run_date:

@@ -426,9 +426,9 @@ _RECORDING_CALL_COLUMNS = ("path", "channel", "n_channels", "duration_s", "model
 
 
 def read_recording_scores(
-    dest: str, path: str, *, storage_options: dict[str, Any] | None = None
+    dest: str, path: str, *, run_date: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> tuple[pa.Table, pa.Table]:
-    """The calls rows of one recording in a scoring DEST (every model and run date) and the predictions rows of those shards.
+    """The calls rows of one recording in a scoring DEST (every model; every run date, or ``run_date``'s) and their predictions rows.
 
     Only the calls table's key columns are read in full; predictions are read from the parts of
     the shards whose calls rows name the recording (a shard's parts share its id).
@@ -438,8 +438,12 @@ def read_recording_scores(
         speech has calls rows but no predictions rows; one never scored into DEST has neither).
     """
     calls, predictions = [], []
-    root = files.join(dest, "calls")
-    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
+    if run_date is None:
+        root = files.join(dest, "calls")
+        fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
+    else:
+        root = files.join(dest, "calls", f"run_date={run_date_value(run_date)}")
+        fs, parts = _own_parts(root, (), storage_options, known={"run_date": run_date})
     for part, table in _read_parts(fs, parts, [*_RECORDING_CALL_COLUMNS, "run_date"], root):
         rows = table.filter(pc.equal(table.column("path"), path))
         if not rows.num_rows:

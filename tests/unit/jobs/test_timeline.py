@@ -30,7 +30,7 @@ def test_a_scored_stereo_call_is_drawn_under_dest_plots_at_1000_by_520(tmp_path,
     assert png_size(tmp_path / written) == (1000, 520)
 
 
-def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named(tmp_path) -> None:
+def test_the_timeline_is_the_latest_scoring_unless_a_model_or_run_date_is_named(tmp_path) -> None:
     path = str(tmp_path / "c1.wav")
     old = scored_call(path, STEREO, model_id="mlp-stats8k-aaaaaaaaaaaa", scored_at=datetime(2026, 11, 1, tzinfo=UTC))
     new = scored_call(
@@ -44,11 +44,13 @@ def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named(tmp_path) ->
 
     latest = read_call_timeline(str(tmp_path / "out"), path)
     named = read_call_timeline(str(tmp_path / "out"), path, model_id="mlp-stats8k-aaaaaaaaaaaa")
+    that_day = read_call_timeline(str(tmp_path / "out"), path, run_date="2026-11-01")
 
     assert (latest.model_id, latest.run_date) == ("mlp-stats8k-bbbbbbbbbbbb", "2026-11-02")
     assert [c.emotion for c in latest.channels] == [("sad",), ()]  # the silent channel is kept, empty
     assert (named.model_id, named.run_date) == ("mlp-stats8k-aaaaaaaaaaaa", "2026-11-01")
     assert [list(c.start_s) for c in named.channels] == [[1.0, 2.5], [8.0, 9.5]]
+    assert (that_day.model_id, that_day.run_date) == (named.model_id, named.run_date)
     with pytest.raises(ConfigError, match="not scored by model 'nope'"):
         read_call_timeline(str(tmp_path / "out"), path, model_id="nope")
 
