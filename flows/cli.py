@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ser_batch.config import DEFAULT_FEATURE_SET, FEATURE_SETS, MODELS, SEED_CLASSES, TrainConfig
+from ser_batch.config import DEFAULT_FEATURE_SET, DEFAULT_SETTLE_S, FEATURE_SETS, MODELS, SEED_CLASSES, TrainConfig
 from ser_batch.errors import SerBatchError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -41,6 +41,42 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settle-s",
+        type=_non_negative_float,
+        default=DEFAULT_SETTLE_S,
+        metavar="SECONDS",
+        help=f"leave files modified in the last SECONDS for a later run: they may still be being written "
+        f"(default {DEFAULT_SETTLE_S:.0f}; 0 takes everything)",
+    )
+    parser.add_argument(
+        "--lease-wait-s",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run is writing DEST, wait up to SECONDS for it to finish (default 0: exit 2 naming it)",
+    )
+
+
+def _check_lease(args: argparse.Namespace) -> None:
+    from flows.settings import storage_options_from_env
+    from ser_batch.storage.lease import check_lease_free
+
+    if args.lease_wait_s == 0:  # fail before the cluster and the API start; the flow takes the lease itself
+        check_lease_free(args.dest, storage_options=storage_options_from_env())
+
+
 def _check_featurize(args: argparse.Namespace) -> None:
     from flows.runner import dask_runner
     from flows.settings import storage_options_from_env
@@ -48,6 +84,7 @@ def _check_featurize(args: argparse.Namespace) -> None:
 
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
+    _check_lease(args)
 
 
 def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> None:
@@ -81,6 +118,9 @@ def _featurize(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
         augment=args.augment,
+        settle_s=args.settle_s,
+        lease_wait_s=args.lease_wait_s,
+        allow_empty_source=args.allow_empty_source,
     )
     from ser_batch.storage import features_root
 
@@ -149,6 +189,7 @@ def _check_score(args: argparse.Namespace) -> None:
     timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_scoring(args.source, args.dest, args.model, storage_options=storage_options_from_env())
+    _check_lease(args)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -166,6 +207,8 @@ def _score(args: argparse.Namespace) -> int:
         hop_s=args.hop_s,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
+        settle_s=args.settle_s,
+        lease_wait_s=args.lease_wait_s,
     )
     calls = f"{args.dest.rstrip('/')}/calls"
     print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
@@ -245,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also featurize augmented copies (telephone channel; speed, gain and noise) of labelled clips, "
         "for training (default: on, except for the recipe's seed268)",
     )
+    featurize.add_argument(
+        "--allow-empty-source",
+        action="store_true",
+        help="let a SOURCE that lists no audio file empty DEST (refused by default: a wrong or unmounted SOURCE)",
+    )
+    _add_run_options(featurize)
     featurize.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(featurize)
     featurize.set_defaults(handler=_featurize, check=_check_featurize, prepare=_start_featurize_cluster)
@@ -318,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="fail the run above this share of bad recordings (default 0.5)",
     )
+    _add_run_options(score)
     score.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(score)
     score.set_defaults(handler=_score, check=_check_score)

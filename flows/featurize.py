@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from flows.report import publish_report
 from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
-from ser_batch import jobs
-from ser_batch.config import DEFAULT_FEATURE_SET, FeatureConfig, feature_config
+from ser_batch import jobs, storage
+from ser_batch.config import DEFAULT_FEATURE_SET, DEFAULT_SETTLE_S, FeatureConfig, feature_config
 from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
@@ -64,58 +64,79 @@ def featurize(
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
     augment: bool | None = None,
+    settle_s: float = DEFAULT_SETTLE_S,
+    lease_wait_s: float = 0.0,
+    allow_empty_source: bool = False,
 ) -> dict[str, Any]:
-    """Featurize every new or changed audio file under SOURCE into partitioned Parquet under DEST, and augmented copies of labelled clips."""
+    """Make DEST mirror the audio under SOURCE as partitioned Parquet: featurize new or changed files, drop rows of files gone, add augmented copies of labelled clips."""
     started = time.perf_counter()
     logger = get_run_logger()
     config = feature_config(feature_set)
-    storage_options = storage_options_from_env()
-    plan = jobs.plan_featurization(
-        source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options
-    )
-    logger.info("%d files seen, %d already done, %d to featurize", plan.n_seen, plan.n_done, plan.n_pending)
-    summaries, copies = [], []
-    with cluster_on_demand(dask_address, n_workers) as runner:  # one cluster for both passes
-        if plan.pending:
-            summaries = run_shards(
-                featurize_shard,
-                plan,
-                runner(),
-                description="featurize",
-                n_done=lambda s: s.n_files,
-                dest=dest,
-                config=config,
-            )
-        pruned = jobs.reconcile_features(dest, config, plan.changed, storage_options=storage_options)
-        if augment_by_default(config) if augment is None else augment:
-            copies_plan = jobs.plan_augmentation(
-                source, dest, config, shard_size=shard_size, retry_errors=retry_errors, storage_options=storage_options
-            )
-            logger.info("%d labelled clips to augment", copies_plan.n_pending)
-            if copies_plan.pending:
-                copies = run_shards(
-                    augment_shard,
-                    copies_plan,
+    options = storage_options_from_env()
+    with storage.hold_lease(dest, job="featurize", wait_s=lease_wait_s, storage_options=options) as lease:
+        plan = jobs.plan_featurization(
+            source,
+            dest,
+            config,
+            shard_size=shard_size,
+            retry_errors=retry_errors,
+            settle_s=settle_s,
+            allow_empty_source=allow_empty_source,
+            storage_options=options,
+        )
+        logger.info("%d files seen, %d already done, %d to featurize", plan.n_seen, plan.n_done, plan.n_pending)
+        summaries, copies, copies_plan = [], [], None
+        with cluster_on_demand(dask_address, n_workers) as runner:  # one cluster for both passes
+            if plan.pending:
+                summaries = run_shards(
+                    featurize_shard,
+                    plan,
                     runner(),
-                    description="augment",
+                    description="featurize",
                     n_done=lambda s: s.n_files,
                     dest=dest,
                     config=config,
                 )
-            pruned += jobs.reconcile_features(
-                dest, config, copies_plan.changed, dataset_name="augmented", storage_options=storage_options
-            )
-    summary = jobs.featurize_summary(
-        plan, summaries, wall_s=time.perf_counter() - started, n_pruned=pruned, dest=dest, augmented=copies
-    )
-    print(jobs.format_featurize_summary(summary))
-    publish_report(
-        jobs.featurize_report(summary, [*summaries, *copies], feature_set=config.name, storage_options=storage_options)
-    )
-    jobs.check_error_ratio(
-        summary["failed"], plan.n_pending, max_error_ratio, inputs="files", errors_at=f"{dest}/errors"
-    )
-    return summary
+            if augment_by_default(config) if augment is None else augment:
+                copies_plan = jobs.plan_augmentation(
+                    source,
+                    dest,
+                    config,
+                    shard_size=shard_size,
+                    retry_errors=retry_errors,
+                    settle_s=settle_s,
+                    storage_options=options,
+                )
+                logger.info("%d labelled clips to augment", copies_plan.n_pending)
+                if copies_plan.pending:
+                    copies = run_shards(
+                        augment_shard,
+                        copies_plan,
+                        runner(),
+                        description="augment",
+                        n_done=lambda s: s.n_files,
+                        dest=dest,
+                        config=config,
+                    )
+
+        def report(summary: dict[str, Any]) -> None:
+            print(jobs.format_featurize_summary(summary))
+            shards = [*summaries, *copies]
+            publish_report(jobs.featurize_report(summary, shards, feature_set=config.name, storage_options=options))
+
+        return jobs.complete_featurize(
+            dest,
+            config,
+            plan,
+            summaries,
+            copies_plan=copies_plan,
+            copies=copies,
+            started=started,
+            max_error_ratio=max_error_ratio,
+            lease=lease,
+            report=report,
+            storage_options=options,
+        )
 
 
 if __name__ == "__main__":

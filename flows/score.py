@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from flows.report import publish_report
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
-from ser_batch import jobs, schema
-from ser_batch.config import ScoreConfig, score_config
+from ser_batch import jobs, schema, storage
+from ser_batch.config import DEFAULT_SETTLE_S, ScoreConfig, score_config
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
@@ -53,51 +53,64 @@ def score(
     run_date: str | None = None,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
+    settle_s: float = DEFAULT_SETTLE_S,
+    lease_wait_s: float = 0.0,
 ) -> dict[str, Any]:
     """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls."""
     started = time.perf_counter()
     logger = get_run_logger()
     config = score_config(window_s=window_s, hop_s=hop_s)
     run_date = schema.run_date_value(run_date or today())
-    storage_options = storage_options_from_env()
-    plan = jobs.plan_scoring(
-        source,
-        dest,
-        model_dir,
-        shard_size=shard_size,
-        since=since,
-        retry_errors=retry_errors,
-        storage_options=storage_options,
-    )
-    logger.info(
-        "model %s: %d recordings seen, %d already scored, %d to score (run_date %s)",
-        plan.model.model_id,
-        plan.plan.n_seen,
-        plan.plan.n_done,
-        plan.plan.n_pending,
-        run_date,
-    )
-    summaries = []
-    if plan.plan.pending:
-        summaries = run_shards(
-            score_shard,
-            plan.plan,
-            dask_runner(dask_address, n_workers),
-            description="score",
-            n_done=lambda s: s.n_recordings,
-            dest=dest,
-            model_dir=model_dir,
-            config=config,
-            run_date=run_date,
+    options = storage_options_from_env()
+    with storage.hold_lease(dest, job="score", wait_s=lease_wait_s, storage_options=options) as lease:
+        plan = jobs.plan_scoring(
+            source,
+            dest,
+            model_dir,
+            shard_size=shard_size,
+            since=since,
+            retry_errors=retry_errors,
+            settle_s=settle_s,
+            storage_options=options,
         )
-    summary = jobs.score_summary(plan, summaries, wall_s=time.perf_counter() - started, dest=dest, run_date=run_date)
-    print(jobs.format_score_summary(summary))
-    publish_report(jobs.score_report(summary, summaries, storage_options=storage_options))
-    errors_at = f"{dest}/errors/run_date={run_date}"
-    jobs.check_error_ratio(
-        summary["failed"], plan.plan.n_pending, max_error_ratio, inputs="recordings", errors_at=errors_at
-    )
-    return summary
+        logger.info(
+            "model %s: %d recordings seen, %d already scored, %d to score (run_date %s)",
+            plan.model.model_id,
+            plan.plan.n_seen,
+            plan.plan.n_done,
+            plan.plan.n_pending,
+            run_date,
+        )
+        summaries = []
+        if plan.plan.pending:
+            jobs.start_scoring(dest, plan, run_date=run_date, storage_options=options)
+            summaries = run_shards(
+                score_shard,
+                plan.plan,
+                dask_runner(dask_address, n_workers),
+                description="score",
+                n_done=lambda s: s.n_recordings,
+                dest=dest,
+                model_dir=model_dir,
+                config=config,
+                run_date=run_date,
+            )
+
+        def report(summary: dict[str, Any]) -> None:
+            print(jobs.format_score_summary(summary))
+            publish_report(jobs.score_report(summary, summaries, storage_options=options))
+
+        return jobs.complete_scoring(
+            dest,
+            plan,
+            summaries,
+            run_date=run_date,
+            started=started,
+            max_error_ratio=max_error_ratio,
+            lease=lease,
+            report=report,
+            storage_options=options,
+        )
 
 
 if __name__ == "__main__":

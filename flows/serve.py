@@ -12,6 +12,7 @@ from flows.featurize import featurize
 from flows.score import score
 from flows.settings import timezone_name
 from flows.train import train
+from ser_batch.config import DEFAULT_SETTLE_S
 
 SCORE_PARAMETER_ENV = {
     "source": "SER_BATCH_SCORE_SOURCE",
@@ -20,20 +21,25 @@ SCORE_PARAMETER_ENV = {
 }
 """Environment variables that give score/nightly its archive, output and model."""
 
+NIGHTLY_PARAMETERS: dict[str, Any] = {"settle_s": DEFAULT_SETTLE_S, "lease_wait_s": 3600.0}
+"""score/nightly's defaults, as in deploy/prefect.yaml: a catch-up run writing DEST at 02:00 is waited for, up to an hour."""
+
 
 def nightly_score() -> Any:
     """The score/nightly deployment: 02:00 every day in ``$SER_BATCH_TIMEZONE`` (default UTC).
 
     SOURCE, DEST and MODEL_DIR come from ``SER_BATCH_SCORE_SOURCE``, ``SER_BATCH_SCORE_DEST``
     and ``SER_BATCH_MODEL_DIR`` when set; without all three the schedule is created paused
-    (a run needs them as parameters). One run at a time: DEST has a single writer.
+    (a run needs them as parameters). One run at a time: DEST has a single writer (and a lease).
     """
-    parameters = {name: os.environ[env] for name, env in SCORE_PARAMETER_ENV.items() if os.environ.get(env)}
+    parameters: dict[str, Any] = {
+        name: os.environ[env] for name, env in SCORE_PARAMETER_ENV.items() if os.environ.get(env)
+    }
     schedule = Cron("0 2 * * *", timezone=timezone_name(), active=len(parameters) == len(SCORE_PARAMETER_ENV))
     return score.to_deployment(
         name="nightly",
         schedules=[schedule],
-        parameters=parameters,
+        parameters={**parameters, **NIGHTLY_PARAMETERS},
         concurrency_limit=1,
         description="Score the new call recordings under SOURCE with MODEL_DIR into DEST, nightly.",
     )
@@ -46,7 +52,12 @@ def serve() -> None:
     featurize/featurize` works the same whether served here or deployed to a work pool.
     """
     prefect_serve(
-        featurize.to_deployment(name="featurize", description="Featurize new audio under SOURCE into DEST."),
+        featurize.to_deployment(
+            name="featurize",
+            description="Make partitioned Parquet under DEST mirror the audio under SOURCE.",
+            parameters={"settle_s": DEFAULT_SETTLE_S},
+            concurrency_limit=1,
+        ),
         train.to_deployment(name="train", description="Train a model on a featurized DEST and save MODEL_DIR."),
         nightly_score(),
     )

@@ -172,6 +172,9 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
 DEFAULT_FEATURE_SET = "stats8k"
 """Narrowband statistics: what a telephone call carries; see benchmarks/accuracy.py for the comparison."""
 
+DEFAULT_SETTLE_S = 300.0
+"""Files modified less than this many seconds before a run lists them are still being written: left for a later run."""
+
 
 def feature_config(name: str) -> FeatureConfig:
     """Look up a feature set by name.

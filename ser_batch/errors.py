@@ -33,3 +33,7 @@ class RunError(SerBatchError):
 
 class StorageError(SerBatchError):
     """SOURCE or DEST cannot be listed, read or written (missing, denied, unreachable)."""
+
+
+class LeaseError(StorageError):
+    """DEST is leased by another run (named in the message), or this run lost its lease on DEST."""

@@ -51,10 +51,13 @@ ROW_FIELDS: tuple[pa.Field, ...] = (
     pa.field("sample_rate", pa.int32(), nullable=False),
     pa.field("n_channels", pa.int16(), nullable=False),
     pa.field("content_key", pa.string(), nullable=False),
+    pa.field("content_hash", pa.string()),
     pa.field("feature_set", pa.string(), nullable=False),
     pa.field("fingerprint", pa.string(), nullable=False),
     pa.field("featurized_at", pa.timestamp("ms", tz="UTC"), nullable=False),
 )
+"""Columns of a feature row before its vector. ``content_hash`` is the sha256 of the file's bytes (hex):
+the same audio under two paths has one hash (null in rows written before it existed)."""
 
 ERRORS_SCHEMA = pa.schema(
     [

@@ -2,12 +2,14 @@
 
 Featurize and score share this: a catalogue of ``FileInfo`` is compared with a
 ``DoneIndex`` of DEST by (path, content key), and the rest is cut into deterministic
-``Shard``s whose ids name their part files.
+``Shard``s whose ids name their part files. ``mirror_removals`` says which stored rows
+to delete so DEST holds exactly one row per input, the one of its current content.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,12 +29,24 @@ class FileInfo:
     modified_s: float | None = None
 
 
+Entries = dict[str, list[tuple[str, str]]]
+"""Input path -> ``[(content key, part file), ...]``: where DEST holds rows of it."""
+
+
 @dataclass(frozen=True)
 class DoneIndex:
-    """What DEST already holds for a feature set, keyed by input path."""
+    """What DEST already holds for a feature set (or a model), keyed by input path."""
 
-    featurized: dict[str, list[tuple[str, str]]]  # path -> [(content_key, part file), ...]
-    failed: set[tuple[str, str]]  # (path, content_key) recorded in errors
+    featurized: Entries  # rows of the input (features, augmented copies, or calls)
+    failed: Entries = field(default_factory=dict)  # its error rows
+
+    def has_failed(self, path: str, content_key: str) -> bool:
+        """Whether an error row of this content of ``path`` is recorded."""
+        return any(key == content_key for key, _ in self.failed.get(path, ()))
+
+    def paths(self) -> set[str]:
+        """Every input path DEST holds a row of (featurized or failed)."""
+        return set(self.featurized) | set(self.failed)
 
 
 class Shard:
@@ -68,10 +82,14 @@ class Plan:
     pending: list[FileInfo] = field(default_factory=list)  # in listing order
     fingerprint: str = ""  # part of every shard id
     shard_size: int = 1  # the most inputs a shard holds
-    n_seen: int = 0
+    n_seen: int = 0  # listed inputs, settling ones included
     n_done: int = 0
     n_known_bad: int = 0
-    changed: dict[str, str] = field(default_factory=dict)  # path -> current content key, where DEST holds another row
+    n_settling: int = 0  # modified too recently: left for a later run
+    listed: dict[str, str] = field(default_factory=dict)  # path -> content key of every settled listed input
+    settling: set[str] = field(default_factory=set)  # paths of inputs still being written
+    reconcile: dict[str, str | None] = field(default_factory=dict)  # paths DEST does not yet mirror (None: gone)
+    passed_over: Counter[str] = field(default_factory=Counter)  # files not taken, by extension
 
     @property
     def n_pending(self) -> int:
@@ -136,6 +154,7 @@ def plan_shards(
     fingerprint: str,
     shard_size: int,
     retry_errors: bool = False,
+    settled_before: float | None = None,
 ) -> Plan:
     """Drop inputs whose (path, content key) DEST already holds, and shard the rest in listing order (``Plan.shards``).
 
@@ -145,44 +164,76 @@ def plan_shards(
         fingerprint: the feature set's fingerprint (part of every shard id).
         shard_size: inputs per shard, >= 1.
         retry_errors: featurize again inputs whose error is already recorded.
+        settled_before: POSIX time (s); inputs modified after it are still being written and are
+            left alone (not planned, their stored rows kept). None takes every input.
 
     Returns:
-        The plan; ``changed`` lists paths whose stored rows must be reconciled after the run.
+        The plan; ``reconcile`` lists the paths whose stored rows do not yet mirror SOURCE:
+        present ones with their current content key, gone ones (in DEST, not listed) with None.
     """
     plan = Plan(fingerprint=fingerprint, shard_size=shard_size)
     for info in files:
         plan.n_seen += 1
-        stored = done.featurized.get(info.uri, [])
-        if len(stored) > 1 or any(key != info.content_key for key, _ in stored):
-            plan.changed[info.uri] = info.content_key
+        if settled_before is not None and info.modified_s is not None and info.modified_s > settled_before:
+            plan.n_settling += 1
+            plan.settling.add(info.uri)
+            continue
+        plan.listed[info.uri] = info.content_key
+        stored, failed = done.featurized.get(info.uri, []), done.failed.get(info.uri, [])
         if any(key == info.content_key for key, _ in stored):
             plan.n_done += 1
-            continue
-        if not retry_errors and (info.uri, info.content_key) in done.failed:
+        elif not retry_errors and done.has_failed(info.uri, info.content_key):
             plan.n_known_bad += 1
+        else:
+            plan.pending.append(info)
+            if stored or failed:
+                plan.reconcile[info.uri] = info.content_key
             continue
-        plan.pending.append(info)
+        if not _mirrored(stored, failed, info.content_key):
+            plan.reconcile[info.uri] = info.content_key
+    for path in sorted(done.paths() - plan.listed.keys() - plan.settling):
+        plan.reconcile[path] = None
     return plan
 
 
-def superseded_rows(done: DoneIndex, changed: Mapping[str, str]) -> dict[str, set[str]]:
-    """Rows to delete so each changed path keeps exactly one row, the one of its current content.
+def _mirrored(stored: Sequence[tuple[str, str]], failed: Sequence[tuple[str, str]], content_key: str) -> bool:
+    # exactly one row, of the current content: a features row, or else an error row
+    return [key for key, _ in (stored or failed)] == [content_key] and not (stored and failed)
 
-    A path keeps its first row with the current content key; its other rows go. A path
-    with no current row keeps everything (its re-featurization failed; nothing is lost).
+
+def mirror_removals(done: DoneIndex, current: Mapping[str, str | None]) -> dict[str, set[str]]:
+    """Rows to delete so each path of ``current`` keeps exactly one row, the one of its current content.
+
+    A path keeps its first row (by part file) of its current content key, and then no error
+    row; without such a row, its first error row of that content, and no other row. A path
+    with neither keeps everything (a shard that wrote nothing for it failed: nothing is lost).
+    A path whose current key is None (gone from SOURCE) loses every row.
+
+    Args:
+        done: what DEST holds (re-read after the run's shards).
+        current: path -> content key in SOURCE now, None for a path that is gone.
 
     Returns:
         part file -> paths to remove from it.
+
+    >>> done = DoneIndex({"/a.wav": [("1:old", "p1"), ("1:new", "p2")]}, {"/a.wav": [("0:x", "e1")]})
+    >>> sorted(mirror_removals(done, {"/a.wav": "1:new"}).items())
+    [('e1', {'/a.wav'}), ('p1', {'/a.wav'})]
+    >>> sorted(mirror_removals(done, {"/a.wav": None}))
+    ['e1', 'p1', 'p2']
     """
     remove: dict[str, set[str]] = {}
-    for path, current_key in changed.items():
+    for path, current_key in current.items():
         stored = sorted(done.featurized.get(path, []), key=lambda entry: entry[1])
+        failed = sorted(done.failed.get(path, []), key=lambda entry: entry[1])
         keep = next((entry for entry in stored if entry[0] == current_key), None)
         if keep is None:
+            keep = next((entry for entry in failed if entry[0] == current_key), None)
+        if keep is None and current_key is not None:
             continue
-        for entry in stored:
-            if entry is not keep:
-                remove.setdefault(entry[1], set()).add(path)
+        for _, part in (*stored, *failed):
+            if keep is None or part != keep[1]:
+                remove.setdefault(part, set()).add(path)
     return remove
 
 
@@ -217,13 +268,16 @@ class ScoreShardSummary:
     cpu_s: float
     model_loaded: bool
     part_files: tuple[str, ...]
+    recordings: tuple[tuple[str, str, bool], ...] = ()  # (path, content key, scored) of each input
 
 
 @dataclass(frozen=True)
 class ScorePlan:
-    """The work of one scoring run: shards to score and what was found already done."""
+    """The work of one scoring run: shards to score and what was found already done (``index``)."""
 
     model: ModelIdentity
     plan: Plan
     n_listed: int
     n_orphans_removed: int
+    index: DoneIndex = field(default_factory=lambda: DoneIndex({}))
+    run_id: str = ""

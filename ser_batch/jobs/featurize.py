@@ -78,6 +78,7 @@ def _row_values(
         "sample_rate": decoded.original_sample_rate,
         "n_channels": decoded.n_channels,
         "content_key": info.content_key,
+        "content_hash": decoded.content_hash or None,
         "feature_set": config.name,
         "fingerprint": config.fingerprint(),
         "featurized_at": now,

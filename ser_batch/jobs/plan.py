@@ -1,21 +1,41 @@
-"""What a featurize or score run must do: list SOURCE, compare with DEST, plan shards, reconcile (IO driver)."""
+"""What a featurize or score run must do: list SOURCE, compare with DEST, plan shards, make DEST mirror SOURCE (IO driver)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ser_batch import schema, shards, storage
 from ser_batch.config import FeatureConfig
-from ser_batch.errors import AudioError, ConfigError
+from ser_batch.errors import AudioError, ConfigError, StorageError
 from ser_batch.labels import labels_from_path
 from ser_batch.schema import ModelIdentity
-from ser_batch.shards import FileInfo, Plan, ScorePlan, plan_shards, superseded_rows
+from ser_batch.shards import FileInfo, Plan, ScorePlan, plan_shards
+from ser_batch.storage import score_index
 from ser_batch.storage.model_dir import read_model_identity
 
 _DATE_FOLDERS = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
+
+
+def settled_before(settle_s: float, *, now: float | None = None) -> float | None:
+    """The POSIX time after which a file's modification means it is still being written; None for ``settle_s`` 0.
+
+    Raises:
+        ConfigError: if ``settle_s`` is negative.
+
+    >>> settled_before(300, now=1000.0), settled_before(0)
+    (700.0, None)
+    """
+    if settle_s < 0:
+        raise ConfigError(f"settle_s {settle_s} < 0")
+    if settle_s == 0:
+        return None
+    return (time.time() if now is None else now) - settle_s
 
 
 def check_locations(source: str, dest: str, *, storage_options: dict[str, Any] | None = None) -> None:
@@ -35,23 +55,54 @@ def plan_featurization(
     *,
     shard_size: int,
     retry_errors: bool = False,
+    settle_s: float = 0.0,
+    allow_empty_source: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Plan:
     """Check SOURCE and DEST, list the audio under SOURCE and plan the shards still to featurize.
 
+    Args:
+        source: local folder or ``s3://`` prefix of the archive.
+        dest: local folder or ``s3://`` prefix of the tables.
+        config: the feature set.
+        shard_size: files per shard, >= 1.
+        retry_errors: featurize again files whose error is recorded.
+        settle_s: files modified in the last ``settle_s`` seconds are still being written and
+            are left alone (``Plan.n_settling``); 0 takes every file.
+        allow_empty_source: let a SOURCE that lists no audio file empty a DEST that holds rows.
+        storage_options: fsspec options for remote locations.
+
+    Returns:
+        The plan, with the files passed over by extension (``Plan.passed_over``).
+
     Raises:
-        ConfigError: if ``shard_size`` < 1.
-        StorageError: if SOURCE is missing or unlistable, or DEST is not writable.
+        ConfigError: if ``shard_size`` < 1 or ``settle_s`` < 0.
+        StorageError: if SOURCE is missing or unlistable, DEST is not writable, or SOURCE lists
+            no audio file while DEST holds rows (unless ``allow_empty_source``).
     """
     _check_shard_size(shard_size)
-    files = storage.list_files(source, storage_options=storage_options)
+    cutoff = settled_before(settle_s)
+    passed_over: Counter[str] = Counter()
+    files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
     done = storage.read_done(dest, config.name, storage_options=storage_options)
     catalogue = files if first is None else _chain(first, files)
-    return plan_shards(
-        catalogue, done, fingerprint=config.fingerprint(), shard_size=shard_size, retry_errors=retry_errors
+    plan = plan_shards(
+        catalogue,
+        done,
+        fingerprint=config.fingerprint(),
+        shard_size=shard_size,
+        retry_errors=retry_errors,
+        settled_before=cutoff,
     )
+    plan.passed_over = passed_over
+    if plan.n_seen == 0 and done.paths() and not allow_empty_source:
+        raise StorageError(
+            f"{source} lists no audio file, but {dest} holds rows of {len(done.paths())} files: refusing to "
+            "empty DEST to mirror it (a wrong or unmounted SOURCE?); pass --allow-empty-source to empty it"
+        )
+    return plan
 
 
 AUGMENTATION_POLICY = "call-v1"
@@ -65,30 +116,46 @@ def plan_augmentation(
     *,
     shard_size: int,
     retry_errors: bool = False,
+    settle_s: float = 0.0,
     storage_options: dict[str, Any] | None = None,
 ) -> Plan:
     """Plan the augmented copies still to make.
 
     Those are of the labelled clips under SOURCE whose features row (of their current
-    content) DEST holds and whose copies it does not.
+    content) DEST holds and whose copies it does not. Copies of any other clip are flagged
+    in ``Plan.reconcile`` as not wanted (None), for ``mirror_dest``.
 
     Raises:
-        ConfigError: if ``shard_size`` < 1.
+        ConfigError: if ``shard_size`` < 1 or ``settle_s`` < 0.
         StorageError: if SOURCE or DEST cannot be read.
     """
     _check_shard_size(shard_size)
+    cutoff = settled_before(settle_s)
     featurized = storage.read_done(dest, config.name, storage_options=storage_options).featurized
     done = storage.read_done(dest, config.name, dataset_name="augmented", storage_options=storage_options)
     labelled = (
         info
         for info in storage.list_files(source, storage_options=storage_options)
-        if any(key == info.content_key for key, _ in featurized.get(info.uri, ())) and _labelled(info.uri)
+        if _settling(info, cutoff)
+        or (any(key == info.content_key for key, _ in featurized.get(info.uri, ())) and is_labelled(info.uri))
     )
     fingerprint = f"{config.fingerprint()}/{AUGMENTATION_POLICY}"
-    return plan_shards(labelled, done, fingerprint=fingerprint, shard_size=shard_size, retry_errors=retry_errors)
+    return plan_shards(
+        labelled,
+        done,
+        fingerprint=fingerprint,
+        shard_size=shard_size,
+        retry_errors=retry_errors,
+        settled_before=cutoff,
+    )
 
 
-def _labelled(uri: str) -> bool:
+def _settling(info: FileInfo, cutoff: float | None) -> bool:
+    return cutoff is not None and info.modified_s is not None and info.modified_s > cutoff
+
+
+def is_labelled(uri: str) -> bool:
+    """Whether a file's name gives it an emotion label (only labelled clips get augmented copies)."""
     try:
         return labels_from_path(uri).emotion is not None
     except AudioError:  # mislabelled names never reach the features table anyway
@@ -103,28 +170,6 @@ def _check_shard_size(shard_size: int) -> None:
 def _chain(first: shards.FileInfo, rest: Any) -> Any:
     yield first
     yield from rest
-
-
-def reconcile_features(
-    dest: str,
-    config: FeatureConfig,
-    changed: Mapping[str, str],
-    *,
-    dataset_name: str = "features",
-    storage_options: dict[str, Any] | None = None,
-) -> int:
-    """After a run, delete the rows superseded by re-featurized (changed) inputs; return how many.
-
-    Runs only over paths the plan flagged, so an unchanged archive costs nothing here.
-    """
-    if not changed:
-        return 0
-    done = storage.read_done(dest, config.name, dataset_name=dataset_name, storage_options=storage_options)
-    protocol = dest.split("://", 1)[0] if storage.is_remote(dest) else None
-    removed = 0
-    for part_file, paths in sorted(superseded_rows(done, changed).items()):
-        removed += storage.prune_rows(part_file, paths, protocol=protocol, storage_options=storage_options)
-    return removed
 
 
 def parse_date(value: str | date) -> date:
@@ -194,34 +239,48 @@ def plan_scoring(
     shard_size: int,
     since: str | date | None = None,
     retry_errors: bool = False,
+    settle_s: float = 0.0,
     storage_options: dict[str, Any] | None = None,
 ) -> ScorePlan:
     """List SOURCE and plan the shards of recordings this model has not scored yet.
 
-    Also removes predictions parts a killed shard left without their calls part.
+    What DEST holds comes from the model's index (``ser_batch.storage.score_index``): one
+    read, however many nights DEST holds. Runs that died are folded into it first, and
+    predictions parts their killed shards left without a calls part are removed.
 
     Raises:
-        ConfigError: if ``shard_size`` < 1 or ``since`` is not a date.
+        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0 or ``since`` is not a date.
         StorageError, SchemaError: as ``check_scoring``.
     """
     _check_shard_size(shard_size)
+    cutoff = settled_before(settle_s)
     since_date = parse_date(since) if since is not None else None
     identity = read_model_identity(model_dir, storage_options=storage_options)
-    files = storage.list_files(source, storage_options=storage_options)
+    passed_over: Counter[str] = Counter()
+    files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
-    orphans = storage.remove_orphan_predictions(dest, storage_options=storage_options)
-    done = storage.read_scored(dest, identity.model_id, storage_options=storage_options)
+    loaded = score_index.load_score_index(dest, identity.model_id, storage_options=storage_options)
     listed = _Counted(files if first is None else _chain(first, files))
     plan = plan_shards(
         recordings_since(listed, since_date),
-        done,
+        loaded.done,
         fingerprint=identity.model_id,
         shard_size=shard_size,
         retry_errors=retry_errors,
+        settled_before=cutoff,
     )
-    plan.changed.clear()  # older rows of a changed recording stay: they describe its old content
-    return ScorePlan(identity, plan, listed.count, orphans)
+    plan.passed_over = passed_over
+    # calls of recordings gone from SOURCE (or before `since`) are history: they stay
+    plan.reconcile = {path: key for path, key in plan.reconcile.items() if key is not None}
+    return ScorePlan(identity, plan, listed.count, loaded.n_orphans_removed, index=loaded.done, run_id=uuid.uuid4().hex)
+
+
+def start_scoring(dest: str, plan: ScorePlan, *, run_date: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Note in DEST that this run is about to write ``run_date``'s parts, so a run that dies is found and indexed later."""
+    score_index.start_run_note(
+        dest, plan.run_id, model_id=plan.model.model_id, run_date=run_date, storage_options=storage_options
+    )
 
 
 class _Counted:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tqdm import tqdm
@@ -21,30 +22,64 @@ def featurize_summary(
     summaries: Sequence[ShardSummary],
     *,
     wall_s: float,
-    n_pruned: int,
     dest: str,
     augmented: Sequence[ShardSummary] = (),
+    mirrored: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Counts and throughput of one featurize run, as a JSON-ready dict (``augmented``: the augmentation shards)."""
+    """Counts and throughput of one featurize run, as a JSON-ready dict.
+
+    Args:
+        plan: the run's features plan.
+        summaries: its featurize shards.
+        wall_s: its wall time so far (s).
+        dest: the DEST, for messages.
+        augmented: its augmentation shards.
+        mirrored: what ``jobs.mirror_dest`` removed (zeros when it has not run).
+    """
     featurized = sum(s.n_rows for s in summaries)
     audio_s = sum(s.audio_s for s in summaries)
+    mirrored = mirrored or {}
     return {
         "dest": dest,
         "files_seen": plan.n_seen,
         "featurized": featurized,
         "already_done": plan.n_done,
         "known_bad_skipped": plan.n_known_bad,
+        "still_being_written": plan.n_settling,
+        "skipped_extensions": skipped_extensions(plan.passed_over),
         "failed": sum(s.n_errors for s in summaries),
         "clips_augmented": sum(s.n_files - s.n_errors for s in augmented),
         "augmented_copies": sum(s.n_rows for s in augmented),
         "augment_failed": sum(s.n_errors for s in augmented),
-        "superseded_rows_removed": n_pruned,
+        "superseded_rows_removed": mirrored.get("superseded_rows_removed", 0),
+        "files_gone": mirrored.get("files_gone", 0),
+        "gone_rows_removed": mirrored.get("gone_rows_removed", 0),
         "shards": len(summaries),
         "audio_s": round(audio_s, 3),
         "wall_s": round(wall_s, 3),
         "clips_per_s": round(featurized / wall_s, 2) if wall_s > 0 else 0.0,
         "audio_s_per_s": round(audio_s / wall_s, 2) if wall_s > 0 else 0.0,
     }
+
+
+def skipped_extensions(passed_over: Counter[str]) -> dict[str, int]:
+    """Files passed over by extension, most first (then by name), as the summary shows them.
+
+    >>> skipped_extensions(Counter({".txt": 1, ".m4a": 3}))
+    {'.m4a': 3, '.txt': 1}
+    """
+    return dict(sorted(passed_over.items(), key=lambda item: (-item[1], item[0])))
+
+
+def format_skipped(skipped: Mapping[str, int]) -> str:
+    """``3 .m4a, 1 .txt (not audio libsndfile reads)``, or ``none``.
+
+    >>> format_skipped({".m4a": 3, ".txt": 1})
+    '3 .m4a, 1 .txt (not audio libsndfile reads)'
+    """
+    if not skipped:
+        return "none"
+    return ", ".join(f"{n} {extension}" for extension, n in skipped.items()) + " (not audio libsndfile reads)"
 
 
 def format_featurize_summary(summary: dict[str, Any]) -> str:
@@ -55,9 +90,13 @@ def format_featurize_summary(summary: dict[str, Any]) -> str:
             f"featurized      {summary['featurized']}",
             f"already done    {summary['already_done']}",
             f"known bad       {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
+            f"still being written {summary['still_being_written']} (modified too recently; left for a later run)",
+            f"skipped         {format_skipped(summary['skipped_extensions'])}",
             f"failed          {summary['failed']} (see {summary['dest']}/errors)",
             f"augmented       {summary['clips_augmented']} labelled clips, {summary['augmented_copies']} copies "
             f"({summary['augment_failed']} failed)",
+            f"removed         {summary['superseded_rows_removed']} superseded rows; rows of {summary['files_gone']} "
+            f"files gone from SOURCE ({summary['gone_rows_removed']} rows)",
             f"throughput      {summary['clips_per_s']} clips/s, {summary['audio_s_per_s']} s of audio/s "
             f"({summary['wall_s']} s wall, start-up included)",
         ]
@@ -94,12 +133,15 @@ def score_summary(
         "scored": sum(s.n_scored for s in summaries),
         "already_scored": plan.plan.n_done,
         "known_bad_skipped": plan.plan.n_known_bad,
+        "still_being_written": plan.plan.n_settling,
+        "skipped_extensions": skipped_extensions(plan.plan.passed_over),
         "failed": sum(s.n_errors for s in summaries),
         "channels": sum(s.n_channels for s in summaries),
         "segments": sum(s.n_segments for s in summaries),
         "shards": len(summaries),
         "model_loads": sum(s.model_loaded for s in summaries),
         "orphans_removed": plan.n_orphans_removed,
+        "replaced_rows_removed": 0,
         "audio_min": round(audio_min, 3),
         "speech_min": round(sum(s.speech_s for s in summaries) / 60, 3),
         "wall_s": round(wall_s, 3),
@@ -123,6 +165,9 @@ def format_score_summary(summary: dict[str, Any]) -> str:
             f"scored           {summary['scored']} ({summary['channels']} channels, {summary['segments']} segments)",
             f"already scored   {summary['already_scored']}",
             f"known bad        {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
+            f"still being written {summary['still_being_written']} (modified too recently; left for a later run)",
+            f"skipped          {format_skipped(summary['skipped_extensions'])}",
+            f"replaced         {summary['replaced_rows_removed']} rows of earlier content of re-scored recordings",
             f"failed           {summary['failed']} (see {summary['dest']}/errors/run_date={summary['run_date']})",
             f"audio            {summary['audio_min']} min ({summary['speech_min']} min of speech scored)",
             f"throughput       {summary['audio_min_per_s']} min of audio/s ({summary['wall_s']} s wall, start-up included); "

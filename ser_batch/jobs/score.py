@@ -146,6 +146,7 @@ def score_shard(
         scores = score_files(shard.files, artifact, config, storage_options=storage_options)
     written = write_scores(scores.tables, dest, run_date, shard.shard_id, storage_options=storage_options)
     calls = scores.tables["calls"]
+    failed = set(scores.tables["errors"].column("path").to_pylist())
     return ScoreShardSummary(
         shard_id=shard.shard_id,
         model_id=identity.model_id,
@@ -161,6 +162,7 @@ def score_shard(
         cpu_s=time.process_time() - cpu,
         model_loaded=loaded,
         part_files=tuple(written),
+        recordings=tuple((info.uri, info.content_key, info.uri not in failed) for info in shard.files),
     )
 
 

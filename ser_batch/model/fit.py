@@ -347,6 +347,9 @@ def _split_with_copies(data: _Labelled, config: TrainConfig) -> dict[str, Indice
         data.corpus[originals].tolist(),
         np.array(data.table.column("speaker").to_pylist(), dtype=object)[originals].tolist(),
     )
+    same_audio = None
+    if "content_hash" in data.table.column_names:  # older tables lack it: every row is its own audio
+        same_audio = np.array(data.table.column("content_hash").to_pylist(), dtype=object)[originals]
     train, validation, test = split_indices(
         data.emotion[originals],
         groups,
@@ -354,6 +357,7 @@ def _split_with_copies(data: _Labelled, config: TrainConfig) -> dict[str, Indice
         test_size=config.test_size,
         validation_size=config.validation_size,
         seed=config.seed,
+        same_audio=same_audio,
     )
     if copies.size:
         paths = np.array(data.table.column("path").to_pylist(), dtype=object)

@@ -1,7 +1,8 @@
 """Train, validation and test rows: stratified random and speaker-grouped splits (pure, numpy only).
 
 Every function is deterministic for a given ``seed`` and returns sorted ``int64`` row
-indices. Grouped splits never put one group (corpus + speaker) on two sides.
+indices. Grouped splits never put one group (corpus + speaker) on two sides, and no split
+puts two rows of the same audio (``same_audio``: a content hash per row) on two sides.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def split_indices(
     test_size: float,
     validation_size: float,
     seed: int,
+    same_audio: ArrayLike | None = None,
 ) -> tuple[Indices, Indices, Indices]:
     """Split rows into train, validation and test.
 
@@ -63,6 +65,10 @@ def split_indices(
         test_size: fraction of all rows for test, in (0, 1); ignored for ``none``.
         validation_size: fraction of the non-test rows for validation, in [0, 1).
         seed: seed of the only random generator used.
+        same_audio: a key per row, shape ``(n,)``, equal for rows of the same audio (the
+            ``content_hash`` of a file copied under two paths); rows sharing a key always land
+            on one side: ``random`` and ``none`` stratify one row per key, ``speaker`` joins the
+            groups they link. None (or a null key) makes every row its own audio.
 
     Returns:
         ``(train, validation, test)`` sorted int64 row indices that partition ``range(n)``.
@@ -81,22 +87,47 @@ def split_indices(
     if not 0.0 <= validation_size < 1.0 or (split != "none" and not 0.0 < test_size < 1.0):
         raise ConfigError(f"test_size {test_size} must be in (0, 1) and validation_size {validation_size} in [0, 1)")
     rng = np.random.default_rng(seed)
-    every = np.arange(codes.size, dtype=np.int64)
+    audio = _group_codes(np.full(codes.size, None) if same_audio is None else same_audio, codes.size)
+    first = np.unique(audio, return_index=True)[1]
+    every = np.sort(first).astype(np.int64)  # one row per audio: every row when all differ
     if split == "none":
         train, validation = _stratified(codes, every, validation_size, rng)
-        return train, validation, _EMPTY
+        return _with_same_audio(train, audio), _with_same_audio(validation, audio), _EMPTY
     if split == "random":
         rest, test = _stratified(codes, every, test_size, rng)
         train, validation = _stratified(codes, rest, validation_size, rng)
-        return train, validation, test
+        return _with_same_audio(train, audio), _with_same_audio(validation, audio), _with_same_audio(test, audio)
     if split == "speaker":
         if groups is None:
             raise SchemaError("split 'speaker' needs a group key (corpus + speaker) per row")
-        group_codes = _group_codes(groups, codes.size)
+        group_codes = _joined(_group_codes(groups, codes.size), audio)
+        every = np.arange(codes.size, dtype=np.int64)
         rest, test = _grouped(codes, group_codes, every, test_size, rng, part="test")
         train, validation = _grouped(codes, group_codes, rest, validation_size, rng, part="validation")
         return train, validation, test
     raise ConfigError(f"unknown split {split!r}; expected random, speaker or none")
+
+
+def _with_same_audio(rows: Indices, audio: NDArray[np.int64]) -> Indices:
+    # every row whose audio is that of one of ``rows``
+    return np.flatnonzero(np.isin(audio, audio[rows])).astype(np.int64)
+
+
+def _joined(group_codes: NDArray[np.int64], audio: NDArray[np.int64]) -> NDArray[np.int64]:
+    # groups linked by rows of the same audio become one group (union-find over group codes)
+    parent = list(range(int(group_codes.max()) + 1 if group_codes.size else 0))
+
+    def root(group: int) -> int:
+        while parent[group] != group:
+            parent[group] = parent[parent[group]]
+            group = parent[group]
+        return group
+
+    first_group: dict[int, int] = {}
+    for group, key in zip(group_codes.tolist(), audio.tolist(), strict=True):
+        other = first_group.setdefault(key, group)
+        parent[root(group)] = root(other)
+    return np.array([root(group) for group in group_codes.tolist()], dtype=np.int64)
 
 
 def copies_of(rows: Indices, keys: ArrayLike, copy_keys: ArrayLike) -> Indices:

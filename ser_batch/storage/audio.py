@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,18 @@ from ser_batch.storage import files
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded clip: mono ``waveform`` at ``sample_rate``, plus what the file itself said."""
+    """A decoded clip: mono ``waveform`` at ``sample_rate``, plus what the file itself said.
+
+    ``content_hash`` is the sha256 of the file's bytes (64 hex digits): equal for copies of
+    one file under any name, different for a re-encoded one.
+    """
 
     waveform: NDArray[np.float32]
     sample_rate: int
     original_sample_rate: int
     n_channels: int
     duration_s: float
+    content_hash: str = ""
 
 
 MAX_CLIP_S = 600.0
@@ -63,8 +69,12 @@ def read_audio(
         if not handle.read(1):
             raise AudioError("empty file (0 bytes)")
         handle.seek(0)
+        # from the page cache the decoder is about to read: ~0.4 ms for a 350 KB clip
+        content_hash = hashlib.file_digest(handle, "sha256").hexdigest()
+        handle.seek(0)
         # libsndfile reads the descriptor itself: through the file object it calls back into Python per block
-        return _decode(handle.fileno(), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
+        decoded = _decode(handle.fileno(), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
+        return replace(decoded, content_hash=content_hash)
 
 
 def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_s: float | None) -> Decoded:

@@ -12,6 +12,7 @@ import os
 import stat
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -148,15 +149,43 @@ def filesystem(uri: str, *, storage_options: dict[str, Any] | None = None) -> tu
     return fs, path
 
 
-def list_files(uri: str, *, storage_options: dict[str, Any] | None = None) -> Iterator[FileInfo]:
+JUNK_FOLDERS = frozenset({"__MACOSX"})
+"""Folders an archive carries that hold no recordings (macOS zip resource forks)."""
+
+
+def is_junk(name: str) -> bool:
+    """Whether a file or folder name is archive junk: hidden (``.x``, AppleDouble ``._x.wav``) or ``__MACOSX``.
+
+    >>> is_junk("._a.wav"), is_junk(".DS_Store"), is_junk("__MACOSX"), is_junk("a.wav")
+    (True, True, True, False)
+    """
+    return name.startswith(".") or name in JUNK_FOLDERS
+
+
+def extension_label(name: str) -> str:
+    """A file name's extension as counted in run summaries: lower case, ``(none)`` without one.
+
+    >>> extension_label("call.M4A"), extension_label("README")
+    ('.m4a', '(none)')
+    """
+    return os.path.splitext(name)[1].lower() or "(none)"
+
+
+def list_files(
+    uri: str, *, storage_options: dict[str, Any] | None = None, passed_over: Counter[str] | None = None
+) -> Iterator[FileInfo]:
     """Yield every audio file under a directory or prefix, recursively, sorted by URI per folder.
 
     Local listing never follows directory symlinks (so symlink loops end) and skips
-    entries it cannot stat. Files whose extension libsndfile does not decode are passed over.
+    entries it cannot stat. Hidden files and folders (AppleDouble ``._*`` companions
+    included) and ``__MACOSX`` folders below ``uri`` are junk and passed over unseen. Other
+    files whose extension libsndfile does not decode (``.m4a``, ``.mp4``, ``.txt``, ...)
+    are passed over and counted by ``extension_label`` in ``passed_over``, when given.
 
     Raises:
         StorageError: if ``uri`` does not exist, is not a directory, or cannot be listed.
     """
+    passed_over = Counter() if passed_over is None else passed_over
     if not is_remote(uri):
         root = local_path(uri)
         with storage_errors(uri):
@@ -167,16 +196,22 @@ def list_files(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
                     else NotADirectoryError(root)
                 )
             os.listdir(root)
-        yield from _walk_local(root)
+        yield from _walk_local(root, passed_over)
         return
     fs, path = filesystem(uri, storage_options=storage_options)
     with storage_errors(uri):
         if not fs.exists(path):
             raise FileNotFoundError(f"no such bucket or prefix: {uri}")
     protocol = uri.split("://", 1)[0]
+    base = path.rstrip("/") + "/"
     for info in _remote_listing(fs, path, uri):
         key = str(info["name"])
-        if info.get("type") == "file" and os.path.splitext(key)[1].lower() in AUDIO_EXTENSIONS:
+        relative = key[len(base) :] if key.startswith(base) else key.rsplit("/", 1)[-1]
+        if info.get("type") != "file" or key.endswith("/") or any(map(is_junk, relative.split("/"))):
+            continue
+        if os.path.splitext(key)[1].lower() not in AUDIO_EXTENSIONS:
+            passed_over[extension_label(key.rsplit("/", 1)[-1])] += 1
+        else:
             etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
             modified = info.get("LastModified", info.get("mtime"))
             modified_s = (
@@ -233,17 +268,21 @@ async def _next_items(items: Any, n: int) -> list[Any]:
     return taken
 
 
-def _walk_local(root: str) -> Iterator[FileInfo]:
+def _walk_local(root: str, passed_over: Counter[str]) -> Iterator[FileInfo]:
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError:
         return  # an unreadable subfolder: nothing in it can be read either
     for entry in entries:
+        if is_junk(entry.name):
+            continue
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk_local(entry.path)
+                yield from _walk_local(entry.path, passed_over)
                 continue
             if os.path.splitext(entry.name)[1].lower() not in AUDIO_EXTENSIONS:
+                if entry.is_file():
+                    passed_over[extension_label(entry.name)] += 1
                 continue
             info = entry.stat()  # follows file symlinks; a dangling one raises
         except OSError:
@@ -332,3 +371,154 @@ def check_writable(uri: str, *, storage_options: dict[str, Any] | None = None) -
             os.makedirs(local_path(uri), exist_ok=True)
         write_bytes_atomic(probe, b"", storage_options=storage_options)
         remove(probe, storage_options=storage_options)
+
+
+# --- Conditional writes: the primitives of DEST's lease -------------------------------------------
+# A version names one write of a file: its S3 ETag, or locally its inode, mtime and size
+# (every local write below makes a new inode). Local compare-and-swap holds an flock on a
+# sidecar file, which orders it against every other swap on the same file.
+
+
+def create_exclusive(uri: str, data: bytes, *, storage_options: dict[str, Any] | None = None) -> str | None:
+    """Write a new file, only if none exists at ``uri``; return its version, None when one existed.
+
+    Local: ``O_CREAT | O_EXCL`` (atomic on local filesystems and NFSv3+). S3: a conditional
+    PUT with ``If-None-Match: *`` (AWS S3 since 2024-08, MinIO, moto 5), one atomic request.
+    """
+    if not is_remote(uri):
+        path = local_path(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with _swap_lock(path):  # a reader never sees the file half-written
+            try:
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return None
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            return _local_version(path)
+    fs, path = filesystem(uri, storage_options=storage_options)
+    try:
+        response = fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return None
+    return _etag(response) or _remote_version(fs, path)
+
+
+def read_versioned(uri: str, *, storage_options: dict[str, Any] | None = None) -> tuple[bytes, str] | None:
+    """A file's content and version, read together; None when it does not exist."""
+    if not is_remote(uri):
+        path = local_path(uri)
+        with _swap_lock(path):
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read(), _version_of(os.fstat(handle.fileno()))
+            except FileNotFoundError:
+                return None
+    fs, path = filesystem(uri, storage_options=storage_options)
+    fs.invalidate_cache(path)
+    try:
+        with fs.open(path, "rb") as handle:  # s3fs reads with If-Match on the ETag it opened
+            return handle.read(), str(handle.details.get("ETag", ""))
+    except FileNotFoundError:
+        return None
+
+
+def replace_versioned(
+    uri: str, data: bytes, version: str, *, storage_options: dict[str, Any] | None = None
+) -> str | None:
+    """Replace a file only if it is still the write ``version`` names; return the new version, None if not.
+
+    S3: a conditional PUT with ``If-Match: <ETag>``, one atomic request. Local: under the
+    sidecar lock, compare and ``os.replace`` a complete temporary file.
+    """
+    if not is_remote(uri):
+        path = local_path(uri)
+        with _swap_lock(path):
+            try:
+                if _local_version(path) != version:
+                    return None
+            except FileNotFoundError:
+                return None
+            write_bytes_atomic(uri, data)
+            return _local_version(path)
+    fs, path = filesystem(uri, storage_options=storage_options)
+    try:
+        response = fs.pipe_file(path, data, IfMatch=version)
+    except (FileNotFoundError, OSError) as error:
+        if isinstance(error, FileNotFoundError) or _precondition_failed(error):
+            return None
+        raise
+    return _etag(response) or _remote_version(fs, path)
+
+
+def remove_versioned(uri: str, version: str, *, storage_options: dict[str, Any] | None = None) -> bool:
+    """Delete a file if it is still the write ``version`` names; return whether it was deleted.
+
+    On S3 the check and the delete are two requests: a file replaced in between (by a run
+    that took over an expired lease) is deleted too; the taker's heartbeat then finds it gone.
+    """
+    if not is_remote(uri):
+        path = local_path(uri)
+        with _swap_lock(path):
+            try:
+                if _local_version(path) != version:
+                    return False
+                os.remove(path)
+            except FileNotFoundError:
+                return False
+            return True
+    fs, path = filesystem(uri, storage_options=storage_options)
+    fs.invalidate_cache(path)
+    try:
+        if str(fs.info(path).get("ETag", "")) != version:
+            return False
+        fs.rm_file(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def _swap_lock(path: str) -> Iterator[None]:
+    import fcntl  # POSIX only, like the rest of the local DEST handling
+
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    handle = os.open(os.path.join(folder, f".{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _local_version(path: str) -> str:
+    return _version_of(os.stat(path))
+
+
+def _version_of(info: os.stat_result) -> str:
+    return f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+
+
+def _etag(response: Any) -> str | None:
+    etag = response.get("ETag") if isinstance(response, dict) else None
+    return str(etag) if etag else None
+
+
+def _remote_version(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    fs.invalidate_cache(path)
+    return str(fs.info(path).get("ETag", ""))
+
+
+def _precondition_failed(error: BaseException) -> bool:
+    # s3fs turns a 412 (If-Match) into OSError(EINVAL) and keeps botocore's error as the cause;
+    # AWS answers 409 ConditionalRequestConflict to a conditional write racing another.
+    cause: BaseException | None = error
+    while cause is not None:
+        code = str(getattr(cause, "response", {}).get("Error", {}).get("Code", ""))
+        if code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ser_batch.config import FeatureConfig
-from ser_batch.errors import ConfigError, SchemaError
+from ser_batch.errors import ConfigError, SchemaError, StorageError
 from ser_batch.schema import (
     AUGMENT_STAGE,
     AUGMENTATION_FIELD,
@@ -52,7 +52,7 @@ from ser_batch.schema import (
     partition_value,
     run_date_value,
 )
-from ser_batch.shards import DoneIndex
+from ser_batch.shards import DoneIndex, Entries
 from ser_batch.storage import files
 
 _log = logging.getLogger(__name__)
@@ -277,45 +277,60 @@ def has_augmented(dest: str, feature_set: str, *, storage_options: dict[str, Any
 def read_done(
     dest: str, feature_set: str, *, dataset_name: str = "features", storage_options: dict[str, Any] | None = None
 ) -> DoneIndex:
-    """Index the inputs a dataset of DEST already holds, reading only the key columns.
+    """Index the inputs a dataset of DEST already holds, and their error rows, reading only the key columns.
 
     An input counts once per part file however many rows (augmented copies) it has there.
     Failures are the error rows of the dataset's stage (``augment`` for ``augmented``).
     """
-    featurized: dict[str, list[tuple[str, str]]] = {}
+    featurized: Entries = {}
     root = features_root(dest, feature_set, dataset_name)
     fs, parts = _own_parts(root, FEATURE_KEYS[1:], storage_options)
     for part, keys in _read_parts(fs, parts, ["path", "content_key"], root):
-        pairs = zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
-        for path, key in dict.fromkeys(pairs):
-            featurized.setdefault(path, []).append((key, part.path))
-    failed: set[tuple[str, str]] = set()
+        _add_entries(featurized, keys, part.path)
+    failed: Entries = {}
     root = errors_root(dest, feature_set)
     fs, parts = _own_parts(root, FEATURIZE_ERROR_KEYS[1:], storage_options)
-    for _, errors in _read_parts(fs, parts, ["path", "content_key", "stage"], root):
+    for part, errors in _read_parts(fs, parts, ["path", "content_key", "stage"], root):
         augment = pc.equal(errors.column("stage"), AUGMENT_STAGE)
-        errors = errors.filter(augment if dataset_name == "augmented" else pc.invert(augment))
-        failed.update(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
+        _add_entries(failed, errors.filter(augment if dataset_name == "augmented" else pc.invert(augment)), part.path)
     return DoneIndex(featurized, failed)
+
+
+def _add_entries(entries: Entries, keys: pa.Table, part: str) -> None:
+    # each (path, content key) of one part file once, however many rows (copies, channels) it has there
+    pairs = zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
+    for path, key in dict.fromkeys(pairs):
+        entries.setdefault(path, []).append((key, part))
+
+
+_FOLDER_KEYS = frozenset({*FEATURE_KEYS, *FEATURIZE_ERROR_KEYS, *SCORE_KEYS})
 
 
 def prune_rows(
     part_file: str, paths: set[str], *, protocol: str | None, storage_options: dict[str, Any] | None = None
 ) -> int:
-    """Rewrite one feature part file without the rows of ``paths`` (deleting it when none remain).
+    """Rewrite one part file of any table without the rows of ``paths`` (deleting it when none remain); return how many went.
 
-    A part of the earlier layout is rewritten in the current one (folder keys not stored).
+    A part file already gone counts 0. A part of the earlier layout is rewritten in the current
+    one (the keys of its ``key=value`` folders not stored).
     """
     uri = part_file if protocol is None else f"{protocol}://{part_file}"
     fs, path = files.filesystem(uri, storage_options=storage_options)
-    with files.storage_errors(uri), fs.open(path, "rb") as handle:
-        table = pq.read_table(handle)
+    try:
+        with files.storage_errors(uri), fs.open(path, "rb") as handle:
+            table = pq.read_table(handle)
+    except StorageError:
+        if fs.exists(path):
+            raise
+        return 0
     keep = pa.array([value not in paths for value in table.column("path").to_pylist()])
     kept = table.filter(keep)
     if kept.num_rows == 0:
         files.remove(uri, storage_options=storage_options)
     else:
-        files.write_bytes_atomic(uri, _part_bytes(kept, FEATURE_KEYS), storage_options=storage_options)
+        keys = [folder.partition("=")[0] for folder in part_file.split("/")[:-1] if "=" in folder]
+        part = _part_bytes(kept, [key for key in keys if key in _FOLDER_KEYS])
+        files.write_bytes_atomic(uri, part, storage_options=storage_options)
     return int(table.num_rows - kept.num_rows)
 
 
@@ -357,42 +372,68 @@ def write_scores(
     return written
 
 
-def read_scored(dest: str, model_id: str, *, storage_options: dict[str, Any] | None = None) -> DoneIndex:
-    """Index the recordings DEST holds for one model, reading only key columns.
+def read_scored(
+    dest: str,
+    model_id: str,
+    *,
+    run_dates: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> DoneIndex:
+    """Index the recordings DEST holds for one model by reading the key columns of its calls and errors parts.
+
+    Costs a request per part file: the nightly plan reads ``ser_batch.storage.score_index``
+    instead, and this only to build that index once, or for the run dates of a run that died.
+
+    Args:
+        dest: the scoring DEST.
+        model_id: the model whose rows count.
+        run_dates: only these ``run_date`` folders (None: all).
+        storage_options: fsspec options for a remote DEST.
 
     Returns:
-        ``featurized``: path -> [(content_key, calls part file)] of recordings with calls rows
-        of ``model_id`` (scored); ``failed``: (path, content_key) with error rows of it.
+        ``featurized``: path -> [(content_key, part)] of recordings with calls rows of ``model_id``
+        (scored); ``failed``: the same of its error rows. ``part`` is relative to the table:
+        ``run_date=<date>/part-<shard-id>.parquet``.
     """
-    scored: dict[str, list[tuple[str, str]]] = {}
-    root = files.join(dest, "calls")
-    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
-    for part, keys in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
-        keys = keys.filter(pc.equal(keys.column("model_id"), model_id))
-        for path, key in dict.fromkeys(
-            zip(keys.column("path").to_pylist(), keys.column("content_key").to_pylist(), strict=True)
-        ):
-            scored.setdefault(path, []).append((key, part.path))
-    failed: set[tuple[str, str]] = set()
-    root = files.join(dest, "errors")
-    fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
-    for _, errors in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
-        errors = errors.filter(pc.equal(errors.column("model_id"), model_id))
-        failed.update(zip(errors.column("path").to_pylist(), errors.column("content_key").to_pylist(), strict=True))
-    return DoneIndex(scored, failed)
+    entries: dict[str, Entries] = {"calls": {}, "errors": {}}
+    for table, found in entries.items():
+        for root, fs, parts in _score_parts(dest, table, run_dates, storage_options):
+            for part, keys in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
+                relative = f"run_date={part.values['run_date']}/{part.path.rsplit('/', 1)[1]}"
+                _add_entries(found, keys.filter(pc.equal(keys.column("model_id"), model_id)), relative)
+    return DoneIndex(entries["calls"], entries["errors"])
 
 
-def remove_orphan_predictions(dest: str, *, storage_options: dict[str, Any] | None = None) -> int:
+def _score_parts(
+    dest: str, table: str, run_dates: Sequence[str] | None, storage_options: dict[str, Any] | None
+) -> Iterator[tuple[str, fsspec.AbstractFileSystem, list[_Part]]]:
+    # a scoring table's own parts: all of them, or those of some run dates' folders only
+    if run_dates is None:
+        root = files.join(dest, table)
+        yield (root, *_own_parts(root, SCORE_KEYS, storage_options))
+        return
+    for day in sorted(set(run_dates)):
+        root = files.join(dest, table, f"run_date={run_date_value(day)}")
+        yield (root, *_own_parts(root, (), storage_options, known={"run_date": day}))
+
+
+def remove_orphan_predictions(
+    dest: str, *, run_dates: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> int:
     """Delete predictions parts that have no calls part of the same run date and shard; return how many.
 
     Such a part is left only by a shard killed between its two writes; its recordings have
-    no calls rows, so they are scored again. Assumes one scoring run per DEST at a time.
-    Only ser-batch's own part files are considered (``schema.PART_FILE``).
+    no calls rows, so they are scored again. Assumes one scoring run per DEST at a time
+    (``ser_batch.storage.lease``). Only ser-batch's own part files are considered
+    (``schema.PART_FILE``); ``run_dates`` limits the search to those folders.
     """
-    parts = {}
+    parts: dict[str, dict[tuple[str, str], str]] = {}
     for name in ("predictions", "calls"):
-        _, found = _own_parts(files.join(dest, name), SCORE_KEYS, storage_options)
-        parts[name] = {(part.values["run_date"], part.path.rsplit("/", 1)[1]): part.path for part in found}
+        parts[name] = {
+            (part.values["run_date"], part.path.rsplit("/", 1)[1]): part.path
+            for _, _, found in _score_parts(dest, name, run_dates, storage_options)
+            for part in found
+        }
     orphans = sorted(set(parts["predictions"]) - set(parts["calls"]))
     protocol = dest.split("://", 1)[0] if files.is_remote(dest) else None
     for relative in orphans:

@@ -65,7 +65,7 @@ def test_labels_and_original_rate_land_in_rows(archive) -> None:
 
 def test_retried_shard_replaces_its_own_files(archive, tmp_path) -> None:
     files = list(storage.list_files(str(archive)))
-    (shard,) = plan_shards(files, shards.DoneIndex({}, set()), fingerprint=SEED.fingerprint(), shard_size=100).shards
+    (shard,) = plan_shards(files, shards.DoneIndex({}), fingerprint=SEED.fingerprint(), shard_size=100).shards
     first = featurize_shard(shard, str(tmp_path / "out"), SEED)
     second = featurize_shard(shard, str(tmp_path / "out"), SEED)
     assert first.part_files == second.part_files

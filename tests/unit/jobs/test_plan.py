@@ -13,13 +13,13 @@ from ser_batch import schema, storage
 from ser_batch.config import feature_config
 from ser_batch.errors import AudioError, ConfigError, LabelError, StorageError
 from ser_batch.features.extract import feature_names
+from ser_batch.jobs.finish import mirror_dest
 from ser_batch.jobs.plan import (
     AUGMENTATION_POLICY,
     check_locations,
     parse_date,
     plan_augmentation,
     plan_featurization,
-    reconcile_features,
     recordings_since,
 )
 from ser_batch.labels import Labels, labels_from_path
@@ -58,6 +58,7 @@ def feature_rows(files: Sequence[FileInfo], *, copies: Sequence[str] = ()) -> pa
                 sample_rate=16_000,
                 n_channels=1,
                 content_key=info.content_key,
+                content_hash=None,
                 feature_set=SEED.name,
                 fingerprint=SEED.fingerprint(),
                 featurized_at=NOW,
@@ -143,7 +144,7 @@ def test_new_files_are_all_pending_in_listing_order_and_cut_into_shards(source, 
     plan = plan_featurization(str(source), str(tmp_path / "out"), SEED, shard_size=2)
 
     assert [info.uri for info in plan.pending] == [str(source / f"{n}.wav") for n in "abcde"]
-    assert (plan.n_seen, plan.n_done, plan.n_known_bad, plan.changed) == (5, 0, 0, {})
+    assert (plan.n_seen, plan.n_done, plan.n_known_bad, plan.reconcile) == (5, 0, 0, {})
     assert [len(shard.files) for shard in plan.shards] == [2, 2, 1]
     assert plan.fingerprint == SEED.fingerprint()
     assert list((tmp_path / "out").iterdir()) == []
@@ -162,7 +163,7 @@ def test_featurized_files_are_done_and_a_changed_one_is_redone_and_flagged(sourc
     assert [Path(info.uri).name for info in plan.pending] == ["b.wav", "c.wav", "d.wav", "e.wav"]
     assert plan.pending[0] == now["b.wav"]
     assert (plan.n_seen, plan.n_done) == (5, 1)
-    assert plan.changed == {now["b.wav"].uri: now["b.wav"].content_key}
+    assert plan.reconcile == {now["b.wav"].uri: now["b.wav"].content_key}
 
 
 def test_known_bad_files_are_skipped_unless_retried_or_changed(source, tmp_path, write_wav) -> None:
@@ -257,7 +258,7 @@ def test_no_copies_are_planned_before_anything_is_featurized(corpus, tmp_path) -
     assert (plan.n_seen, plan.n_pending) == (0, 0)
 
 
-def test_reconcile_keeps_exactly_one_row_of_a_changed_file_its_current_one(source, tmp_path, write_wav) -> None:
+def test_mirror_keeps_exactly_one_row_of_a_changed_file_its_current_one(source, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     before = listed(source)
     (old_part,) = write_rows(dest, "51" * 10, [before["a.wav"], before["b.wav"]])
@@ -266,50 +267,54 @@ def test_reconcile_keeps_exactly_one_row_of_a_changed_file_its_current_one(sourc
     for shard in plan.shards:
         write_rows(dest, shard.shard_id, shard.files)
 
-    removed = reconcile_features(str(dest), SEED, plan.changed)
+    removed = mirror_dest(str(dest), SEED, plan)
 
     now = listed(source)
     rows = rows_by_path(dest)
-    assert removed == 1
+    assert removed == {"superseded_rows_removed": 1, "files_gone": 0, "gone_rows_removed": 0}
     assert rows[now["a.wav"].uri] == [now["a.wav"].content_key]
     assert rows[now["b.wav"].uri] == [before["b.wav"].content_key]
     assert sum(len(keys) for keys in rows.values()) == 5
     assert Path(old_part).exists()  # rewritten without a.wav's old row: b.wav's row stays
-    assert reconcile_features(str(dest), SEED, plan.changed) == 0
+    assert mirror_dest(str(dest), SEED, plan)["superseded_rows_removed"] == 0
     again = plan_featurization(str(source), str(dest), SEED, shard_size=10)
-    assert (again.n_done, again.n_pending, again.changed) == (5, 0, {})
+    assert (again.n_done, again.n_pending, again.reconcile) == (5, 0, {})
 
 
-def test_reconcile_keeps_the_old_row_when_the_changed_file_was_not_featurized_again(
-    source, tmp_path, write_wav
-) -> None:
+def test_mirror_keeps_the_old_row_when_the_changed_file_was_not_featurized_again(source, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     before = listed(source)
     write_rows(dest, "51" * 10, [before["a.wav"]])
     change(write_wav, "a.wav")
     plan = plan_featurization(str(source), str(dest), SEED, shard_size=10)
 
-    assert reconcile_features(str(dest), SEED, plan.changed) == 0
+    assert mirror_dest(str(dest), SEED, plan)["superseded_rows_removed"] == 0
     assert rows_by_path(dest) == {before["a.wav"].uri: [before["a.wav"].content_key]}
 
 
-def test_reconcile_drops_every_copy_of_the_old_content(corpus, tmp_path, write_wav) -> None:
+def test_mirror_drops_every_copy_of_the_old_content(corpus, tmp_path, write_wav) -> None:
     dest = tmp_path / "out"
     name = "ravdess/Actor_01/03-01-05-01-01-01-01.wav"
     before = listed(corpus)["03-01-05-01-01-01-01.wav"]
     write_rows(dest, "51" * 10, [before], copies=("telephone", "speed-noise"))
     write_wav(f"src/{name}", duration_s=0.15)
     now = listed(corpus)["03-01-05-01-01-01-01.wav"]
+    write_rows(dest, "52" * 10, [now])
     write_rows(dest, "52" * 10, [now], copies=("telephone", "speed-noise"))
+    plan = plan_featurization(str(corpus), str(dest), SEED, shard_size=10)
 
-    removed = reconcile_features(str(dest), SEED, {now.uri: now.content_key}, dataset_name="augmented")
+    removed = mirror_dest(str(dest), SEED, plan, plan_augmentation(str(corpus), str(dest), SEED, shard_size=10))
 
-    assert removed == 2
+    assert removed["superseded_rows_removed"] == 2
     assert rows_by_path(dest, "augmented") == {now.uri: [now.content_key] * 2}
 
 
-def test_reconcile_with_nothing_changed_touches_nothing(tmp_path) -> None:
-    assert reconcile_features(str(tmp_path / "absent"), SEED, {}) == 0
+def test_mirror_with_nothing_changed_touches_nothing(tmp_path) -> None:
+    (tmp_path / "src").mkdir()
+    plan = plan_featurization(str(tmp_path / "src"), str(tmp_path / "absent"), SEED, shard_size=10)
+    (tmp_path / "absent").rmdir()
+
+    assert mirror_dest(str(tmp_path / "absent"), SEED, plan)["superseded_rows_removed"] == 0
     assert not (tmp_path / "absent").exists()
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import sys
+from collections import Counter
 
 import pytest
 
@@ -45,13 +46,16 @@ def scored(
     )
 
 
-FEATURIZE_PLAN = Plan(n_seen=20, n_done=6, n_known_bad=2)
+FEATURIZE_PLAN = Plan(n_seen=20, n_done=6, n_known_bad=2, n_settling=1, passed_over=Counter({".txt": 1, ".m4a": 3}))
+MIRRORED = {"superseded_rows_removed": 3, "files_gone": 2, "gone_rows_removed": 5}
 FEATURIZED = [shard(6, 5, 1, 10.0), shard(6, 6, 0, 14.5)]
 AUGMENTED = [shard(4, 6, 1, 9.0), shard(3, 6, 0, 9.0)]
 
 
 def test_featurize_summary_counts_rows_errors_copies_and_rates() -> None:
-    summary = featurize_summary(FEATURIZE_PLAN, FEATURIZED, wall_s=4.0, n_pruned=3, dest="/out", augmented=AUGMENTED)
+    summary = featurize_summary(
+        FEATURIZE_PLAN, FEATURIZED, wall_s=4.0, dest="/out", augmented=AUGMENTED, mirrored=MIRRORED
+    )
 
     assert summary == {
         "dest": "/out",
@@ -59,11 +63,15 @@ def test_featurize_summary_counts_rows_errors_copies_and_rates() -> None:
         "featurized": 11,
         "already_done": 6,
         "known_bad_skipped": 2,
+        "still_being_written": 1,
+        "skipped_extensions": {".m4a": 3, ".txt": 1},
         "failed": 1,
         "clips_augmented": 6,
         "augmented_copies": 12,
         "augment_failed": 1,
         "superseded_rows_removed": 3,
+        "files_gone": 2,
+        "gone_rows_removed": 5,
         "shards": 2,
         "audio_s": 24.5,
         "wall_s": 4.0,
@@ -73,7 +81,7 @@ def test_featurize_summary_counts_rows_errors_copies_and_rates() -> None:
 
 
 def test_featurize_summary_of_an_instant_run_has_zero_rates() -> None:
-    summary = featurize_summary(Plan(), [], wall_s=0.0, n_pruned=0, dest="/out")
+    summary = featurize_summary(Plan(), [], wall_s=0.0, dest="/out")
 
     assert (summary["featurized"], summary["clips_per_s"], summary["audio_s_per_s"]) == (0, 0.0, 0.0)
     assert (summary["clips_augmented"], summary["augmented_copies"]) == (0, 0)
@@ -81,7 +89,7 @@ def test_featurize_summary_of_an_instant_run_has_zero_rates() -> None:
 
 def test_format_featurize_summary_shows_every_figure() -> None:
     text = format_featurize_summary(
-        featurize_summary(FEATURIZE_PLAN, FEATURIZED, wall_s=4.0, n_pruned=3, dest="/out", augmented=AUGMENTED)
+        featurize_summary(FEATURIZE_PLAN, FEATURIZED, wall_s=4.0, dest="/out", augmented=AUGMENTED, mirrored=MIRRORED)
     )
 
     lines = dict(line.split(None, 1) for line in text.splitlines())
@@ -91,10 +99,13 @@ def test_format_featurize_summary_shows_every_figure() -> None:
     assert lines["known"].startswith("bad       2 (skipped")
     assert lines["failed"] == "1 (see /out/errors)"
     assert lines["augmented"] == "6 labelled clips, 12 copies (1 failed)"
+    assert lines["skipped"] == "3 .m4a, 1 .txt (not audio libsndfile reads)"
+    assert lines["still"].split()[:3] == ["being", "written", "1"]
+    assert lines["removed"] == "3 superseded rows; rows of 2 files gone from SOURCE (5 rows)"
     assert lines["throughput"].startswith("2.75 clips/s, 6.12 s of audio/s (4.0 s wall")
 
 
-SCORE_PLAN = ScorePlan(MODEL, Plan(n_seen=9, n_done=2, n_known_bad=1), n_listed=12, n_orphans_removed=1)
+SCORE_PLAN = ScorePlan(MODEL, Plan(n_seen=9, n_done=2, n_known_bad=1, n_settling=2), n_listed=12, n_orphans_removed=1)
 SCORED = [
     scored(n_scored=3, n_errors=1, audio_s=360.0, started_at=100.0, elapsed_s=10.0, cpu_s=8.0, loaded=True),
     scored(n_scored=2, n_errors=0, audio_s=240.0, started_at=104.0, elapsed_s=8.0, cpu_s=4.0, loaded=False),
@@ -114,12 +125,15 @@ def test_score_summary_counts_recordings_and_rates_over_wall_busy_and_cpu_time()
         "scored": 6,
         "already_scored": 2,
         "known_bad_skipped": 1,
+        "still_being_written": 2,
+        "skipped_extensions": {},
         "failed": 1,
         "channels": 12,
         "segments": 60,
         "shards": 3,
         "model_loads": 1,
         "orphans_removed": 1,
+        "replaced_rows_removed": 0,
         "audio_min": 12.0,
         "speech_min": 6.0,
         "wall_s": 30.0,
@@ -151,6 +165,8 @@ def test_format_score_summary_shows_every_figure() -> None:
     assert lines["already"].split() == ["scored", "2"]
     assert lines["known"].startswith("bad        1 (skipped")
     assert lines["failed"] == "1 (see /scores/errors/run_date=2026-11-24)"
+    assert lines["still"].split()[:3] == ["being", "written", "2"]
+    assert lines["skipped"] == "none"
     assert lines["audio"] == "12.0 min (6.0 min of speech scored)"
     assert lines["throughput"].startswith("0.4 min of audio/s (30.0 s wall")
     assert "0.545 min/s per worker while scoring, 0.857 per CPU-second" in lines["throughput"]

@@ -64,6 +64,7 @@ def feature_rows(
                 sample_rate=16_000,
                 n_channels=1,
                 content_key=f"{index}:1",
+                content_hash=None,
                 feature_set=config.name,
                 fingerprint=config.fingerprint(),
                 featurized_at=datetime(2026, 11, 24, tzinfo=UTC),

@@ -30,6 +30,7 @@ def rows(corpora: list[str], *, config: FeatureConfig = SEED) -> schema.FeatureR
             sample_rate=16_000,
             n_channels=1,
             content_key=f"{index}:1",
+            content_hash=None,
             feature_set=config.name,
             fingerprint=config.fingerprint(),
             featurized_at=datetime.now(UTC),
@@ -103,11 +104,14 @@ def test_read_done_indexes_features_and_errors(tmp_path) -> None:
     ]
     import pyarrow as pa
 
-    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD)
+    errors_part = storage.write_errors(
+        pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD
+    )
     done = storage.read_done(str(tmp_path), "seed268")
     assert set(done.featurized) == {"/a/0.wav", "/a/1.wav"}
     assert done.featurized["/a/0.wav"][0][0] == "0:1"
-    assert done.failed == {("/bad.wav", "9:9")}
+    assert done.failed == {"/bad.wav": [("9:9", errors_part)]}
+    assert done.has_failed("/bad.wav", "9:9") and not done.has_failed("/bad.wav", "1:1")
 
 
 def test_prune_rows_rewrites_or_deletes_a_part(tmp_path) -> None:
@@ -142,11 +146,13 @@ def test_augmented_copies_count_once_per_part_and_only_augment_errors_count_as_t
         }
         for stage in ("decode", "augment")
     ]
-    storage.write_errors(pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD)
+    errors_part = storage.write_errors(
+        pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA), str(tmp_path), "seed268", SHARD
+    )
     done = storage.read_done(str(tmp_path), "seed268", dataset_name="augmented")
     assert done.featurized == {"/a/0.wav": [("0:1", part)], "/a/1.wav": [("1:1", part)]}
-    assert done.failed == {("/badaugment.wav", "9:9")}
-    assert storage.read_done(str(tmp_path), "seed268").failed == {("/baddecode.wav", "9:9")}
+    assert done.failed == {"/badaugment.wav": [("9:9", errors_part)]}
+    assert storage.read_done(str(tmp_path), "seed268").failed == {"/baddecode.wav": [("9:9", errors_part)]}
     read = storage.read_features(str(tmp_path), config=SEED, dataset_name="augmented")
     assert read.num_rows == 4 and read.column("augmentation").to_pylist() == ["telephone", "speed"] * 2
     assert storage.has_augmented(str(tmp_path), "seed268") and not storage.has_augmented(str(tmp_path), "stats8k")
