@@ -45,13 +45,13 @@ def nightly_score() -> Any:
     )
 
 
-def serve() -> None:
-    """Serve the project's deployments against ``PREFECT_API_URL`` until interrupted.
+def deployments() -> list[Any]:
+    """The project's deployments; names, schedules, limits and defaults mirror deploy/prefect.yaml.
 
-    Names, schedules and defaults mirror deploy/prefect.yaml, so `prefect deployment run
-    featurize/featurize` works the same whether served here or deployed to a work pool.
+    Featurize and score/nightly run one at a time (``concurrency_limit=1``): each also takes
+    its DEST's lease, which covers runs started from the CLI too.
     """
-    prefect_serve(
+    return [
         featurize.to_deployment(
             name="featurize",
             description="Make partitioned Parquet under DEST mirror the audio under SOURCE.",
@@ -60,4 +60,13 @@ def serve() -> None:
         ),
         train.to_deployment(name="train", description="Train a model on a featurized DEST and save MODEL_DIR."),
         nightly_score(),
-    )
+    ]
+
+
+def serve() -> None:
+    """Serve the project's deployments against ``PREFECT_API_URL`` until interrupted.
+
+    `prefect deployment run featurize/featurize` works the same whether served here or
+    deployed to a work pool.
+    """
+    prefect_serve(*deployments())

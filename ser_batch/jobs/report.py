@@ -90,7 +90,7 @@ def format_featurize_summary(summary: dict[str, Any]) -> str:
             f"featurized      {summary['featurized']}",
             f"already done    {summary['already_done']}",
             f"known bad       {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
-            f"still being written {summary['still_being_written']} (modified too recently; left for a later run)",
+            f"being written   {summary['still_being_written']} (modified within --settle-s; left for a later run)",
             f"skipped         {format_skipped(summary['skipped_extensions'])}",
             f"failed          {summary['failed']} (see {summary['dest']}/errors)",
             f"augmented       {summary['clips_augmented']} labelled clips, {summary['augmented_copies']} copies "
@@ -165,7 +165,7 @@ def format_score_summary(summary: dict[str, Any]) -> str:
             f"scored           {summary['scored']} ({summary['channels']} channels, {summary['segments']} segments)",
             f"already scored   {summary['already_scored']}",
             f"known bad        {summary['known_bad_skipped']} (skipped; errors recorded earlier)",
-            f"still being written {summary['still_being_written']} (modified too recently; left for a later run)",
+            f"being written    {summary['still_being_written']} (modified within --settle-s; left for a later run)",
             f"skipped          {format_skipped(summary['skipped_extensions'])}",
             f"replaced         {summary['replaced_rows_removed']} rows of earlier content of re-scored recordings",
             f"failed           {summary['failed']} (see {summary['dest']}/errors/run_date={summary['run_date']})",

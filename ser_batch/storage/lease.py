@@ -5,7 +5,9 @@ It is created only if absent (``files.create_exclusive``: ``O_EXCL`` locally, a 
 ``If-None-Match: *`` on S3), renewed by a heartbeat thread every third of its time to live
 with a compare-and-swap on its version (``If-Match`` on S3), and deleted on release. A lease
 past its expiry belongs to a run that died: the next run takes it over with the same
-compare-and-swap, so of two runs taking it over at once exactly one succeeds.
+compare-and-swap, so of two runs taking it over at once exactly one succeeds. So does a
+lease whose holder ran on this machine (same kernel boot and process namespace) and whose
+process is gone: a run killed with SIGKILL blocks nobody.
 
 Expiry is compared with this host's clock: hosts sharing a DEST need clocks that agree to
 well within the time to live (NTP does).
@@ -50,6 +52,21 @@ class LeaseRecord:
     pid: int
     started_at: float
     expires_at: float
+    processes: str = ""  # this machine's boot and pid namespace (Linux), where ``pid`` means something
+
+    def is_dead(self, now: float) -> bool:
+        """Whether the holder is gone: its lease expired, or its process no longer exists on this machine."""
+        if self.expires_at <= now:
+            return True
+        if not self.processes or self.processes != _processes():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
 
     def describe(self) -> str:
         """One line naming the holder, e.g. ``a score run on host h (pid 42) since 2026-11-24 02:00:00 UTC``."""
@@ -77,7 +94,7 @@ def check_lease_free(dest: str, *, storage_options: dict[str, Any] | None = None
         LeaseError: naming the holder.
     """
     record = read_lease(dest, storage_options=storage_options)
-    if record is not None and record.expires_at > time.time():
+    if record is not None and not record.is_dead(time.time()):
         raise LeaseError(_held_message(dest, record))
 
 
@@ -203,7 +220,7 @@ def _acquire(
 ) -> Lease:
     started = clock()
     deadline = started + max(wait_s, 0.0)
-    ours = LeaseRecord(uuid.uuid4().hex, job, socket.gethostname(), os.getpid(), started, started + ttl_s)
+    ours = LeaseRecord(uuid.uuid4().hex, job, socket.gethostname(), os.getpid(), started, started + ttl_s, _processes())
     with files.storage_errors(dest):
         while True:
             ours = replace(ours, expires_at=clock() + ttl_s)
@@ -214,11 +231,11 @@ def _acquire(
             if found is None:
                 continue  # released between the two requests
             holder = _parse(found[0])
-            if holder is None or holder.expires_at <= clock():
+            if holder is None or holder.is_dead(clock()):
                 version = files.replace_versioned(uri, _dump(ours), found[1], storage_options=storage_options)
                 if version is not None:
                     gone = holder.describe() if holder is not None else "an unreadable holder"
-                    _log.warning("took over the expired lease on %s of %s", dest, gone)
+                    _log.warning("took over the lease on %s of %s, which is gone", dest, gone)
                     return Lease(uri, ours, version, ttl_s=ttl_s, storage_options=storage_options, clock=clock)
                 continue  # another run took it over first: look again
             if clock() >= deadline:
@@ -248,9 +265,20 @@ def _parse(data: bytes) -> LeaseRecord | None:
             pid=int(values["pid"]),
             started_at=float(values["started_at"]),
             expires_at=float(values["expires_at"]),
+            processes=str(values.get("processes", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None  # a lease file cut short by a crash: no live holder
+
+
+def _processes() -> str:
+    # a pid names a process only within one boot of one kernel and one pid namespace
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 def _utc(seconds: float) -> str:

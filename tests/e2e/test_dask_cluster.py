@@ -47,6 +47,8 @@ def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_add
         "4",
         "--feature-set",
         "seed268",
+        "--settle-s",
+        "0",
         "--json",
     ]
 

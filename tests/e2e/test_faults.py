@@ -60,7 +60,7 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 def test_flow_killed_mid_write_leaves_only_whole_files_and_rerun_completes(tmp_path, base_env, run_cli) -> None:
     paths = _archive(tmp_path / "audio")
     dest = tmp_path / "out"
-    args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--n-workers", "2"]
+    args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--n-workers", "2", "--settle-s", "0"]
     proc = _start(args, base_env, tmp_path / "killed.log")
     try:
         _wait_for_parts(dest, proc, at_least=3)
@@ -91,6 +91,8 @@ def test_worker_killed_mid_run_then_rerun_gives_every_input_exactly_once(
         "1",
         "--dask-address",
         own_dask_cluster.address,
+        "--settle-s",
+        "0",
     ]
     proc = _start(args, base_env, tmp_path / "first.log")
     try:

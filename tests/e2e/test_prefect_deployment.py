@@ -35,6 +35,8 @@ def _deployment_run(prefect_server, base_env, source: Path, dest: Path, log: Pat
         "n_workers=1",
         "-p",
         "feature_set=seed268",
+        "-p",
+        "settle_s=0",  # the archive was written a moment ago
         "--watch",
         "--watch-timeout",
         "200",

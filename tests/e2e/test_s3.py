@@ -101,6 +101,8 @@ def env_runs(bucket: Bucket, prefect_server, run_cli) -> Runs:
         "1",
         "--feature-set",
         "seed268",
+        "--settle-s",
+        "0",
         "--json",
     ]
     env = {**_aws_env(bucket.endpoint_url), **prefect_server.env()}
@@ -124,6 +126,8 @@ def options_run(bucket: Bucket, prefect_server, run_cli) -> Any:
         "1",
         "--feature-set",
         "seed268",
+        "--settle-s",
+        "0",
         "--json",
         "--storage-options",
         json.dumps(options),

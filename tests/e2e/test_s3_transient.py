@@ -116,7 +116,18 @@ def test_transient_s3_errors_are_retried_and_every_file_lands_once(
     }
 
     result = run_cli(
-        ["featurize", f"s3://{bucket}/audio", f"s3://{bucket}/out", "--shard-size", "3", "--n-workers", "1", "--json"],
+        [
+            "featurize",
+            f"s3://{bucket}/audio",
+            f"s3://{bucket}/out",
+            "--shard-size",
+            "3",
+            "--n-workers",
+            "1",
+            "--settle-s",
+            "0",
+            "--json",
+        ],
         env=env,
     )
 

@@ -32,7 +32,7 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     (archive / "dir.wav").mkdir()
     dest = tmp_path / "out"
 
-    first = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
+    first = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3, settle_s=0)
     assert (first["files_seen"], first["featurized"], first["failed"]) == (10, 7, 3)
     assert sorted(os.listdir(dest / "features" / "feature_set=seed268")) == [
         "corpus=crema",
@@ -45,14 +45,14 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     assert table(dest).num_rows == 7
     assert sorted(errors(dest).column("message").to_pylist())[0] == "empty file (0 bytes)"
 
-    again = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
+    again = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3, settle_s=0)
     assert (again["featurized"], again["already_done"], again["known_bad_skipped"]) == (0, 7, 3)
     assert table(dest).num_rows == 7 and errors(dest).num_rows == 3
 
     changed = archive / "emodb" / "03a01Wa.wav"
     soundfile.write(changed, np.full(8000, 0.25, np.float32) * np.sin(np.arange(8000)), 16_000)
     soundfile.write(archive / "emodb" / "08a02Fb.wav", np.sin(np.arange(12_000) / 5).astype(np.float32) * 0.3, 16_000)
-    third = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3)
+    third = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3, settle_s=0)
     assert (third["featurized"], third["already_done"], third["superseded_rows_removed"]) == (2, 6, 1)
     rows = table(dest)
     assert rows.num_rows == 8
@@ -70,19 +70,19 @@ def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(pr
         info.uri for info in storage.list_files(str(archive)) if "/calls/" not in info.uri and "random" not in info.uri
     }
 
-    first = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    first = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4, settle_s=0)
     copies = storage.read_features(str(dest), config=stats, dataset_name="augmented")
     assert first["augmented_copies"] == copies.num_rows == 2 * len(labelled) and first["clips_augmented"] == len(
         labelled
     )
     assert set(copies.column("path").to_pylist()) == labelled  # not the unlabelled call, not the bad file
 
-    again = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    again = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4, settle_s=0)
     assert (again["featurized"], again["augmented_copies"]) == (0, 0)
 
     changed = archive / "emodb" / "03a01Wa.wav"
     soundfile.write(changed, np.sin(np.arange(12_000) / 7).astype(np.float32) * 0.3, 16_000)
-    third = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4)
+    third = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4, settle_s=0)
     assert (third["featurized"], third["augmented_copies"], third["superseded_rows_removed"]) == (1, 2, 3)
     copies = storage.read_features(str(dest), config=stats, dataset_name="augmented")
     current = {info.uri: info.content_key for info in storage.list_files(str(archive))}
@@ -92,12 +92,14 @@ def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(pr
         for p, k in zip(copies.column("path").to_pylist(), copies.column("content_key").to_pylist(), strict=True)
     )
 
-    plain = featurize(str(archive), str(tmp_path / "plain"), feature_set="stats8k", n_workers=1, augment=False)
+    plain = featurize(
+        str(archive), str(tmp_path / "plain"), feature_set="stats8k", n_workers=1, augment=False, settle_s=0
+    )
     assert plain["augmented_copies"] == 0 and not (tmp_path / "plain" / "augmented").exists()
 
 
 def test_dask_processes_match_in_process_featurization(prefect, archive, tmp_path) -> None:
-    featurize(str(archive), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=2)
+    featurize(str(archive), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=2, settle_s=0)
     with threadpool_limits(limits=1):  # as on the workers: BLAS summation order depends on threads
         expected, _ = featurize_files(list(storage.list_files(str(archive))), SEED)
     expected = expected.sort_by("path")
@@ -115,13 +117,19 @@ def test_too_many_bad_files_fail_the_run(prefect, tmp_path) -> None:
     for index in range(3):
         (source / f"{index}.wav").write_bytes(b"junk")
     state = featurize(
-        str(source), str(tmp_path / "out"), feature_set="seed268", n_workers=1, max_error_ratio=0.5, return_state=True
+        str(source),
+        str(tmp_path / "out"),
+        feature_set="seed268",
+        n_workers=1,
+        max_error_ratio=0.5,
+        return_state=True,
+        settle_s=0,
     )
     assert state.is_failed()
     assert errors(tmp_path / "out").num_rows == 3
 
 
 def test_unknown_feature_set_fails_before_any_work(prefect, archive, tmp_path) -> None:
-    state = featurize(str(archive), str(tmp_path / "out"), feature_set="nope", return_state=True)
+    state = featurize(str(archive), str(tmp_path / "out"), feature_set="nope", return_state=True, settle_s=0)
     assert state.is_failed()
     assert not (tmp_path / "out").exists()

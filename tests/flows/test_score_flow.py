@@ -80,7 +80,9 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     write_call(day / "c3.flac", 10.0, [[(0.5, 4.0)], [(5.0, 9.5)]], seed=3, kind="noise")
     (day / "junk.wav").write_bytes(b"RIFF....WAVE but not really")
 
-    first = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE)
+    first = score(
+        str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE, settle_s=0
+    )
 
     assert (first["recordings_seen"], first["scored"], first["failed"], first["shards"]) == (4, 3, 1, 2)
     assert first["model_loads"] == 1  # one worker, two shards: loaded once
@@ -117,7 +119,9 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     assert len(angry_customers) <= 3
     assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
 
-    again = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE)
+    again = score(
+        str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE, settle_s=0
+    )
     assert (again["scored"], again["already_scored"], again["known_bad_skipped"], again["shards"]) == (0, 3, 1, 0)
 
     write_call(archive / "2026" / "11" / "25" / "c4.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], seed=4)
@@ -134,6 +138,8 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
                 cluster,
                 "--since",
                 "2026-11-25",
+                "--settle-s",
+                "0",
                 "--json",
             ]
         )
@@ -144,7 +150,9 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     assert third["model_loads"] == 0  # the worker still holds model a
     assert read(dest, "calls", "SELECT count(DISTINCT path), count(*) FROM TABLE") == [(4, 8)]
 
-    fourth = score(str(archive), str(dest), str(models["b"]), dask_address=cluster, shard_size=10, run_date=RUN_DATE)
+    fourth = score(
+        str(archive), str(dest), str(models["b"]), dask_address=cluster, shard_size=10, run_date=RUN_DATE, settle_s=0
+    )
     assert (fourth["scored"], fourth["failed"], fourth["already_scored"], fourth["model_loads"]) == (4, 1, 0, 1)
     assert fourth["model_id"] != first["model_id"]
     per_model = read(dest, "calls", "SELECT model_id, count(*) FROM TABLE GROUP BY ALL ORDER BY ALL")
@@ -192,7 +200,12 @@ def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_
         truth[str(path)] = turns
 
     summary = score(
-        str(tmp_path / "calls"), str(tmp_path / "out"), str(tmp_path / "model"), dask_address=cluster, run_date=RUN_DATE
+        str(tmp_path / "calls"),
+        str(tmp_path / "out"),
+        str(tmp_path / "model"),
+        dask_address=cluster,
+        run_date=RUN_DATE,
+        settle_s=0,
     )
 
     assert (summary["scored"], summary["failed"], summary["channels"]) == (2, 0, 4)
@@ -215,13 +228,13 @@ def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_
 
 
 def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(monkeypatch) -> None:
-    from flows.serve import SCORE_PARAMETER_ENV, nightly_score
+    from flows.serve import NIGHTLY_PARAMETERS, SCORE_PARAMETER_ENV, nightly_score
 
     for env in SCORE_PARAMETER_ENV.values():
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Europe/Berlin")
     paused = nightly_score()
-    assert (paused.name, paused.parameters, paused.schedules[0].active) == ("nightly", {}, False)
+    assert (paused.name, paused.parameters, paused.schedules[0].active) == ("nightly", NIGHTLY_PARAMETERS, False)
     assert (paused.schedules[0].schedule.cron, paused.schedules[0].schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
 
     monkeypatch.setenv("SER_BATCH_SCORE_SOURCE", "s3://calls/archive")
@@ -233,6 +246,7 @@ def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(
         "source": "s3://calls/archive",
         "dest": "s3://calls/scores",
         "model_dir": "s3://models/seed-mlp",
+        **NIGHTLY_PARAMETERS,
     }
 
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Mars/Olympus")

@@ -22,7 +22,7 @@ EVALUATE_KEYS = {"accuracy", "balanced_accuracy", "per_corpus", "per_class", "co
 def demo_features(tmp_path_factory, prefect):
     root = tmp_path_factory.mktemp("demo")
     write_demo_archive(root / "audio", n_per_emotion=2)
-    featurize(str(root / "audio"), str(root / "out"), feature_set="seed268", n_workers=2)
+    featurize(str(root / "audio"), str(root / "out"), feature_set="seed268", n_workers=2, settle_s=0)
     return root / "out"
 
 
@@ -74,7 +74,7 @@ def test_real_clips_featurize_with_manifest_labels_then_train_and_evaluate(ser_d
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ser_dev / row["relpath"], target)
     summary = featurize(
-        str(tmp_path / "archive"), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=25
+        str(tmp_path / "archive"), str(tmp_path / "out"), feature_set="seed268", n_workers=2, shard_size=25, settle_s=0
     )
     assert summary["featurized"] == len(chosen) and summary["failed"] == 0
 

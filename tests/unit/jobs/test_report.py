@@ -100,7 +100,7 @@ def test_format_featurize_summary_shows_every_figure() -> None:
     assert lines["failed"] == "1 (see /out/errors)"
     assert lines["augmented"] == "6 labelled clips, 12 copies (1 failed)"
     assert lines["skipped"] == "3 .m4a, 1 .txt (not audio libsndfile reads)"
-    assert lines["still"].split()[:3] == ["being", "written", "1"]
+    assert lines["being"].split()[:2] == ["written", "1"]
     assert lines["removed"] == "3 superseded rows; rows of 2 files gone from SOURCE (5 rows)"
     assert lines["throughput"].startswith("2.75 clips/s, 6.12 s of audio/s (4.0 s wall")
 
@@ -165,7 +165,7 @@ def test_format_score_summary_shows_every_figure() -> None:
     assert lines["already"].split() == ["scored", "2"]
     assert lines["known"].startswith("bad        1 (skipped")
     assert lines["failed"] == "1 (see /scores/errors/run_date=2026-11-24)"
-    assert lines["still"].split()[:3] == ["being", "written", "2"]
+    assert lines["being"].split()[:2] == ["written", "2"]
     assert lines["skipped"] == "none"
     assert lines["audio"] == "12.0 min (6.0 min of speech scored)"
     assert lines["throughput"].startswith("0.4 min of audio/s (30.0 s wall")

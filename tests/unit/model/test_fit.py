@@ -256,3 +256,28 @@ def test_with_copies_marks_originals_and_refuses_copies_of_another_feature_set(f
     )
     with pytest.raises(SchemaError, match="fingerprint"):
         with_copies(table, other)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["random", "speaker"])
+def test_fit_never_puts_the_same_audio_on_both_sides_of_a_split(features_table: FeaturesTable, split: str) -> None:
+    pytest.importorskip("tensorflow")
+    from ser_batch.model.fit import fit
+
+    table = features_table({"angry": 30, "happy": 30, "sad": 30})
+    # a reorganised archive: 20 clips also sit under a second path, one of them filed under another speaker
+    copied = table.slice(0, 20)
+    speakers = copied.column("speaker").to_pylist()
+    moved = copied.set_column(
+        copied.schema.get_field_index("path"), "path", pa.array([f"/moved/clip_{i:04d}.wav" for i in range(20)])
+    ).set_column(copied.schema.get_field_index("speaker"), "speaker", pa.array(["spk7", *speakers[1:]]))
+    hashes = pa.array([f"{i:064x}" for i in range(90)] + [f"{i:064x}" for i in range(20)])
+    both = pa.concat_tables([table, moved.cast(table.schema)]).append_column("content_hash", hashes)
+    config = TrainConfig(classes=CLASSES, split=split, epochs=1, batch_size=32, seed=1, patience=1)
+
+    result = fit(both, config)
+
+    hash_of = np.array(result.rows.column("content_hash").to_pylist(), dtype=object)
+    sides = [set(hash_of[result.split[part]].tolist()) for part in PARTS]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    assert sum(len(part) for part in result.split.values()) == 110

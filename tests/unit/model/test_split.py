@@ -184,3 +184,38 @@ def test_augmented_copies_follow_their_clip_in_every_group_fold() -> None:
     for train, test in group_kfold(labels, groups, n_splits=5, seed=0):
         joined = copies_of(train, paths, np.repeat(paths, 3))
         assert not set(np.repeat(paths, 3)[joined]) & set(paths[test])
+
+
+def _same_audio(n: int, seed: int = 3) -> np.ndarray:
+    # every fifth clip also sits under a second path (same content hash); the rest are unique or unknown
+    rng = np.random.default_rng(seed)
+    keys = np.array([f"hash-{i:03d}" for i in range(n)], dtype=object)
+    for i in range(0, n - 1, 5):
+        keys[i + 1] = keys[i]
+    keys[rng.choice(n, 5, replace=False)] = None
+    return keys
+
+
+@pytest.mark.parametrize("split", ["random", "speaker", "none"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_same_audio_under_two_paths_never_sits_on_two_sides(split: str, seed: int) -> None:
+    labels, groups, same = _labels(300), _groups(300), _same_audio(300)
+    groups[1::5] = [f"crema/{i}" for i in range(60)]  # the copy filed under another speaker
+
+    parts = split_indices(labels, groups, split=split, test_size=0.2, validation_size=0.1, seed=seed, same_audio=same)  # type: ignore[arg-type]
+
+    _assert_partition(300, *parts)
+    for key in {k for k in same.tolist() if k is not None}:
+        sides = {name for name, part in zip("tvs", parts, strict=True) if key in set(same[part].tolist())}
+        assert len(sides) == 1, (key, sides)
+
+
+def test_without_shared_audio_the_split_is_the_one_it_always_was() -> None:
+    labels, groups = _labels(300), _groups(300)
+    unique = np.array([f"hash-{i}" for i in range(300)], dtype=object)
+    for split in ("random", "speaker", "none"):
+        before = split_indices(labels, groups, split=split, test_size=0.2, validation_size=0.1, seed=5)  # type: ignore[arg-type]
+        after = split_indices(
+            labels, groups, split=split, test_size=0.2, validation_size=0.1, seed=5, same_audio=unique
+        )  # type: ignore[arg-type]
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
