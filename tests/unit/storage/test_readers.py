@@ -159,7 +159,8 @@ def _done(dest: str) -> tuple[Any, ...]:
     copies = storage.read_done(dest, CONFIG.name, dataset_name="augmented")
     table = storage.read_features(dest, config=CONFIG)
     strip = {path: sorted(key for key, _ in entries) for path, entries in features.featurized.items()}
-    return strip, features.failed, len(copies.featurized), table.sort_by("path").to_pydict()
+    failed = {path: sorted(key for key, _ in entries) for path, entries in features.failed.items()}
+    return strip, failed, len(copies.featurized), table.sort_by("path").to_pydict()
 
 
 def test_foreign_and_unreadable_files_in_dest_are_passed_over_and_bad_own_parts_named(demo, tmp_path, caplog) -> None:
@@ -190,7 +191,7 @@ def test_foreign_and_unreadable_files_in_dest_are_passed_over_and_bad_own_parts_
         plan = jobs.plan_featurization(str(demo.parent / "audio"), str(out), CONFIG, shard_size=3)
 
     assert after == before
-    assert foreign_prediction.exists() and (plan.n_pending, plan.n_seen, plan.changed) == (0, 6, {})
+    assert foreign_prediction.exists() and (plan.n_pending, plan.n_seen, plan.reconcile) == (0, 6, {})
     warned = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     named = {re.search(r"part-(\w)\1+\.parquet", message).group(0) for message in warned}  # type: ignore[union-attr]
     assert named == {zero.name, truncated.name, f"part-{'f' * 20}.parquet"}
