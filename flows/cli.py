@@ -125,6 +125,7 @@ def _featurize(args: argparse.Namespace) -> int:
     from ser_batch.storage import features_root
 
     features = features_root(args.dest, args.feature_set)
+    _print_passed_over(summary)
     print(f"\nfeatures: {features}/corpus=*/part-*.parquet")
     duckdb = Path(sys.executable).parent / "duckdb"  # installed with ser-batch (duckdb-cli)
     print(
@@ -133,6 +134,19 @@ def _featurize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _print_passed_over(summary: dict[str, object]) -> None:
+    """What the run left alone in SOURCE, on stdout: files it cannot read by extension, files still being written."""
+    from ser_batch.jobs.report import format_skipped
+
+    skipped = summary.get("skipped_extensions") or {}
+    if skipped:
+        print(f"skipped: {format_skipped(skipped)}")  # type: ignore[arg-type]
+    if summary.get("still_being_written"):
+        print(
+            f"still being written: {summary['still_being_written']} (modified within --settle-s; a later run takes them)"
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -211,6 +225,7 @@ def _score(args: argparse.Namespace) -> int:
         lease_wait_s=args.lease_wait_s,
     )
     calls = f"{args.dest.rstrip('/')}/calls"
+    _print_passed_over(summary)
     print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
     print(
         f"predictions: {args.dest.rstrip('/')}/predictions/run_date={summary['run_date']}/part-*.parquet (one row per segment)"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -73,3 +74,15 @@ def test_credentials_in_uri_are_redacted_from_errors() -> None:
     with pytest.raises(StorageError) as caught, storage.storage_errors("s3://AKIAXXX:sekrit@bucket/x"):
         raise FileNotFoundError("gone")
     assert "sekrit" not in str(caught.value) and "AKIAXXX" not in str(caught.value)
+
+
+def test_the_listing_passes_over_junk_and_counts_other_files_by_extension(tmp_path) -> None:
+    for name in ("a.wav", "._a.wav", "__MACOSX/._a.wav", ".Trash/b.wav", "c.M4A", "d.m4a", "e.webm", "README"):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_bytes(b"x")
+    passed_over: Counter[str] = Counter()
+
+    found = [info.uri for info in storage.list_files(str(tmp_path / "src"), passed_over=passed_over)]
+
+    assert found == [str(tmp_path / "src" / "a.wav")]
+    assert passed_over == Counter({".m4a": 2, ".webm": 1, "(none)": 1})
