@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import time
 from datetime import date
 from pathlib import Path
 
@@ -157,6 +160,46 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     assert fourth["model_id"] != first["model_id"]
     per_model = read(dest, "calls", "SELECT model_id, count(*) FROM TABLE GROUP BY ALL ORDER BY ALL")
     assert sorted(per_model) == sorted([(first["model_id"], 8), (fourth["model_id"], 8)])
+
+
+def test_a_recording_scored_while_growing_keeps_one_current_row_per_channel(models, cluster, tmp_path) -> None:
+    archive, dest = tmp_path / "archive", tmp_path / "out"
+    day = archive / "2026" / "11" / "24"
+    an_hour_ago = time.time() - 3600
+    write_call(day / "c1.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], seed=1)
+    os.utime(day / "c1.wav", (an_hour_ago, an_hour_ago))
+    write_call(day / "c2.wav", 6.0, [[(1.0, 5.0)], [(2.0, 4.0)]], seed=2)  # still being copied in at 02:00
+
+    first = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, run_date="2026-11-24")
+
+    assert (first["scored"], first["still_being_written"]) == (1, 1)
+    write_call(day / "c1.wav", 12.0, [[(1.0, 5.0), (7.0, 11.0)], [(1.5, 4.5)]], seed=1)  # c1 had grown
+    for name in ("c1.wav", "c2.wav"):
+        os.utime(day / name, (an_hour_ago, an_hour_ago))
+    second = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, run_date="2026-11-25")
+
+    assert (second["scored"], second["still_being_written"]) == (2, 0) and second["replaced_rows_removed"] > 0
+    key = f"{(day / 'c1.wav').stat().st_size}:{(day / 'c1.wav').stat().st_mtime_ns}"
+    calls = read(dest, "calls", "SELECT regexp_extract(path, '[^/]+$'), channel, content_key FROM TABLE ORDER BY 1, 2")
+    assert [(name, channel) for name, channel, _ in calls] == [(n, c) for n in ("c1.wav", "c2.wav") for c in (0, 1)]
+    assert {k for name, _, k in calls if name == "c1.wav"} == {key}
+    segments = read(dest, "predictions", "SELECT DISTINCT content_key FROM TABLE WHERE path LIKE '%c1.wav'")
+    assert segments == [(key,)]
+
+
+def test_a_second_score_run_into_a_dest_in_use_exits_2_naming_the_first(models, tmp_path, capsys) -> None:
+    from ser_batch.storage.lease import hold_lease
+
+    (tmp_path / "archive").mkdir()
+    dest = tmp_path / "out"
+    argv = ["score", str(tmp_path / "archive"), str(dest), "--model", str(models["a"])]
+
+    with hold_lease(str(dest), job="score"):
+        assert main(argv) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith(f"ser-batch: error: {dest} is in use by a score run on host {socket.gethostname()}")
+    assert f"(pid {os.getpid()})" in error and not (dest / "calls").exists()
 
 
 def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> None:
