@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -66,3 +67,35 @@ def test_a_single_object_as_source_is_listed_like_find_does(archive) -> None:
     bucket, options, _ = archive
     listed = list(storage.list_files(f"s3://{bucket}/archive/Z.wav", storage_options=options))
     assert [info.uri for info in listed] == [f"s3://{bucket}/archive/Z.wav"]
+
+
+def test_s3_listing_passes_over_junk_and_counts_unreadable_extensions(moto_server: str) -> None:
+    import boto3
+
+    options = {"endpoint_url": moto_server, "key": "k", "secret": "s", "client_kwargs": {"region_name": "us-east-1"}}
+    client = boto3.client(
+        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    bucket = f"junk-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    keys = [
+        "unzipped/.hidden-archive/x.wav",  # SOURCE itself may sit anywhere; only what is below it is judged
+        "unzipped/.hidden-archive/Actor_01/a.wav",
+        "unzipped/.hidden-archive/Actor_01/._a.wav",
+        "unzipped/.hidden-archive/__MACOSX/Actor_01/._a.wav",
+        "unzipped/.hidden-archive/.Trash/b.wav",
+        "unzipped/.hidden-archive/.DS_Store",
+        "unzipped/.hidden-archive/c.m4a",
+        "unzipped/.hidden-archive/d.M4A",
+        "unzipped/.hidden-archive/e.webm",
+    ]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    passed_over: Counter[str] = Counter()
+
+    listed = storage.list_files(
+        f"s3://{bucket}/unzipped/.hidden-archive", storage_options=options, passed_over=passed_over
+    )
+
+    assert [info.uri for info in listed] == [f"s3://{bucket}/{key}" for key in keys[1::-1]]
+    assert passed_over == Counter({".m4a": 2, ".webm": 1})
