@@ -34,7 +34,8 @@ def main() -> None:
     from ser_batch.config import feature_config
     from ser_batch.features.extract import LAZY_MODULES, warm_up
     from ser_batch.jobs.featurize import featurize_shard
-    from ser_batch.jobs.plan import plan_featurization, reconcile_features
+    from ser_batch.jobs.finish import mirror_dest
+    from ser_batch.jobs.plan import plan_featurization
 
     config = feature_config(args.feature_set)
     # the CLI's cluster (flows.runner.local_cluster) without importing Prefect: same worker env, forked, warmed
@@ -54,7 +55,7 @@ def main() -> None:
         plan = plan_featurization(args.source, args.dest, config, shard_size=args.shard_size)
         shards = plan.shards_for(sum(client.nthreads().values()))  # as flows.runner.run_shards cuts them
         summaries = client.gather(client.map(featurize_shard, shards, dest=args.dest, config=config, pure=False))
-        reconcile_features(args.dest, config, plan.changed)
+        mirror_dest(args.dest, config, plan)
     print(
         json.dumps(
             {

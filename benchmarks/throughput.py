@@ -207,7 +207,7 @@ def row_catalogue(n_files: int, rows: list[tuple[str, ...]]) -> None:
         rss_before = psutil.Process().memory_info().rss
         started = time.perf_counter()
         plan = plan_shards(
-            storage.list_files(root), shards.DoneIndex({}, set()), fingerprint=SEED.fingerprint(), shard_size=500
+            storage.list_files(root), shards.DoneIndex({}), fingerprint=SEED.fingerprint(), shard_size=500
         )
         elapsed = time.perf_counter() - started
         grown = psutil.Process().memory_info().rss - rss_before

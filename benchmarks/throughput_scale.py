@@ -273,12 +273,12 @@ _CATALOGUE_CHILD = """
 import json, resource, sys, time
 from ser_batch import storage
 from ser_batch.config import feature_config
-from ser_batch.shards import plan_shards
+from ser_batch.shards import DoneIndex, plan_shards
 endpoint = sys.argv[1]
 options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench", "client_kwargs": {"region_name": "us-east-1"}}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started, cpu = time.perf_counter(), time.process_time()
-plan = plan_shards(storage.list_files("s3://calls/archive", storage_options=options), store.DoneIndex({}, set()),
+plan = plan_shards(storage.list_files("s3://calls/archive", storage_options=options), DoneIndex({}),
                    fingerprint=feature_config("stats8k").fingerprint(), shard_size=500)
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -345,6 +345,8 @@ def cli_featurize(source: Path, dest: Path) -> tuple[float, dict, int]:
             "stats8k",
             "--n-workers",
             "2",
+            "--settle-s",
+            "0",  # the archive was written a moment ago
             "--json",
         ],
         pythonpath=str(ROOT),

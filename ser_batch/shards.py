@@ -29,6 +29,22 @@ class FileInfo:
     modified_s: float | None = None
 
 
+@dataclass
+class PassedOver:
+    """What a listing of SOURCE did not take: files by extension, and folders it could not list."""
+
+    extensions: Counter[str] = field(default_factory=Counter)  # extension -> files (not audio libsndfile reads)
+    unreadable: list[str] = field(default_factory=list)  # folders whose files are unknown: their rows are kept
+
+    def under_unreadable(self, path: str) -> bool:
+        """Whether ``path`` lies in a folder the listing could not read.
+
+        >>> PassedOver(unreadable=["/a/b"]).under_unreadable("/a/b/c.wav"), PassedOver().under_unreadable("/a/c.wav")
+        (True, False)
+        """
+        return any(path.startswith(folder.rstrip("/") + "/") for folder in self.unreadable)
+
+
 Entries = dict[str, list[tuple[str, str]]]
 """Input path -> ``[(content key, part file), ...]``: where DEST holds rows of it."""
 
@@ -89,7 +105,7 @@ class Plan:
     listed: dict[str, str] = field(default_factory=dict)  # path -> content key of every settled listed input
     settling: set[str] = field(default_factory=set)  # paths of inputs still being written
     reconcile: dict[str, str | None] = field(default_factory=dict)  # paths DEST does not yet mirror (None: gone)
-    passed_over: Counter[str] = field(default_factory=Counter)  # files not taken, by extension
+    passed_over: PassedOver = field(default_factory=PassedOver)  # what the listing did not take
 
     @property
     def n_pending(self) -> int:

@@ -132,8 +132,8 @@ def mirror_dest(
     Each listed file keeps one row of its current content: its features row, or else its error
     row; superseded rows (older content, stale error rows, duplicates) go, and so do augmented
     copies of any content but the current one of a labelled clip with a features row. Rows of
-    files gone from SOURCE go from features, augmented and errors. Files still being written
-    keep their rows. Does nothing (and reads nothing) when the plans found DEST a mirror already.
+    files gone from SOURCE go from features, augmented and errors. Files still being written,
+    and those in SOURCE folders that could not be listed, keep their rows. Does nothing (and reads nothing) when the plans found DEST a mirror already.
 
     Args:
         dest: the featurize DEST.
@@ -151,7 +151,11 @@ def mirror_dest(
         return counts
     features = storage.read_done(dest, config.name, storage_options=storage_options)
     augmented = storage.read_done(dest, config.name, dataset_name="augmented", storage_options=storage_options)
-    paths = (features.paths() | augmented.paths()) - plan.settling
+    paths = {
+        path
+        for path in (features.paths() | augmented.paths()) - plan.settling
+        if not plan.passed_over.under_unreadable(path)  # unknown, not gone
+    }
     gone = {path for path in paths if path not in plan.listed}
     current = {path: plan.listed[path] for path in paths - gone}
     wanted = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,7 +14,7 @@ from ser_batch.config import FeatureConfig
 from ser_batch.errors import AudioError, ConfigError, StorageError
 from ser_batch.labels import labels_from_path
 from ser_batch.schema import ModelIdentity
-from ser_batch.shards import FileInfo, Plan, ScorePlan, plan_shards
+from ser_batch.shards import FileInfo, PassedOver, Plan, ScorePlan, plan_shards
 from ser_batch.storage import score_index
 from ser_batch.storage.model_dir import read_model_identity
 
@@ -73,7 +72,8 @@ def plan_featurization(
         storage_options: fsspec options for remote locations.
 
     Returns:
-        The plan, with the files passed over by extension (``Plan.passed_over``).
+        The plan, with what the listing passed over (``Plan.passed_over``). Rows of files in a
+        SOURCE folder that could not be listed are left alone, as if still being written.
 
     Raises:
         ConfigError: if ``shard_size`` < 1 or ``settle_s`` < 0.
@@ -82,7 +82,7 @@ def plan_featurization(
     """
     _check_shard_size(shard_size)
     cutoff = settled_before(settle_s)
-    passed_over: Counter[str] = Counter()
+    passed_over = PassedOver()
     files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
@@ -97,6 +97,8 @@ def plan_featurization(
         settled_before=cutoff,
     )
     plan.passed_over = passed_over
+    for path in [path for path, key in plan.reconcile.items() if key is None and passed_over.under_unreadable(path)]:
+        del plan.reconcile[path]  # in a folder that could not be listed: unknown, not gone
     if plan.n_seen == 0 and done.paths() and not allow_empty_source:
         raise StorageError(
             f"{source} lists no audio file, but {dest} holds rows of {len(done.paths())} files: refusing to "
@@ -256,7 +258,7 @@ def plan_scoring(
     cutoff = settled_before(settle_s)
     since_date = parse_date(since) if since is not None else None
     identity = read_model_identity(model_dir, storage_options=storage_options)
-    passed_over: Counter[str] = Counter()
+    passed_over = PassedOver()
     files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)

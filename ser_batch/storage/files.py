@@ -12,7 +12,6 @@ import os
 import stat
 import tempfile
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +20,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from ser_batch.errors import AudioError, StorageError
-from ser_batch.shards import FileInfo
+from ser_batch.shards import FileInfo, PassedOver
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -172,7 +171,7 @@ def extension_label(name: str) -> str:
 
 
 def list_files(
-    uri: str, *, storage_options: dict[str, Any] | None = None, passed_over: Counter[str] | None = None
+    uri: str, *, storage_options: dict[str, Any] | None = None, passed_over: PassedOver | None = None
 ) -> Iterator[FileInfo]:
     """Yield every audio file under a directory or prefix, recursively, sorted by URI per folder.
 
@@ -180,12 +179,15 @@ def list_files(
     entries it cannot stat. Hidden files and folders (AppleDouble ``._*`` companions
     included) and ``__MACOSX`` folders below ``uri`` are junk and passed over unseen. Other
     files whose extension libsndfile does not decode (``.m4a``, ``.mp4``, ``.txt``, ...)
-    are passed over and counted by ``extension_label`` in ``passed_over``, when given.
+    are passed over and counted by ``extension_label`` in ``passed_over.extensions``, when given. A
+    local subfolder that cannot be listed is passed over and named in ``passed_over.unreadable``
+    (its files are unknown, not gone).
 
     Raises:
-        StorageError: if ``uri`` does not exist, is not a directory, or cannot be listed.
+        StorageError: if ``uri`` does not exist, is not a directory, or cannot be listed (on S3,
+            any failed page).
     """
-    passed_over = Counter() if passed_over is None else passed_over
+    passed_over = PassedOver() if passed_over is None else passed_over
     if not is_remote(uri):
         root = local_path(uri)
         with storage_errors(uri):
@@ -210,7 +212,7 @@ def list_files(
         if info.get("type") != "file" or key.endswith("/") or any(map(is_junk, relative.split("/"))):
             continue
         if os.path.splitext(key)[1].lower() not in AUDIO_EXTENSIONS:
-            passed_over[extension_label(key.rsplit("/", 1)[-1])] += 1
+            passed_over.extensions[extension_label(key.rsplit("/", 1)[-1])] += 1
         else:
             etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
             modified = info.get("LastModified", info.get("mtime"))
@@ -268,11 +270,12 @@ async def _next_items(items: Any, n: int) -> list[Any]:
     return taken
 
 
-def _walk_local(root: str, passed_over: Counter[str]) -> Iterator[FileInfo]:
+def _walk_local(root: str, passed_over: PassedOver) -> Iterator[FileInfo]:
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError:
-        return  # an unreadable subfolder: nothing in it can be read either
+        passed_over.unreadable.append(root)  # nothing in it can be read either; what it holds is unknown
+        return
     for entry in entries:
         if is_junk(entry.name):
             continue
@@ -282,7 +285,7 @@ def _walk_local(root: str, passed_over: Counter[str]) -> Iterator[FileInfo]:
                 continue
             if os.path.splitext(entry.name)[1].lower() not in AUDIO_EXTENSIONS:
                 if entry.is_file():
-                    passed_over[extension_label(entry.name)] += 1
+                    passed_over.extensions[extension_label(entry.name)] += 1
                 continue
             info = entry.stat()  # follows file symlinks; a dangling one raises
         except OSError:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ser_batch import storage
+from ser_batch.shards import PassedOver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(300)]
 N_KEYS = 2_150  # three pages of ListObjectsV2
@@ -91,11 +92,11 @@ def test_s3_listing_passes_over_junk_and_counts_unreadable_extensions(moto_serve
     ]
     for key in keys:
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
-    passed_over: Counter[str] = Counter()
+    passed_over = PassedOver()
 
     listed = storage.list_files(
         f"s3://{bucket}/unzipped/.hidden-archive", storage_options=options, passed_over=passed_over
     )
 
     assert [info.uri for info in listed] == [f"s3://{bucket}/{key}" for key in keys[1::-1]]
-    assert passed_over == Counter({".m4a": 2, ".webm": 1})
+    assert passed_over == PassedOver(Counter({".m4a": 2, ".webm": 1}), [])

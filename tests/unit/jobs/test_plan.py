@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -307,6 +308,29 @@ def test_mirror_drops_every_copy_of_the_old_content(corpus, tmp_path, write_wav)
 
     assert removed["superseded_rows_removed"] == 2
     assert rows_by_path(dest, "augmented") == {now.uri: [now.content_key] * 2}
+
+
+def test_mirror_removes_rows_of_files_gone_but_keeps_those_of_a_folder_that_could_not_be_listed(
+    write_wav, tmp_path, monkeypatch
+) -> None:
+    for name in ("a/1.wav", "b/2.wav", "c/3.wav"):
+        write_wav(f"src/{name}", duration_s=0.1)
+    source, dest = tmp_path / "src", tmp_path / "out"
+    write_rows(dest, "51" * 10, list(storage.list_files(str(source))))
+    (source / "c" / "3.wav").unlink()
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: _refuse(path) if str(path).endswith("/b") else scandir(path))
+
+    plan = plan_featurization(str(source), str(dest), SEED, shard_size=10)
+    removed = mirror_dest(str(dest), SEED, plan)
+
+    assert plan.passed_over.unreadable == [str(source / "b")]
+    assert removed == {"superseded_rows_removed": 0, "files_gone": 1, "gone_rows_removed": 1}
+    assert set(rows_by_path(dest)) == {str(source / "a" / "1.wav"), str(source / "b" / "2.wav")}
+
+
+def _refuse(path: object) -> None:
+    raise OSError(5, "Input/output error", str(path))
 
 
 def test_mirror_with_nothing_changed_touches_nothing(tmp_path) -> None:

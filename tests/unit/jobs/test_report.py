@@ -16,7 +16,7 @@ from ser_batch.jobs.report import (
     score_summary,
 )
 from ser_batch.schema import ModelIdentity
-from ser_batch.shards import Plan, ScorePlan, ScoreShardSummary, ShardSummary
+from ser_batch.shards import PassedOver, Plan, ScorePlan, ScoreShardSummary, ShardSummary
 
 MODEL = ModelIdentity("/models/m1", "mlp-stats8k-0123456789ab", "mlp", "stats8k", "f" * 16, ("angry", "sad"))
 
@@ -46,7 +46,9 @@ def scored(
     )
 
 
-FEATURIZE_PLAN = Plan(n_seen=20, n_done=6, n_known_bad=2, n_settling=1, passed_over=Counter({".txt": 1, ".m4a": 3}))
+FEATURIZE_PLAN = Plan(
+    n_seen=20, n_done=6, n_known_bad=2, n_settling=1, passed_over=PassedOver(Counter({".txt": 1, ".m4a": 3}), ["/a/b"])
+)
 MIRRORED = {"superseded_rows_removed": 3, "files_gone": 2, "gone_rows_removed": 5}
 FEATURIZED = [shard(6, 5, 1, 10.0), shard(6, 6, 0, 14.5)]
 AUGMENTED = [shard(4, 6, 1, 9.0), shard(3, 6, 0, 9.0)]
@@ -65,6 +67,7 @@ def test_featurize_summary_counts_rows_errors_copies_and_rates() -> None:
         "known_bad_skipped": 2,
         "still_being_written": 1,
         "skipped_extensions": {".m4a": 3, ".txt": 1},
+        "unreadable_folders": ["/a/b"],
         "failed": 1,
         "clips_augmented": 6,
         "augmented_copies": 12,
@@ -100,6 +103,7 @@ def test_format_featurize_summary_shows_every_figure() -> None:
     assert lines["failed"] == "1 (see /out/errors)"
     assert lines["augmented"] == "6 labelled clips, 12 copies (1 failed)"
     assert lines["skipped"] == "3 .m4a, 1 .txt (not audio libsndfile reads)"
+    assert lines["unreadable"] == "1 folders of SOURCE (their files' rows kept)"
     assert lines["being"].split()[:2] == ["written", "1"]
     assert lines["removed"] == "3 superseded rows; rows of 2 files gone from SOURCE (5 rows)"
     assert lines["throughput"].startswith("2.75 clips/s, 6.12 s of audio/s (4.0 s wall")
@@ -127,6 +131,7 @@ def test_score_summary_counts_recordings_and_rates_over_wall_busy_and_cpu_time()
         "known_bad_skipped": 1,
         "still_being_written": 2,
         "skipped_extensions": {},
+        "unreadable_folders": [],
         "failed": 1,
         "channels": 12,
         "segments": 60,

@@ -7,6 +7,7 @@ import pytest
 
 from ser_batch import storage
 from ser_batch.errors import StorageError
+from ser_batch.shards import PassedOver
 
 
 def test_list_files_recurses_sorted_and_passes_over_non_audio(archive) -> None:
@@ -80,9 +81,32 @@ def test_the_listing_passes_over_junk_and_counts_other_files_by_extension(tmp_pa
     for name in ("a.wav", "._a.wav", "__MACOSX/._a.wav", ".Trash/b.wav", "c.M4A", "d.m4a", "e.webm", "README"):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "src" / name).write_bytes(b"x")
-    passed_over: Counter[str] = Counter()
+    passed_over = PassedOver()
 
     found = [info.uri for info in storage.list_files(str(tmp_path / "src"), passed_over=passed_over)]
 
     assert found == [str(tmp_path / "src" / "a.wav")]
-    assert passed_over == Counter({".m4a": 2, ".webm": 1, "(none)": 1})
+    assert passed_over == PassedOver(Counter({".m4a": 2, ".webm": 1, "(none)": 1}), [])
+
+
+def test_a_local_folder_that_cannot_be_listed_is_named_not_taken_as_empty(tmp_path, monkeypatch) -> None:
+    for name in ("a/1.wav", "b/2.wav", "c/3.wav"):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_bytes(b"x")
+    scandir = os.scandir
+
+    def flaky(path):  # an NFS hiccup, or a folder this user may not read (root reads any, so no chmod here)
+        if str(path).endswith("/b"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", flaky)
+    passed_over = PassedOver()
+
+    found = [
+        os.path.relpath(info.uri, tmp_path / "src")
+        for info in storage.list_files(str(tmp_path / "src"), passed_over=passed_over)
+    ]
+
+    assert found == ["a/1.wav", "c/3.wav"]
+    assert passed_over.unreadable == [str(tmp_path / "src" / "b")]
