@@ -17,8 +17,9 @@ costs:
 - ``index`` (now): ``jobs.plan_scoring``: list SOURCE, read the model's index (one request),
   look for notes of runs that died (one listing of a folder that is normally empty).
 
-Each cell runs in a fresh process (warm-up, then three timed plans): median wall time and the
-process's peak RSS growth over its imports (first plan included). ``moto`` is moto's S3 server in its own process
+Each cell runs in a fresh process (warm-up, then three timed plans): median wall time, the
+process's peak RSS growth over its imports and a first Parquet read (first plan included), and
+the peak of Python objects (tracemalloc) during one more plan. ``moto`` is moto's S3 server in its own process
 over real HTTP (seeded in-process), ``local`` a local folder. The machine is shared with
 other work: wall times are noisy, compare within a row.
 """
@@ -184,7 +185,10 @@ def by_parts():  # the plan before the index: every part of DEST read
 def by_index():
     return plan_scoring(source, dest, model_dir, shard_size=50, storage_options=options).plan
 
-import pyarrow.dataset, pyarrow.parquet, s3fs  # noqa: E401,F401  (imports are not the plan's memory)
+import io, pyarrow as pa, pyarrow.dataset, pyarrow.parquet as pq, s3fs  # noqa: E401,F401
+buffer = io.BytesIO()  # pyarrow's first Parquet read sets up ~20 MiB of pools: not the plan's memory
+pq.write_table(pa.table({"x": ["y"]}), buffer, compression="zstd")
+pq.read_table(pa.BufferReader(buffer.getvalue()))
 plan = by_index if mode == "index" else by_parts
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = plan()  # warm-up
@@ -194,8 +198,12 @@ for _ in range(3):
     result = plan()
     times.append(time.perf_counter() - started)
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline
-print(json.dumps({"s": statistics.median(times), "grown_kib": grown, "seen": result.n_seen, "done": result.n_done,
-                  "pending": result.n_pending}))
+import tracemalloc
+tracemalloc.start()
+plan()
+python_peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"s": statistics.median(times), "grown_kib": grown, "python_kib": python_peak // 1024,
+                  "seen": result.n_seen, "done": result.n_done, "pending": result.n_pending}))
 """
 
 
@@ -208,6 +216,13 @@ def cell(mode: str, source: str, dest: str, model: Path, endpoint: str | None) -
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["pending"] == 0 and result["done"] == result["seen"], result  # nothing to do: a flat night
     return result
+
+
+def _cell(result: dict[str, float]) -> str:
+    return (
+        f"{result['s']:.2f} s, RSS +{result['grown_kib'] / 1024:.0f} MiB, "
+        f"Python objects {result['python_kib'] / 1024:.1f} MiB"
+    )
 
 
 def main() -> None:
@@ -272,10 +287,7 @@ def main() -> None:
     print("| DEST | nights of history | part files | plan reading every part (before) | plan reading the index (now) |")
     print("|---|---|---|---|---|")
     for where, n, parts, index in rows:
-        print(
-            f"| {where} | {n} | {n_parts[n]:,} | {parts['s']:.2f} s, +{parts['grown_kib'] / 1024:.0f} MiB "
-            f"| {index['s']:.2f} s, +{index['grown_kib'] / 1024:.0f} MiB |"
-        )
+        print(f"| {where} | {n} | {n_parts[n]:,} | {_cell(parts)} | {_cell(index)} |")
 
 
 if __name__ == "__main__":

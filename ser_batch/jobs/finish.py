@@ -133,7 +133,8 @@ def mirror_dest(
     row; superseded rows (older content, stale error rows, duplicates) go, and so do augmented
     copies of any content but the current one of a labelled clip with a features row. Rows of
     files gone from SOURCE go from features, augmented and errors. Files still being written,
-    and those in SOURCE folders that could not be listed, keep their rows. Does nothing (and reads nothing) when the plans found DEST a mirror already.
+    and those in SOURCE folders that could not be listed, keep their rows. Does nothing (and
+    reads nothing) when the plans found DEST a mirror already.
 
     Args:
         dest: the featurize DEST.
