@@ -40,11 +40,16 @@ def run_demo(folder: str, *, dask_address: str | None, n_workers: int | None, st
         return result
 
     step("make the demo archive", lambda: _kept(audio) or write_demo_archive(audio))
-    step("featurize it", lambda: featurize(source=audio, dest=features, dask_address=dask_address, n_workers=n_workers))
+    # the demo writes its archives a moment before: nothing of them is still being written (settle_s=0)
+    step(
+        "featurize it",
+        lambda: featurize(source=audio, dest=features, dask_address=dask_address, n_workers=n_workers, settle_s=0),
+    )
     step("train a model", lambda: train(features_dest=features, model_dir=model, config=DEMO_TRAINING))
     step("make demo call recordings", lambda: _kept(recordings) or write_demo_calls(recordings))
     summary = step(
-        "score them", lambda: score(source=recordings, dest=scores, model_dir=model, dask_address=dask_address)
+        "score them",
+        lambda: score(source=recordings, dest=scores, model_dir=model, dask_address=dask_address, settle_s=0),
     )
     sql = jobs.calls_query(scores, summary["model_id"])
     table = step("query the calls table", lambda: jobs.query_result(sql))
