@@ -49,6 +49,7 @@ from ser_batch.jobs.score import (
     Scores,
     load_model_once,
     read_recording_windows,
+    recording_outcomes,
     score_files,
     score_shard,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "read_call_timeline",
     "read_recording_windows",
     "recording_date",
+    "recording_outcomes",
     "recording_uri",
     "recordings_since",
     "report_key",

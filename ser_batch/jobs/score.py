@@ -146,7 +146,6 @@ def score_shard(
         scores = score_files(shard.files, artifact, config, storage_options=storage_options)
     written = write_scores(scores.tables, dest, run_date, shard.shard_id, storage_options=storage_options)
     calls = scores.tables["calls"]
-    failed = set(scores.tables["errors"].column("path").to_pylist())
     return ScoreShardSummary(
         shard_id=shard.shard_id,
         model_id=identity.model_id,
@@ -162,7 +161,7 @@ def score_shard(
         cpu_s=time.process_time() - cpu,
         model_loaded=loaded,
         part_files=tuple(written),
-        recordings=tuple((info.uri, info.content_key, info.uri not in failed) for info in shard.files),
+        recordings=recording_outcomes(shard.files, scores),
     )
 
 
@@ -238,6 +237,12 @@ def score_files(
         audio_s += duration_s
     tables = {name: pa.Table.from_pylist(rows[name], schema=SCORE_SCHEMAS[name]) for name in SCORE_TABLES}
     return Scores(tables, n_scored=len(recordings), audio_s=audio_s, speech_s=speech_s)
+
+
+def recording_outcomes(files: Sequence[FileInfo], scores: Scores) -> tuple[tuple[str, str, bool], ...]:
+    """``(path, content_key, scored)`` of each input of ``score_files``: False for those with an error row."""
+    failed = set(scores.tables["errors"].column("path").to_pylist())
+    return tuple((info.uri, info.content_key, info.uri not in failed) for info in files)
 
 
 @dataclass

@@ -98,9 +98,7 @@ def test_featurize_report_counts_this_runs_failures_by_reason_and_says_where_the
         dest, "s1", ["secret-customer-a.wav", "secret-customer-b.wav"], "undecodable: Format not recognised."
     )
     shards = [ShardSummary("s1", 10, 8, 2, 12.0, 1.0, (part,)), ShardSummary("s2", 10, 10, 0, 15.0, 1.0, ())]
-    summary = summaries.featurize_summary(
-        Plan(n_seen=20, n_done=0, n_known_bad=0), shards, wall_s=4.0, n_pruned=0, dest=str(dest)
-    )
+    summary = summaries.featurize_summary(Plan(n_seen=20, n_done=0, n_known_bad=0), shards, wall_s=4.0, dest=str(dest))
 
     report = featurize_report(summary, shards, feature_set="stats8k")
 

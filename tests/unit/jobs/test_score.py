@@ -16,10 +16,11 @@ from ser_batch import schema, storage
 from ser_batch.config import ScoreConfig, feature_config
 from ser_batch.errors import ConfigError, SchemaError
 from ser_batch.jobs import score
-from ser_batch.jobs.plan import parse_date, plan_scoring, recording_date, recordings_since
+from ser_batch.jobs.finish import finish_scoring
+from ser_batch.jobs.plan import parse_date, plan_scoring, recording_date, recordings_since, start_scoring
 from ser_batch.model.artifact import Artifact
 from ser_batch.scoring import segments
-from ser_batch.shards import FileInfo, ScorePlan, Shard
+from ser_batch.shards import FileInfo, ScorePlan, ScoreShardSummary, Shard
 
 SEED = feature_config("seed268")
 STATS8K = feature_config("stats8k")
@@ -232,13 +233,27 @@ def test_transient_read_error_fails_the_shard(tmp_path, fake_model_dir, rng, mon
         score.score_files([info(path)], artifact, CONFIG)
 
 
-def run_once(source: Path, dest: Path, model_dir: Path, **options: object) -> ScorePlan:
-    """Plan, then score every shard in-process with the fake model, as the flow does on workers."""
+def run_once(source: Path, dest: Path, model_dir: Path, *, dies: bool = False, **options: object) -> ScorePlan:
+    """Plan, score every shard in-process with the fake model (as the flow does on workers), index what was written.
+
+    A run that ``dies`` stops before indexing, as one killed after its shards would.
+    """
     plan = plan_scoring(str(source), str(dest), str(model_dir), shard_size=2, **options)  # type: ignore[arg-type]
     artifact, identity = fake_artifact(model_dir)
+    start_scoring(str(dest), plan, run_date="2026-11-24")
+    summaries = []
     for shard in plan.plan.shards:
         scores = score.score_files(shard.files, artifact, CONFIG)
         storage.write_scores(scores.tables, str(dest), "2026-11-24", shard.shard_id)
+        outcomes = score.recording_outcomes(shard.files, scores)
+        summaries.append(
+            ScoreShardSummary(
+                shard.shard_id, identity.model_id, len(shard.files), scores.n_scored, len(shard.files) - scores.n_scored,
+                0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False, (), outcomes,
+            )
+        )  # fmt: skip
+    if not dies:
+        finish_scoring(str(dest), plan, summaries, run_date="2026-11-24")
     return plan
 
 
@@ -282,7 +297,7 @@ def test_shard_ids_are_deterministic_and_name_the_part_files(tmp_path, fake_mode
 def test_orphan_predictions_without_calls_are_removed_and_rescored(tmp_path, fake_model_dir, rng) -> None:
     source, dest = tmp_path / "calls", tmp_path / "out"
     write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
-    run_once(source, dest, fake_model_dir)
+    run_once(source, dest, fake_model_dir, dies=True)
     calls_part = next((dest / "calls" / "run_date=2026-11-24").iterdir())
     calls_part.unlink()  # as if the shard died between its predictions and calls writes
 
