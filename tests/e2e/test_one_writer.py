@@ -35,13 +35,13 @@ class Together:
         return f"exit {self.returncode}\n--- stdout ---\n{self.stdout[-4000:]}\n--- stderr ---\n{self.stderr[-6000:]}"
 
 
-def run_together(argv: list[str], env: dict[str, str], log_dir: Path, n: int = 2) -> list[Together]:
-    """Start ``n`` identical CLIs at the same moment, against one Prefect server (in ``env``), and wait for all."""
+def run_together(argvs: list[list[str]], env: dict[str, str], log_dir: Path) -> list[Together]:
+    """Start one CLI per ``argvs`` at the same moment, against one Prefect server (in ``env``), and wait for all."""
     procs = [
         subprocess.Popen(  # noqa: S603
             [SER_BATCH, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=log_dir
         )
-        for _ in range(n)
+        for argv in argvs
     ]
     results = []
     for index, proc in enumerate(procs):
@@ -67,25 +67,28 @@ def local_rows(dest: Path) -> Counter[str]:
 
 
 def test_two_featurize_clis_at_once_into_one_local_dest_write_every_file_once(
-    base_env, prefect_server, write_wavs, tmp_path
+    base_env, prefect_server, dask_cluster, write_wavs, tmp_path
 ) -> None:
     write_wavs(tmp_path / "audio", N_WAVS, seed=11)
     dest = tmp_path / "out"
-    argv = ["featurize", str(tmp_path / "audio"), str(dest), "--feature-set", "seed268", "--n-workers", "1"]
+    argv = ["featurize", str(tmp_path / "audio"), str(dest), "--feature-set", "seed268"]
+    argv += ["--dask-address", dask_cluster.address]  # both runs on one cluster: no cluster start-up to wait for
 
     env = {**base_env, **prefect_server.env()}
-    results = run_together([*argv, "--shard-size", "2", "--settle-s", "0"], env, tmp_path)
+    # a catch-up run beside the nightly, with other options: other shards, other part files
+    results = run_together([[*argv, "--shard-size", size, "--settle-s", "0"] for size in ("2", "3")], env, tmp_path)
 
     check_one_writer(results, local_rows(dest))
     assert read_lease(str(dest)) is None  # released by the run that held it
 
 
 def test_a_live_lease_of_another_run_makes_the_cli_exit_2_and_an_expired_one_is_taken_over(
-    run_cli, write_wavs, tmp_path
+    run_cli, dask_cluster, write_wavs, tmp_path
 ) -> None:
     write_wavs(tmp_path / "audio", 3, seed=12)
     dest = tmp_path / "out"
-    argv = ["featurize", str(tmp_path / "audio"), str(dest), "--n-workers", "1", "--settle-s", "0", "--json"]
+    argv = ["featurize", str(tmp_path / "audio"), str(dest), "--settle-s", "0", "--json"]
+    argv += ["--dask-address", dask_cluster.address]
     lease = Path(lease_uri(str(dest)))
     lease.parent.mkdir(parents=True)
     record = {"holder": "catch-up", "job": "score", "host": "batch-7", "pid": 31337, "started_at": time.time() - 60}
@@ -104,7 +107,7 @@ def test_a_live_lease_of_another_run_makes_the_cli_exit_2_and_an_expired_one_is_
 
 @pytest.mark.s3
 def test_two_featurize_clis_at_once_into_one_s3_dest_write_every_file_once(
-    moto_server, base_env, prefect_server, write_wavs, tmp_path
+    moto_server, base_env, prefect_server, dask_cluster, write_wavs, tmp_path
 ) -> None:
     import boto3
 
@@ -115,19 +118,13 @@ def test_two_featurize_clis_at_once_into_one_s3_dest_write_every_file_once(
     client.create_bucket(Bucket=bucket)
     for name in write_wavs(tmp_path / "audio", N_WAVS, seed=13):
         client.upload_file(str(tmp_path / "audio" / name), bucket, f"audio/{name}")
-    env = {
-        **base_env,
-        **prefect_server.env(),
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    }
-    argv = ["featurize", f"s3://{bucket}/audio", f"s3://{bucket}/out", "--feature-set", "seed268", "--n-workers", "1"]
+    env = {**base_env, **prefect_server.env(), "AWS_CONFIG_FILE": "/nonexistent"}
+    options = {"endpoint_url": moto_server, "key": "k", "secret": "s", "client_kwargs": {"region_name": "us-east-1"}}
+    argv = ["featurize", f"s3://{bucket}/audio", f"s3://{bucket}/out", "--feature-set", "seed268"]
+    argv += ["--dask-address", dask_cluster.address, "--storage-options", json.dumps(options)]  # reach the workers
 
-    results = run_together([*argv, "--shard-size", "2", "--settle-s", "0"], env, tmp_path)
+    # a catch-up run beside the nightly, with other options: other shards, other part files
+    results = run_together([[*argv, "--shard-size", size, "--settle-s", "0"] for size in ("2", "3")], env, tmp_path)
 
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="out/features/")
     keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]

@@ -267,10 +267,14 @@ def test_fit_never_puts_the_same_audio_on_both_sides_of_a_split(features_table: 
     table = features_table({"angry": 30, "happy": 30, "sad": 30})
     # a reorganised archive: 20 clips also sit under a second path, one of them filed under another speaker
     copied = table.slice(0, 20)
-    speakers = copied.column("speaker").to_pylist()
-    moved = copied.set_column(
-        copied.schema.get_field_index("path"), "path", pa.array([f"/moved/clip_{i:04d}.wav" for i in range(20)])
-    ).set_column(copied.schema.get_field_index("speaker"), "speaker", pa.array(["spk7", *speakers[1:]]))
+    speakers, corpora = copied.column("speaker").to_pylist(), copied.column("corpus").to_pylist()
+    moved = (
+        copied.set_column(
+            copied.schema.get_field_index("path"), "path", pa.array([f"/moved/clip_{i:04d}.wav" for i in range(20)])
+        )
+        .set_column(copied.schema.get_field_index("speaker"), "speaker", pa.array(["spk7", *speakers[1:]]))
+        .set_column(copied.schema.get_field_index("corpus"), "corpus", pa.array(["emodb", *corpora[1:]]))
+    )
     hashes = pa.array([f"{i:064x}" for i in range(90)] + [f"{i:064x}" for i in range(20)])
     both = pa.concat_tables([table, moved.cast(table.schema)]).append_column("content_hash", hashes)
     config = TrainConfig(classes=CLASSES, split=split, epochs=1, batch_size=32, seed=1, patience=1)
