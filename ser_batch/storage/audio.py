@@ -80,7 +80,11 @@ def read_audio(
         handle.seek(0)
         # libsndfile reads the descriptor itself: through the file object it calls back into Python per block
         decoded = _decode(
-            handle.fileno(), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s, max_bytes=max_bytes
+            handle.fileno(),
+            sample_rate=sample_rate,
+            quality=quality,
+            max_duration_s=max_duration_s,
+            max_bytes=max_bytes,
         )
         return replace(decoded, content_hash=content_hash)
 
