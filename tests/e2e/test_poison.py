@@ -59,7 +59,7 @@ def test_poison_files_are_isolated_and_recorded_with_their_reason_and_never_trie
         "--dask-address",
         poison_dask_cluster.address,
     ]
-    args += ["--shard-size", "2", "--file-timeout", "5", "--json"]
+    args += ["--shard-size", "2", "--file-timeout", "5", "--settle-s", "0", "--json"]
 
     first = run_cli(args, timeout_s=500)
 

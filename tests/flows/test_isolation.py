@@ -47,7 +47,7 @@ def test_a_shard_failing_once_succeeds_on_its_prefect_retry_and_one_whose_worker
     write_tone(audio / "b" / "good-2.wav", 280.0)
 
     state = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=2,
-                      augment=False, return_state=True)  # fmt: skip
+                      augment=False, settle_s=0, return_state=True)  # fmt: skip
 
     summary = state.result()
     assert (summary["featurized"], summary["failed"]) == (4, 0)
@@ -70,7 +70,7 @@ def test_a_clip_that_kills_its_worker_while_augmented_is_recorded_for_the_augmen
     write_tone(audio / "03-01-05-01-02-01-12.wav", 220.0)
     write_tone(audio / "poison-augment" / "03-01-04-01-02-01-12.wav", 240.0)  # dies while its copies are made
 
-    first = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=1)
+    first = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=1, settle_s=0)
 
     assert (first["featurized"], first["failed"], first["augmented_copies"], first["augment_failed"]) == (2, 0, 2, 1)
     assert feature_names_in(dest) == ["03-01-04-01-02-01-12.wav", "03-01-05-01-02-01-12.wav"]
@@ -84,7 +84,7 @@ def test_a_clip_that_kills_its_worker_while_augmented_is_recorded_for_the_augmen
     assert row["message"].startswith("worker died")
     assert hooked_cluster.hit_counts(audio)["03-01-04-01-02-01-12.wav"] == 2  # dead alone twice, then recorded unopened
 
-    again = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=1)
+    again = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=1, settle_s=0)
 
     assert (again["featurized"], again["augmented_copies"], again["augment_failed"]) == (0, 0, 0)
     assert hooked_cluster.hit_counts(audio)["03-01-04-01-02-01-12.wav"] == 2

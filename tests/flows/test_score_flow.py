@@ -307,7 +307,7 @@ def test_a_recording_that_kills_its_worker_is_recorded_for_its_model_and_the_res
     write_call(day / "poison-segv" / "c2.wav", 8.0, [[(1.0, 6.0)], []], seed=2)  # its decoder crashes the worker
 
     first = score(str(archive), str(dest), str(models["a"]), dask_address=hooked_cluster.address, shard_size=3,
-                  run_date=RUN_DATE)  # fmt: skip
+                  run_date=RUN_DATE, settle_s=0)  # fmt: skip
 
     assert (first["scored"], first["failed"]) == (2, 1)
     assert read(dest, "calls", "SELECT DISTINCT regexp_extract(path, '[^/]+$') FROM TABLE ORDER BY 1") == [
@@ -323,7 +323,7 @@ def test_a_recording_that_kills_its_worker_is_recorded_for_its_model_and_the_res
     assert hooked_cluster.hit_counts(archive) == {"c2.wav": 3}
 
     again = score(str(archive), str(dest), str(models["a"]), dask_address=hooked_cluster.address, shard_size=3,
-                  run_date=RUN_DATE)  # fmt: skip
+                  run_date=RUN_DATE, settle_s=0)  # fmt: skip
 
     assert (again["scored"], again["already_scored"], again["known_bad_skipped"]) == (0, 2, 1)
     assert hooked_cluster.hit_counts(archive) == {"c2.wav": 3}
