@@ -15,7 +15,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ser_batch.config import DEFAULT_FEATURE_SET, DEFAULT_SETTLE_S, FEATURE_SETS, MODELS, SEED_CLASSES, TrainConfig
+from ser_batch.config import (
+    DEFAULT_FEATURE_SET,
+    DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_SETTLE_S,
+    FEATURE_SETS,
+    MODELS,
+    SEED_CLASSES,
+    TrainConfig,
+)
 from ser_batch.errors import SerBatchError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -30,6 +38,27 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _add_file_timeout(parser: argparse.ArgumentParser, inputs: str) -> None:
+    parser.add_argument(
+        "--file-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_FILE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"longest one of the {inputs} may take on a worker before its process is ended and it is recorded "
+        f"as 'timed out' (default {DEFAULT_FILE_TIMEOUT_S:g})",
+    )
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +146,7 @@ def _featurize(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
+        file_timeout_s=args.file_timeout,
         augment=args.augment,
         settle_s=args.settle_s,
         lease_wait_s=args.lease_wait_s,
@@ -221,6 +251,7 @@ def _score(args: argparse.Namespace) -> int:
         hop_s=args.hop_s,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
+        file_timeout_s=args.file_timeout,
         settle_s=args.settle_s,
         lease_wait_s=args.lease_wait_s,
     )
@@ -309,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="let a SOURCE that lists no audio file empty DEST (refused by default: a wrong or unmounted SOURCE)",
     )
     _add_run_options(featurize)
+    _add_file_timeout(featurize, "files")
     featurize.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(featurize)
     featurize.set_defaults(handler=_featurize, check=_check_featurize, prepare=_start_featurize_cluster)
@@ -383,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail the run above this share of bad recordings (default 0.5)",
     )
     _add_run_options(score)
+    _add_file_timeout(score, "recordings")
     score.add_argument("--json", action="store_true", help="also print the run summary as one JSON line")
     _add_storage_options(score)
     score.set_defaults(handler=_score, check=_check_score)

@@ -9,19 +9,29 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from flows.isolation import RunGuard
 from flows.report import publish_report
 from flows.runner import cluster_on_demand, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs, storage
-from ser_batch.config import DEFAULT_FEATURE_SET, DEFAULT_SETTLE_S, FeatureConfig, feature_config
+from ser_batch.config import (
+    DEFAULT_FEATURE_SET,
+    DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_SETTLE_S,
+    FeatureConfig,
+    feature_config,
+)
 from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
 
 @task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+def featurize_shard(
+    shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
+) -> ShardSummary:
     """Featurize one shard on a worker and write its part files (``ser_batch.jobs.featurize_shard``)."""
-    summary = jobs.featurize_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
+    options, guard = unseal_storage_options(storage_options), run_guard.begin(shard.files)
+    summary = jobs.featurize_shard(shard, dest, config, storage_options=options, guard=guard)
     get_run_logger().info(
         "shard %s: %d files, %d rows, %d errors, %.1f s",
         summary.shard_id,
@@ -34,9 +44,12 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
 
 
 @task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
+def augment_shard(
+    shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
+) -> ShardSummary:
     """Make and featurize one shard's augmented copies on a worker (``ser_batch.jobs.augment_shard``)."""
-    summary = jobs.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
+    options, guard = unseal_storage_options(storage_options), run_guard.begin(shard.files)
+    summary = jobs.augment_shard(shard, dest, config, storage_options=options, guard=guard)
     get_run_logger().info(
         "augment shard %s: %d clips, %d copies, %d errors, %.1f s",
         summary.shard_id,
@@ -67,6 +80,7 @@ def featurize(
     settle_s: float = DEFAULT_SETTLE_S,
     lease_wait_s: float = 0.0,
     allow_empty_source: bool = False,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Make DEST mirror the audio under SOURCE as partitioned Parquet: featurize new or changed files, drop rows of files gone, add augmented copies of labelled clips."""
     started = time.perf_counter()
@@ -94,6 +108,7 @@ def featurize(
                     runner(),
                     description="featurize",
                     n_done=lambda s: s.n_files,
+                    file_timeout_s=file_timeout_s,
                     dest=dest,
                     config=config,
                 )
@@ -115,6 +130,7 @@ def featurize(
                         runner(),
                         description="augment",
                         n_done=lambda s: s.n_files,
+                        file_timeout_s=file_timeout_s,
                         dest=dest,
                         config=config,
                     )

@@ -7,19 +7,22 @@ import itertools
 import os
 import queue
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dask
+from distributed import KilledWorker
 from prefect import Task, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect_dask import DaskTaskRunner
 
+from flows.isolation import Isolation, RunGuard
 from flows.settings import sealed_storage_options
 from ser_batch.errors import ConfigError
 from ser_batch.jobs import progress_bar
-from ser_batch.shards import Plan
+from ser_batch.shards import Plan, Shard
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
@@ -45,11 +48,23 @@ def given_address(address: str | None) -> str | None:
     return address or os.environ.get(DASK_ADDRESS_ENV) or None
 
 
+LOCAL_CLUSTER_CONFIG = {
+    # A task whose worker died fails at once (KilledWorker) instead of being run again on another worker:
+    # run_shards isolates the file that killed it (flows.isolation), where another try would kill again.
+    "distributed.scheduler.allowed-failures": 0,
+    # A LocalCluster closes a worker's nanny for good when no worker of its name is back 15 s after a death;
+    # a poison file that kills the restarted worker within those 15 s would leave the run without workers.
+    "distributed.deploy.lost-worker-timeout": "7 days",
+}
+"""Dask settings of the LocalCluster a flow starts, for a cluster whose workers poison files may kill."""
+
+
 def _prepare_local_cluster(n_workers: int | None) -> dict[str, Any]:
     """Check ``n_workers``, keep glibc's malloc defaults for the workers, return the LocalCluster's arguments."""
     if n_workers is not None and n_workers < 1:
         raise ConfigError(f"n_workers {n_workers} < 1")
     _keep_glibc_malloc_defaults()
+    dask.config.set(LOCAL_CLUSTER_CONFIG)
     return {
         "n_workers": n_workers or os.cpu_count() or 1,
         "threads_per_worker": 1,
@@ -124,42 +139,60 @@ def run_shards(
     *,
     description: str,
     n_done: Callable[[Summary], int],
+    file_timeout_s: float | None = None,
     **constants: Any,
 ) -> list[Summary]:
-    """Run ``task(shard=..., storage_options=..., **constants)`` once per shard of ``plan`` on the cluster, with a progress bar.
+    """Run ``task(shard=..., storage_options=..., run_guard=..., **constants)`` per shard of ``plan``, with a progress bar.
 
     The plan's pending inputs are cut for the cluster's worker threads (``Plan.shards_for``).
     At most ``in_flight(n_threads)`` shards are submitted at a time and the next one when one
     finishes, so the scheduler, the workers and the Prefect API hold a bounded number of task
     runs (and their file lists) however large the archive.
 
+    A shard whose worker died (``KilledWorker``) is submitted again as ``flows.isolation``
+    decides, until the file that killed it is recorded; ``run_guard`` gives each task this
+    pass's poison files and ``file_timeout_s``, the per-file time limit.
+
     The runner is used directly, not through a subflow: a subflow's parameters (every file
     path) would be stored by the Prefect API. Storage options travel sealed as a SecretStr,
     so workers of an external cluster use the flow's endpoint and keys and the API shows none.
     """
-    shared = {"storage_options": sealed_storage_options(), **constants}
+    guard = RunGuard(run=f"{description}-{uuid.uuid4().hex}", file_timeout_s=file_timeout_s)
+    shared = {"storage_options": sealed_storage_options(), "run_guard": guard, **constants}
     summaries = []
     finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
+    running: dict[Any, Shard] = {}  # task run id -> its shard
+
+    def submit(shard: Shard) -> None:
+        future = runner.submit(task, {"shard": shard, **shared})
+        running[future.task_run_id] = shard
+        future.add_done_callback(finished.put)
+
     with runner, progress_bar(plan.n_pending, description=description) as bar:
         n_threads = max(1, sum(runner.client.nthreads().values()))  # an external cluster may have no workers yet
         shards = plan.shards_for(n_threads)
         get_run_logger().info(
             "%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads
         )
+        isolation = Isolation(runner.client, guard, plan.fingerprint)
         waiting = iter(shards)
-        n_running = 0
         for shard in itertools.islice(waiting, in_flight(n_threads)):
-            runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
-            n_running += 1
-        while n_running:
-            summary = finished.get().result()
-            n_running -= 1
+            submit(shard)
+        while running:
+            future = finished.get()
+            shard = running.pop(future.task_run_id)
+            try:
+                summary = future.result()
+            except KilledWorker as error:
+                for again in isolation.after_death(shard, future, error):
+                    submit(again)
+                continue
+            isolation.completed()
             summaries.append(summary)
             bar.update(n_done(summary))
             shard = next(waiting, None)
             if shard is not None:
-                runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
-                n_running += 1
+                submit(shard)
     return summaries
 
 

@@ -9,22 +9,28 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from flows.isolation import RunGuard
 from flows.report import publish_report
 from flows.runner import dask_runner, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
-from ser_batch.config import DEFAULT_SETTLE_S, ScoreConfig, score_config
+from ser_batch.config import DEFAULT_FILE_TIMEOUT_S, DEFAULT_SETTLE_S, ScoreConfig, score_config
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
 @task(name="score-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def score_shard(
-    shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str, storage_options: SecretStr | None
+    shard: Shard,
+    dest: str,
+    model_dir: str,
+    config: ScoreConfig,
+    run_date: str,
+    storage_options: SecretStr | None,
+    run_guard: RunGuard,
 ) -> ScoreShardSummary:
     """Score one shard of recordings on a worker and write its part files (``ser_batch.jobs.score_shard``)."""
-    s = jobs.score_shard(
-        shard, dest, model_dir, config, run_date=run_date, storage_options=unseal_storage_options(storage_options)
-    )
+    options, guard = unseal_storage_options(storage_options), run_guard.begin(shard.files)
+    s = jobs.score_shard(shard, dest, model_dir, config, run_date=run_date, storage_options=options, guard=guard)
     get_run_logger().info(
         "shard %s: %d recordings, %d channels, %d segments, %d errors, %.1f min of audio in %.1f s%s",
         s.shard_id,
@@ -55,6 +61,7 @@ def score(
     max_error_ratio: float = 0.5,
     settle_s: float = DEFAULT_SETTLE_S,
     lease_wait_s: float = 0.0,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls."""
     started = time.perf_counter()
@@ -90,6 +97,7 @@ def score(
                 dask_runner(dask_address, n_workers),
                 description="score",
                 n_done=lambda s: s.n_recordings,
+                file_timeout_s=file_timeout_s,
                 dest=dest,
                 model_dir=model_dir,
                 config=config,

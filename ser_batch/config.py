@@ -175,6 +175,10 @@ DEFAULT_FEATURE_SET = "stats8k"
 DEFAULT_SETTLE_S = 300.0
 """Files modified less than this many seconds before a run lists them are still being written: left for a later run."""
 
+DEFAULT_FILE_TIMEOUT_S = 600.0
+"""Default per-file time limit on a worker (s, ``ser_batch.jobs.guard``): ~60 times the slowest legitimate
+file measured (a 10-minute clip with its augmented copies, an hour-long call)."""
+
 
 def feature_config(name: str) -> FeatureConfig:
     """Look up a feature set by name.

@@ -15,6 +15,13 @@ class AudioError(SerBatchError):
     """One input cannot be turned into features; recorded per file, never fatal to a shard."""
 
 
+class PoisonFileError(AudioError):
+    """A file ended the worker process working on it: a crash, a kill for memory, or the per-file time limit.
+
+    Not raised: it is the error recorded for such a file, which is not tried again in the same run.
+    """
+
+
 class LabelError(AudioError):
     """A file name has a known corpus's shape but a code that corpus does not define."""
 

@@ -178,6 +178,9 @@ def partition_value(corpus: str) -> str:
 AUGMENT_STAGE = "augment"
 """``stage`` of an error row for a clip whose augmented copies could not be made (its features row exists)."""
 
+WORKER_STAGE = "worker"
+"""``stage`` of an error row for a file whose featurizing or scoring ended its worker process (``PoisonFileError``)."""
+
 
 # --- Scoring outputs -------------------------------------------------------------------
 # Probability and share columns exist for every emotion in EMOTIONS order, null for the

@@ -150,6 +150,18 @@ def cut_shards(files: Sequence[FileInfo], *, fingerprint: str, shard_size: int, 
     return shards
 
 
+def split_shard(shard: Shard, *, fingerprint: str) -> list[Shard]:
+    """``shard``'s files in two near-equal halves, in order, each a shard of its own id (a one-file shard stays whole).
+
+    >>> files = tuple(FileInfo(f"/a/{i}.wav", 1, "1:1") for i in range(5))
+    >>> [len(half.files) for half in split_shard(Shard(shard_id(files, "f"), files), fingerprint="f")]
+    [3, 2]
+    """
+    if len(shard.files) < 2:
+        return [shard]
+    return cut_shards(shard.files, fingerprint=fingerprint, shard_size=-(-len(shard.files) // 2))
+
+
 def shard_id(files: Iterable[FileInfo], fingerprint: str) -> str:
     """Deterministic id of a shard: the same inputs and feature set always give the same id.
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from ser_batch.jobs.featurize import augment_files, augment_shard, featurize_files, featurize_shard
 from ser_batch.jobs.finish import complete_featurize, complete_scoring, finish_scoring, mirror_dest
+from ser_batch.jobs.guard import (
+    BACKSTOP_S,
+    EXIT_TIMED_OUT,
+    NO_GUARD,
+    TIMED_OUT,
+    WORKER_DIED,
+    FileGuard,
+)
 from ser_batch.jobs.plan import (
     AUGMENTATION_POLICY,
     check_locations,
@@ -64,13 +72,19 @@ from ser_batch.jobs.train import evaluate_store, format_evaluation, train_and_sa
 
 __all__ = [
     "AUGMENTATION_POLICY",
+    "BACKSTOP_S",
     "CallTimeline",
     "ChannelWindows",
+    "EXIT_TIMED_OUT",
+    "FileGuard",
     "MAX_EMBEDDED_PNG_BYTES",
+    "NO_GUARD",
     "RunReport",
     "Scores",
+    "TIMED_OUT",
     "TOP_CALLS",
     "WHOLE_CHANNEL_SAMPLES",
+    "WORKER_DIED",
     "augment_files",
     "augment_shard",
     "calls_query",

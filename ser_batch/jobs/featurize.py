@@ -16,11 +16,14 @@ from threadpoolctl import threadpool_limits
 from ser_batch import schema, storage
 from ser_batch.config import FeatureConfig
 from ser_batch.features.augment import augmented_copies
-from ser_batch.features.extract import feature_names, feature_vector
+from ser_batch.features.extract import feature_bytes, feature_names, feature_vector, warm_up
 from ser_batch.features.resample import resample
+from ser_batch.jobs.guard import NO_GUARD, FileGuard
 from ser_batch.labels import Labels, labels_from_path
 from ser_batch.shards import FileInfo, Shard, ShardSummary
 from ser_batch.storage.audio import Decoded, read_audio
+
+_COPY_BYTES_PER_SAMPLE = 32  # augmented_copies holds up to ~7 float32 copies of a clip at its own rate (measured)
 
 
 def featurize_files(
@@ -28,6 +31,7 @@ def featurize_files(
     config: FeatureConfig,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> tuple[pa.Table, pa.Table]:
     """Featurize files one by one, collecting bad ones instead of failing.
 
@@ -35,6 +39,7 @@ def featurize_files(
         files: inputs with their content keys.
         config: the feature set.
         storage_options: fsspec options for remote inputs.
+        guard: known poison files, the memory and the time one file may take (``jobs.guard``).
 
     Returns:
         ``(features, errors)``: Arrow tables with ``schema.features_schema`` and
@@ -46,16 +51,23 @@ def featurize_files(
     for info in files:
         stage = "labels"
         try:
-            labels = labels_from_path(info.uri)
-            stage = "decode"
-            decoded = read_audio(
-                info.uri,
-                sample_rate=config.sample_rate,
-                quality=config.resample_quality,
-                storage_options=storage_options,
-            )
-            stage = "features"
-            vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
+            poison = guard.verdict(info)
+            if poison is not None:
+                stage = schema.WORKER_STAGE
+                raise poison
+            with guard.watch(info):
+                labels = labels_from_path(info.uri)
+                stage = "decode"
+                decoded = read_audio(
+                    info.uri,
+                    sample_rate=config.sample_rate,
+                    quality=config.resample_quality,
+                    max_bytes=guard.free_bytes(),
+                    storage_options=storage_options,
+                )
+                stage = "features"
+                _check_feature_memory(guard, decoded.waveform.size, config)
+                vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
         except storage.PER_FILE_ERRORS as error:
             errors.append(
                 schema.error_row(info.uri, info.content_key, error, stage=stage, feature_set=config.name, run_at=now)
@@ -64,6 +76,11 @@ def featurize_files(
         rows.append(vector, **_row_values(info, labels, decoded, config, now))
     features = rows.to_table(schema.features_schema(config, feature_names(config)))
     return features, pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA)
+
+
+def _check_feature_memory(guard: FileGuard, n_samples: int, config: FeatureConfig, *, extra_bytes: int = 0) -> None:
+    what = f"to featurize {n_samples / config.sample_rate:.0f} s at {config.sample_rate} Hz"
+    guard.check_memory(extra_bytes + feature_bytes(n_samples, config), what)
 
 
 def _row_values(
@@ -90,12 +107,13 @@ def augment_files(
     config: FeatureConfig,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> tuple[pa.Table, pa.Table]:
     """Featurize the augmented copies (``augment.augmented_copies``) of labelled clips.
 
     Each clip is decoded at its own rate, copied with a generator seeded by its path and
     content key (so a retried shard makes the same copies), and every copy is resampled
-    to the feature set's rate as the decoder would.
+    to the feature set's rate as the decoder would. ``guard`` as for ``featurize_files``.
 
     Returns:
         ``(augmented, errors)``: ``schema.augmented_schema`` rows (one per copy) and error
@@ -107,13 +125,22 @@ def augment_files(
     errors: list[dict[str, Any]] = []
     for info in files:
         try:
-            labels = labels_from_path(info.uri)
-            decoded = read_audio(info.uri, sample_rate=None, storage_options=storage_options)
-            rng = np.random.default_rng(zlib.crc32(f"{info.uri}\t{info.content_key}".encode()))
-            copies = [
-                (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
-                for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)
-            ]
+            poison = guard.verdict(info)
+            if poison is not None:
+                raise poison
+            with guard.watch(info):
+                labels = labels_from_path(info.uri)
+                decoded = read_audio(
+                    info.uri, sample_rate=None, max_bytes=guard.free_bytes(), storage_options=storage_options
+                )
+                n_samples = round(decoded.waveform.size * config.sample_rate / decoded.sample_rate)
+                copies_bytes = _COPY_BYTES_PER_SAMPLE * decoded.waveform.size
+                _check_feature_memory(guard, n_samples, config, extra_bytes=copies_bytes)
+                rng = np.random.default_rng(zlib.crc32(f"{info.uri}\t{info.content_key}".encode()))
+                copies = [
+                    (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
+                    for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)
+                ]
         except storage.PER_FILE_ERRORS as error:
             errors.append(
                 schema.error_row(
@@ -142,11 +169,13 @@ def augment_shard(
     config: FeatureConfig,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> ShardSummary:
     """Make and featurize a shard's augmented copies and write them under deterministic names (see ``featurize_shard``)."""
     started = time.perf_counter()
     with threadpool_limits(limits=1):
-        augmented, errors = augment_files(shard.files, config, storage_options=storage_options)
+        _warm_up_outside_time_limit(guard, config)
+        augmented, errors = augment_files(shard.files, config, storage_options=storage_options, guard=guard)
     return _write_shard(
         shard,
         dest,
@@ -165,18 +194,28 @@ def featurize_shard(
     config: FeatureConfig,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> ShardSummary:
     """Featurize a shard and write its part files under deterministic names.
 
     Re-running the same shard overwrites the same files, so retries never duplicate rows.
-    BLAS/OpenMP is limited to one thread: workers are processes, one per core.
+    BLAS/OpenMP is limited to one thread: workers are processes, one per core. ``guard`` as
+    for ``featurize_files``.
     """
     started = time.perf_counter()
     with threadpool_limits(limits=1):
-        features, errors = featurize_files(shard.files, config, storage_options=storage_options)
+        _warm_up_outside_time_limit(guard, config)
+        features, errors = featurize_files(shard.files, config, storage_options=storage_options, guard=guard)
     return _write_shard(
         shard, dest, config, features, errors, started=started, dataset_name="features", storage_options=storage_options
     )
+
+
+def _warm_up_outside_time_limit(guard: FileGuard, config: FeatureConfig) -> None:
+    # A fresh process's one-off costs (librosa's lazy imports, numba's kernels: 2-4 s, more on a busy
+    # machine) must not count against its first file's time limit. ~5 ms once warm.
+    if guard.time_limit_s is not None:
+        warm_up(config)
 
 
 def _write_shard(

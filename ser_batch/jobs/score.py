@@ -42,10 +42,11 @@ from threadpoolctl import threadpool_limits
 
 from ser_batch._typing import SampleReader, Span
 from ser_batch.config import FeatureConfig, ScoreConfig, feature_config
-from ser_batch.features.extract import feature_names
+from ser_batch.features.extract import feature_bytes, feature_names, warm_up
 from ser_batch.features.windows import window_features_at, window_groups, window_samples
+from ser_batch.jobs.guard import NO_GUARD, FileGuard
 from ser_batch.model.artifact import Artifact
-from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, ModelIdentity, error_row, run_date_value
+from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, WORKER_STAGE, ModelIdentity, error_row, run_date_value
 from ser_batch.scoring.calls import call_columns, segment_columns
 from ser_batch.scoring.segments import speech_windows
 from ser_batch.shards import FileInfo, ScoreShardSummary, Shard
@@ -57,6 +58,7 @@ from ser_batch.storage.tables import write_scores
 WHOLE_CHANNEL_SAMPLES = 1 << 23
 """Channels up to this many samples (17 min at 8 kHz, 32 MB as float32) are decoded whole; longer ones are streamed."""
 _REGION_S = 60.0  # a streamed channel is featurized this many seconds of windows at a time
+_VAD_BYTES_PER_S = 4000  # the VAD keeps ~40 bytes per 10 ms frame of a channel
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def score_shard(
     *,
     run_date: str,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> ScoreShardSummary:
     """Score one shard of recordings and write its part files under deterministic names.
 
@@ -132,6 +135,7 @@ def score_shard(
         config: VAD and window settings.
         run_date: the ``YYYY-MM-DD`` partition to write (validated; never from file names).
         storage_options: fsspec options for remote SOURCE, DEST and MODEL_DIR.
+        guard: known poison recordings, the memory and the time one may take (``jobs.guard``).
 
     Raises:
         ConfigError: if ``run_date`` is not a date.
@@ -143,7 +147,9 @@ def score_shard(
     identity = read_model_identity(model_dir, storage_options=storage_options)
     artifact, loaded = load_model_once(identity, storage_options=storage_options)
     with threadpool_limits(limits=1):
-        scores = score_files(shard.files, artifact, config, storage_options=storage_options)
+        if loaded and guard.time_limit_s is not None:  # a fresh process: its one-off costs are not the first file's
+            warm_up(feature_config(artifact.feature_set))
+        scores = score_files(shard.files, artifact, config, storage_options=storage_options, guard=guard)
     written = write_scores(scores.tables, dest, run_date, shard.shard_id, storage_options=storage_options)
     calls = scores.tables["calls"]
     return ScoreShardSummary(
@@ -171,11 +177,13 @@ def score_files(
     config: ScoreConfig,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> Scores:
     """Score recordings, collecting undecodable ones as error rows instead of failing.
 
-    Recordings are decoded and featurized one by one; the model then predicts the windows of
-    all of them in one batch (a Keras call costs ~100 ms whatever its size up to thousands of rows).
+    Recordings are decoded and featurized one by one under ``guard`` (``score_shard``); the model
+    then predicts the windows of all of them in one batch (a Keras call costs ~100 ms whatever its
+    size up to thousands of rows).
 
     Returns:
         The ``errors``, ``predictions`` and ``calls`` tables (``schema.SCORE_SCHEMAS``): every
@@ -193,9 +201,14 @@ def score_files(
     for info in files:
         progress = _Progress()
         try:
-            channels, sample_rate, duration_s = read_recording_windows(
-                info, config, features, progress, storage_options=storage_options
-            )
+            poison = guard.verdict(info)
+            if poison is not None:
+                progress.stage = WORKER_STAGE
+                raise poison
+            with guard.watch(info):
+                channels, sample_rate, duration_s = read_recording_windows(
+                    info, config, features, progress, storage_options=storage_options, guard=guard
+                )
         except PER_FILE_ERRORS as error:
             row = error_row(
                 info.uri, info.content_key, error, stage=progress.stage, feature_set=features.name, run_at=now
@@ -257,12 +270,14 @@ def read_recording_windows(
     progress: _Progress | None = None,
     *,
     storage_options: dict[str, Any] | None = None,
+    guard: FileGuard = NO_GUARD,
 ) -> tuple[list[ChannelWindows], int, float]:
     """Decode each channel of one recording in turn, find its speech windows and featurize them.
 
     A channel of up to ``WHOLE_CHANNEL_SAMPLES`` samples is decoded whole; a longer one is
     read in blocks, twice for the VAD and then one region of windows at a time, so memory
-    does not grow with its length beyond the VAD's ~40 bytes per 10 ms frame.
+    does not grow with its length beyond the VAD's ~40 bytes per 10 ms frame. That memory,
+    estimated from the header, is checked against ``guard`` before decoding.
 
     Returns:
         ``(channels, sample_rate, duration_s)``: one ``ChannelWindows`` per channel, in order,
@@ -270,7 +285,8 @@ def read_recording_windows(
 
     Raises:
         AudioError: if the file cannot be decoded, holds no samples, has a rate below
-            ``storage.audio.MIN_SAMPLE_RATE`` or NaN/inf samples.
+            ``storage.audio.MIN_SAMPLE_RATE`` or NaN/inf samples, or needs more memory than
+            ``guard`` allows.
         OSError: if it cannot be read (permission and missing-file errors are per file).
     """
     progress = progress or _Progress()
@@ -278,6 +294,10 @@ def read_recording_windows(
     with local_copy(info.uri, storage_options=storage_options) as path:
         progress.stage = "decode"
         sample_rate, n_channels, n_frames = audio_info(path)
+        guard.check_memory(
+            _recording_bytes(sample_rate, n_channels, n_frames, config, features),
+            f"to score {n_frames / sample_rate:.0f} s of {n_channels} channels at {sample_rate} Hz",
+        )
         streamed = n_frames > WHOLE_CHANNEL_SAMPLES
         if streamed:
             n_frames = decoded_length(path)
@@ -294,6 +314,16 @@ def read_recording_windows(
                 )
             del read  # it holds a whole channel's samples: free them before the next channel is decoded
     return channels, sample_rate, n_samples / sample_rate
+
+
+def _recording_bytes(
+    sample_rate: int, n_channels: int, n_frames: int, config: ScoreConfig, features: FeatureConfig
+) -> int:
+    seconds = n_frames / sample_rate
+    channel = 4 * min(n_frames, WHOLE_CHANNEL_SAMPLES) + _VAD_BYTES_PER_S * seconds
+    region = 4 * _REGION_S * sample_rate + feature_bytes(round(_REGION_S * features.sample_rate), features)
+    windows = 4 * n_channels * seconds / config.hop_s * len(feature_names(features))
+    return round(channel + region + windows)
 
 
 @contextmanager

@@ -36,6 +36,9 @@ class Decoded:
 MAX_CLIP_S = 600.0
 """Longest file ``read_audio`` decodes whole (s): featurize is for clips; long calls go to ``ser-batch score``."""
 
+TOO_LARGE = "too large to decode in memory"
+"""How the message of a file refused for the memory it would need begins."""
+
 
 def read_audio(
     uri: str,
@@ -43,18 +46,21 @@ def read_audio(
     sample_rate: int | None,
     quality: str = "soxr_hq",
     max_duration_s: float | None = MAX_CLIP_S,
+    max_bytes: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Decoded:
     """Read a whole file, mix it down to mono and resample it, as ``librosa.load`` does.
 
     The header is checked before any sample is decoded, so a file longer than
-    ``max_duration_s`` costs no memory (a remote one is first copied to local disk).
+    ``max_duration_s``, or whose decoding (``decoding_bytes``) would need more than ``max_bytes``,
+    costs no memory (a remote one is first copied to local disk).
 
     Args:
         uri: local path or ``s3://`` URI.
         sample_rate: target rate in Hz; None keeps the file's own rate.
         quality: soxr quality name (``soxr_hq`` is librosa's default).
         max_duration_s: refuse longer files; None accepts any length.
+        max_bytes: refuse files whose decoding needs more memory (bytes); None accepts any.
         storage_options: fsspec options for remote URIs.
 
     Returns:
@@ -62,7 +68,7 @@ def read_audio(
 
     Raises:
         AudioError: if the file is empty, libsndfile cannot decode it, it holds no samples,
-            or it is longer than ``max_duration_s``.
+            it is longer than ``max_duration_s`` or too large for ``max_bytes`` (``TOO_LARGE``).
         OSError: if the file cannot be read at all (propagated: it may be transient).
     """
     with files.local_copy(uri, storage_options=storage_options) as path, open(path, "rb", buffering=0) as handle:
@@ -73,11 +79,19 @@ def read_audio(
         content_hash = hashlib.file_digest(handle, "sha256").hexdigest()
         handle.seek(0)
         # libsndfile reads the descriptor itself: through the file object it calls back into Python per block
-        decoded = _decode(handle.fileno(), sample_rate=sample_rate, quality=quality, max_duration_s=max_duration_s)
+        decoded = _decode(
+            handle.fileno(),
+            sample_rate=sample_rate,
+            quality=quality,
+            max_duration_s=max_duration_s,
+            max_bytes=max_bytes,
+        )
         return replace(decoded, content_hash=content_hash)
 
 
-def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_s: float | None) -> Decoded:
+def _decode(
+    handle: Any, *, sample_rate: int | None, quality: str, max_duration_s: float | None, max_bytes: int | None
+) -> Decoded:
     with _decoding(), soundfile.SoundFile(handle, closefd=False) as sound:
         original_rate = int(sound.samplerate)
         header_s = sound.frames / original_rate
@@ -85,6 +99,10 @@ def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_
             raise AudioError(
                 f"too long for a clip: {header_s:.0f} s > {max_duration_s:.0f} s; score long recordings with `ser-batch score`"
             )
+        needed = decoding_bytes(sound.frames, sound.channels, original_rate, sample_rate)
+        if max_bytes is not None and needed > max_bytes:
+            what = f"to decode {header_s:.0f} s of {sound.channels} channels at {original_rate} Hz"
+            raise too_large_error(needed, max_bytes, what)
         samples = sound.read(dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise AudioError("no samples: the header is valid but the data is empty or truncated")
@@ -94,6 +112,27 @@ def _decode(handle: Any, *, sample_rate: int | None, quality: str, max_duration_
     target_rate = original_rate if sample_rate is None else sample_rate
     waveform = resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality)
     return Decoded(waveform, target_rate, original_rate, n_channels, samples.shape[0] / original_rate)
+
+
+def decoding_bytes(n_frames: int, n_channels: int, original_rate: int, sample_rate: int | None) -> int:
+    """Peak memory of ``read_audio`` for a file (bytes): every channel, their mono mix and the resampled waveform, float32.
+
+    >>> decoding_bytes(9 * 60 * 48_000, 8, 48_000, 8_000) // 2**20  # 9 minutes, 8 channels at 48 kHz, for 8 kHz
+    906
+    """
+    n_out = n_frames if sample_rate is None else -(-n_frames * sample_rate // original_rate)
+    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + n_out)
+
+
+def too_large_error(needed_bytes: int, max_bytes: int, what: str) -> AudioError:
+    """The error of a file refused before decoding because it would need ``needed_bytes`` where ``max_bytes`` are free.
+
+    >>> str(too_large_error(3 << 30, 1 << 30, "to decode 540 s of 8 channels at 48000 Hz"))
+    'too large to decode in memory: ~3072 MiB to decode 540 s of 8 channels at 48000 Hz, 1024 MiB free on this worker'
+    """
+    return AudioError(
+        f"{TOO_LARGE}: ~{needed_bytes / 2**20:.0f} MiB {what}, {max_bytes / 2**20:.0f} MiB free on this worker"
+    )
 
 
 MIN_SAMPLE_RATE = 4000

@@ -215,13 +215,48 @@ def own_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[DaskC
     yield from _dask_cluster(tmp_path / "dask", base_env)
 
 
-def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskCluster]:
+POISON_HOOK = Path(__file__).resolve().parents[1] / "poison_hook.py"
+
+
+@dataclass
+class PoisonCluster:
+    address: str
+    hits: Path  # every open of a marked file, one path a line (tests/poison_hook.py)
+
+    def hit_counts(self, under: Path) -> dict[str, int]:
+        """How often each marked file under ``under`` was opened, by file name."""
+        lines = [
+            line
+            for line in (self.hits.read_text().splitlines() if self.hits.exists() else [])
+            if line.startswith(f"{under}/")
+        ]
+        return {Path(line).name: lines.count(line) for line in dict.fromkeys(lines)}
+
+
+@pytest.fixture(scope="module")
+def poison_dask_cluster(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str]) -> Iterator[PoisonCluster]:
+    """`dask scheduler` plus two 900 MiB `dask worker`s that fail on marked files the way poison files do.
+
+    The workers preload tests/poison_hook.py (a test-only hook). Dask hands back a task whose worker died
+    at once (allowed-failures 0), so each step of isolating a poison file costs one worker death.
+    """
+    root = tmp_path_factory.mktemp("poison-dask")
+    hits = root / "poison-hits.log"
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0", "SER_BATCH_TEST_POISON_LOG": str(hits)}
+    args = ["--memory-limit", "900MiB", "--preload", str(POISON_HOOK)]
+    for cluster in _dask_cluster(root / "dask", base_env, worker_args=args, env=env):
+        yield PoisonCluster(cluster.address, hits)
+
+
+def _dask_cluster(
+    log_dir: Path, base_env: dict[str, str], *, worker_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[DaskCluster]:
     from distributed import Client
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    log_dir.mkdir(exist_ok=True)
-    env = {**base_env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log_dir.mkdir(exist_ok=True, parents=True)
+    env = {**base_env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     scheduler = start(
         "dask-scheduler",
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
@@ -248,6 +283,7 @@ def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskClust
                         "--no-dashboard",
                         "--name",
                         f"e2e-worker-{i}",
+                        *worker_args,
                     ],
                     env=env,
                     log_dir=log_dir,

@@ -295,3 +295,35 @@ def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="time zone"):
         nightly_score()
+
+
+def test_a_recording_that_kills_its_worker_is_recorded_for_its_model_and_the_rest_scored(
+    models, hooked_cluster, tmp_path
+) -> None:
+    archive, dest = tmp_path / "archive", tmp_path / "out"
+    day = archive / "2026" / "11" / "24"
+    write_call(day / "c1.wav", 8.0, [[(1.0, 6.0)], [(2.0, 5.0)]], seed=1)
+    write_call(day / "c3.wav", 8.0, [[(1.0, 6.0)], []], seed=3)
+    write_call(day / "poison-segv" / "c2.wav", 8.0, [[(1.0, 6.0)], []], seed=2)  # its decoder crashes the worker
+
+    first = score(str(archive), str(dest), str(models["a"]), dask_address=hooked_cluster.address, shard_size=3,
+                  run_date=RUN_DATE, settle_s=0)  # fmt: skip
+
+    assert (first["scored"], first["failed"]) == (2, 1)
+    assert read(dest, "calls", "SELECT DISTINCT regexp_extract(path, '[^/]+$') FROM TABLE ORDER BY 1") == [
+        ("c1.wav",),
+        ("c3.wav",),
+    ]
+    errors = read(
+        dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), error_type, stage, message, model_id FROM TABLE"
+    )
+    assert [row[:3] for row in errors] == [("c2.wav", "PoisonFileError", "worker")]
+    assert errors[0][3].startswith("worker died") and errors[0][4] == first["model_id"]
+    # its shard of three died, then it alone twice; recorded without being opened again
+    assert hooked_cluster.hit_counts(archive) == {"c2.wav": 3}
+
+    again = score(str(archive), str(dest), str(models["a"]), dask_address=hooked_cluster.address, shard_size=3,
+                  run_date=RUN_DATE, settle_s=0)  # fmt: skip
+
+    assert (again["scored"], again["already_scored"], again["known_bad_skipped"]) == (0, 2, 1)
+    assert hooked_cluster.hit_counts(archive) == {"c2.wav": 3}

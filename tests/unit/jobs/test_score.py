@@ -14,8 +14,8 @@ from signals_gen import call_waveform
 
 from ser_batch import schema, storage
 from ser_batch.config import ScoreConfig, feature_config
-from ser_batch.errors import ConfigError, SchemaError
-from ser_batch.jobs import score
+from ser_batch.errors import AudioError, ConfigError, SchemaError
+from ser_batch.jobs import FileGuard, score
 from ser_batch.jobs.finish import finish_scoring
 from ser_batch.jobs.plan import parse_date, plan_scoring, recording_date, recordings_since, start_scoring
 from ser_batch.model.artifact import Artifact
@@ -418,3 +418,29 @@ def test_a_voice_normalised_model_sees_each_channel_z_scored_by_its_own_windows(
         for block in (seen[:first], seen[first:]):
             assert len(block) >= 2
             np.testing.assert_allclose(block.mean(axis=0), 0.0, atol=1e-4)
+
+
+def test_a_recording_named_poison_is_an_error_row_of_its_model_and_the_rest_is_scored(fake_model_dir, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    good = info(write_call(tmp_path / "calls" / "good.wav", 6.0, [[(1.0, 5.0)]], rng))
+    bad = info(write_call(tmp_path / "calls" / "killer.wav", 6.0, [[(1.0, 5.0)]], rng))
+    artifact, identity = fake_artifact(fake_model_dir)
+    guard = FileGuard(poisoned={(bad.uri, bad.content_key): "worker died: twice alone"})
+
+    scores = score.score_files([good, bad], artifact, CONFIG, guard=guard)
+
+    assert scores.n_scored == 1 and set(scores.tables["calls"].column("path").to_pylist()) == {good.uri}
+    (row,) = scores.tables["errors"].to_pylist()
+    assert (row["path"], row["error_type"], row["stage"]) == (bad.uri, "PoisonFileError", "worker")
+    assert (row["message"], row["model_id"]) == ("worker died: twice alone", identity.model_id)
+
+
+def test_a_recording_too_large_for_the_free_memory_is_refused_from_its_header(tmp_path) -> None:
+    path = tmp_path / "calls" / "hour.wav"
+    path.parent.mkdir()
+    soundfile.write(path, np.zeros((RATE * 60, 2), np.int16), RATE, subtype="PCM_16")
+    guard = FileGuard(free_memory=lambda: 1 << 20)
+    with pytest.raises(
+        AudioError, match=r"^too large to decode in memory: ~\d+ MiB to score 60 s of 2 channels at 8000 Hz"
+    ):
+        score.read_recording_windows(info(path), CONFIG, STATS8K, guard=guard)
