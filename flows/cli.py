@@ -445,9 +445,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")  # TF 2.16+ prints oneDNN notices through glog
 
 
+_LOCATIONS = ("source", "dest", "features_dest", "model_dir", "model")  # train's --model is a name: always UTF-8
+
+
+def _as_uris(args: argparse.Namespace) -> None:
+    """Turn locations given as paths that are not UTF-8 into ``file://`` URIs (``storage.local_uri``).
+
+    ``sys.argv`` holds such bytes as lone surrogates, which no log line, Prefect parameter or
+    Parquet value can carry.
+    """
+    from ser_batch.storage import is_remote, local_uri
+
+    for name in _LOCATIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not is_remote(value):
+            setattr(args, name, local_uri(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ser-batch` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    _as_uris(args)
     _quiet_libraries()
     try:
         if getattr(args, "storage_options", None):

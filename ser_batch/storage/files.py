@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -76,8 +77,43 @@ def is_remote(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    """Absolute local path of a local URI (``file://`` stripped)."""
-    return os.path.abspath(uri[len("file://") :] if uri.startswith("file://") else uri)
+    r"""Absolute local path of a local URI; a ``file://`` URI's percent escapes are decoded (``local_uri``'s inverse).
+
+    The path may hold lone surrogates (``os.fsdecode`` of bytes that are not UTF-8); ``open``
+    and ``os`` functions take it as the original bytes.
+
+    >>> local_path("file:///archive/caf%E9.wav") == os.fsdecode(b"/archive/caf\xe9.wav")
+    True
+    """
+    if uri.startswith("file://"):
+        return os.path.abspath(os.fsdecode(unquote_to_bytes(uri[len("file://") :])))
+    return os.path.abspath(uri)
+
+
+def local_uri(path: str) -> str:
+    r"""The URI ser-batch stores and logs for a local path: always valid UTF-8, reversible by ``local_path``.
+
+    A path that is valid UTF-8 is its own URI. One that is not (a Latin-1 name from an SMB or
+    NFS share, which Python holds as lone surrogates) becomes a ``file://`` URI in which each
+    byte that is not UTF-8, and each ``%``, is percent-escaped; nothing else changes. Listed
+    paths never start with ``file://``, so the two forms cannot collide.
+
+    >>> local_uri("/archive/café.wav")
+    '/archive/café.wav'
+    >>> local_uri(os.fsdecode(b"/archive/50%_caf\xe9.wav"))
+    'file:///archive/50%25_caf%E9.wav'
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file://" + "".join(_escape(char) for char in path)
+    return path
+
+
+def _escape(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":  # surrogateescape's stand-in for the byte 0x80-0xff
+        return f"%{ord(char) - 0xDC00:02X}"
+    return "%25" if char == "%" else char
 
 
 def join(base: str, *parts: str) -> str:
@@ -140,10 +176,21 @@ def filesystem(uri: str, *, storage_options: dict[str, Any] | None = None) -> tu
     DEST's part files are written and removed by Dask workers in other processes. A cached
     listing then hid a part file the same run had just written (``FileNotFoundError``).
     Invalidating on write cannot fix that across processes; not caching can.
+
+    Raises:
+        StorageError: for a local path that is not valid UTF-8 (pyarrow, which reads and
+            writes the tables, takes only UTF-8 paths).
     """
     options = dict(storage_options or {})
     if is_remote(uri):
         options.setdefault("use_listings_cache", False)
+    else:
+        path = local_path(uri)
+        if local_uri(path) != path:
+            raise StorageError(
+                f"{uri}: a folder whose path is not valid UTF-8 cannot hold ser-batch's tables; use another"
+            )
+        uri = path
     fs, path = url_to_fs(uri, **options)
     return fs, path
 
@@ -291,7 +338,7 @@ def _walk_local(root: str, passed_over: PassedOver) -> Iterator[FileInfo]:
         except OSError:
             continue
         if stat.S_ISREG(info.st_mode):
-            yield FileInfo(entry.path, info.st_size, f"{info.st_size}:{info.st_mtime_ns}", info.st_mtime)
+            yield FileInfo(local_uri(entry.path), info.st_size, f"{info.st_size}:{info.st_mtime_ns}", info.st_mtime)
 
 
 def read_bytes(uri: str, *, storage_options: dict[str, Any] | None = None) -> bytes:
@@ -369,6 +416,7 @@ def check_writable(uri: str, *, storage_options: dict[str, Any] | None = None) -
         StorageError: naming the location and the cause.
     """
     probe = join(uri, f".ser-batch-probe-{uuid.uuid4().hex}")
+    filesystem(uri, storage_options=storage_options)  # a local path that is not UTF-8 is refused here
     with storage_errors(uri):
         if not is_remote(uri):
             os.makedirs(local_path(uri), exist_ok=True)

@@ -418,3 +418,17 @@ def test_a_voice_normalised_model_sees_each_channel_z_scored_by_its_own_windows(
         for block in (seen[:first], seen[first:]):
             assert len(block) >= 2
             np.testing.assert_allclose(block.mean(axis=0), 0.0, atol=1e-4)
+
+
+def test_a_recording_whose_name_is_not_utf8_is_scored_once_under_a_lossless_path(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    good = write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+    raw = os.fsencode(source) + b"/anruf-m\xfcller.wav"  # Latin-1
+    os.rename(write_call(source / "b.wav", 3.0, [[(0.5, 2.5)]], rng), raw)
+
+    first = run_once(source, dest, fake_model_dir)
+
+    assert (first.plan.n_seen, first.plan.n_pending) == (2, 2)
+    calls = pq.read_table(dest / "calls").column("path").to_pylist()
+    assert sorted(os.fsencode(storage.local_path(path)) for path in calls) == sorted([os.fsencode(good), raw])
+    assert run_once(source, dest, fake_model_dir).plan.n_done == 2

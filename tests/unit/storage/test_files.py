@@ -110,3 +110,24 @@ def test_a_local_folder_that_cannot_be_listed_is_named_not_taken_as_empty(tmp_pa
 
     assert found == ["a/1.wav", "c/3.wav"]
     assert passed_over.unreadable == [str(tmp_path / "src" / "b")]
+
+
+def test_a_name_that_is_not_utf8_is_listed_as_a_utf8_uri_that_reads_back_the_same_file(tmp_path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9 50%.wav"  # Latin-1, as SMB and NFS archives hold them
+    handle = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(handle, b"RIFF-ish bytes")
+    os.close(handle)
+
+    (listed,) = storage.list_files(str(tmp_path))
+
+    assert listed.uri == f"file://{tmp_path}/caf%E9 50%25.wav"
+    assert os.fsencode(storage.local_path(listed.uri)) == raw
+    assert storage.read_bytes(listed.uri) == b"RIFF-ish bytes"
+    with storage.local_copy(listed.uri) as path:
+        assert os.fsencode(path) == raw
+
+
+def test_a_dest_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path) -> None:
+    dest = storage.local_uri(os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9"))
+    with pytest.raises(StorageError, match="not valid UTF-8"):
+        storage.check_writable(dest)
