@@ -196,13 +196,16 @@ def _check_score(args: argparse.Namespace) -> None:
     from flows.settings import storage_options_from_env, timezone_name
     from ser_batch.config import score_config
     from ser_batch.jobs.plan import check_scoring, parse_date
+    from ser_batch.jobs.score import check_model
 
     score_config(window_s=args.window_s, hop_s=args.hop_s)
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
-    check_scoring(args.source, args.dest, args.model, storage_options=storage_options_from_env())
+    options = storage_options_from_env()
+    identity = check_scoring(args.source, args.dest, args.model, storage_options=options)
+    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
     _check_lease(args)
 
 

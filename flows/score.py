@@ -83,6 +83,7 @@ def score(
         )
         summaries = []
         if plan.plan.pending:
+            jobs.check_model(plan.model, storage_options=options)  # a broken MODEL_DIR fails here, not on every worker
             jobs.start_scoring(dest, plan, run_date=run_date, storage_options=options)
             summaries = run_shards(
                 score_shard,
