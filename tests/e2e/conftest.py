@@ -7,8 +7,10 @@ always terminated in teardown. Nothing here changes the test process's environme
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -191,6 +193,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and item.get_closest_marker("integration") is not None:
         logs = "\n".join(tail(log, 4000) for log in _LOGS if log.exists())
         report.sections.append(("e2e service and CLI logs", logs))
+
+
+# --- DEST layout ------------------------------------------------------------------------------------
+
+_PART_FILE = re.compile(
+    r"(?:features|augmented)/feature_set=[\w-]+/corpus=[a-z]+/part-[0-9a-f]{20}\.parquet"
+    r"|errors/feature_set=[\w-]+/part-[0-9a-f]{20}\.parquet"
+    r"|_ser_batch/.+"  # ser-batch's own bookkeeping (lease, indexes), which readers pass over
+)
+
+
+def _foreign_files(dest: Path | Sequence[str]) -> list[str]:
+    names = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()] if isinstance(dest, Path) else dest
+    return [name for name in names if not _PART_FILE.fullmatch(name)]
+
+
+@pytest.fixture(scope="session")
+def foreign_files() -> Callable[[Path | Sequence[str]], list[str]]:
+    """``foreign_files(dest)``: what a featurize DEST holds besides part files of the documented layout
+    (probes, temporaries, anything else); ``dest`` is a local folder, or the object keys under DEST relative to it."""
+    return _foreign_files
 
 
 # --- Dask -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 SER_BATCH = str(Path(sys.executable).parent / "ser-batch")
+HOOKS = Path(__file__).parent / "hooks"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 N_FILES = 24
@@ -57,20 +58,47 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )  # noqa: S603
 
 
+def _faulty_env(base_env: dict[str, str], fault: str, dest: Path, report: Path, *, after: int) -> dict[str, str]:
+    """``base_env`` with ``hooks/sitecustomize.py``'s ``fault`` armed once ``after`` part files are published under ``dest``."""
+    pythonpath = os.pathsep.join(filter(None, [str(HOOKS), base_env.get("PYTHONPATH")]))
+    return {**base_env, "PYTHONPATH": pythonpath, "SER_BATCH_TEST_FAULT": fault, "SER_BATCH_TEST_FAULT_DEST": str(dest),
+            "SER_BATCH_TEST_FAULT_AFTER": str(after), "SER_BATCH_TEST_FAULT_REPORT": str(report)}  # fmt: skip
+
+
+def _wait_until_held(hold: Path, proc: subprocess.Popen[bytes], *, timeout_s: float = 180) -> tuple[Path, Path]:
+    """(temporary, part file) of a write caught between writing and naming, once a process reports one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        held = [marker for marker in hold.glob("held-*") if not marker.name.endswith(".partial")]
+        if held:
+            temporary, part = held[0].read_text().splitlines()
+            return Path(temporary), Path(part)
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended (exit {proc.returncode}) before a part file was held")
+        time.sleep(0.05)
+    raise TimeoutError("no part file write was held")
+
+
 def test_flow_killed_mid_write_leaves_only_whole_files_and_rerun_completes(tmp_path, base_env, run_cli) -> None:
     paths = _archive(tmp_path / "audio")
-    dest = tmp_path / "out"
+    dest, hold = tmp_path / "out", tmp_path / "hold"
+    hold.mkdir()
     args = ["featurize", str(tmp_path / "audio"), str(dest), "--shard-size", "1", "--n-workers", "2", "--settle-s", "0"]
-    proc = _start(args, base_env, tmp_path / "killed.log")
+    proc = _start(args, _faulty_env(base_env, "hold", dest, hold, after=3), tmp_path / "killed.log")
     try:
-        _wait_for_parts(dest, proc, at_least=3)
+        temporary, part = _wait_until_held(hold, proc)  # a worker wrote a part file and has not named it yet
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the flow, its Prefect API and its LocalCluster workers
         proc.wait(timeout=30)
+
+    assert temporary.exists() and temporary.parent == part.parent and not part.exists()  # killed inside that write
     partial = _rows(dest)  # every visible part file reads whole
-    assert 0 < sum(partial.values()) <= N_FILES, partial
-    leftovers = [p.name for p in dest.rglob("*") if p.is_file() and not p.name.endswith(".parquet")]
-    assert all(name.startswith(".") for name in leftovers), leftovers  # temporaries stay hidden from readers
+    assert 3 <= sum(partial.values()) < N_FILES, partial
+    data = [
+        p for p in dest.rglob("*") if p.is_file() and "_ser_batch" not in p.relative_to(dest).parts
+    ]  # not the lease
+    leftovers = [p.name for p in data if not p.name.endswith(".parquet")]
+    assert temporary.name in leftovers and all(name.startswith(".") for name in leftovers), leftovers  # hidden
 
     rerun = run_cli([*args, "--json"])
     assert rerun.returncode == 0, rerun

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile
 from signals_gen import call_waveform
@@ -118,12 +119,18 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     )
     c1_customer = [(start, end) for name, channel, start, end, *_ in segments if (name, channel) == ("c1.wav", 1)]
     assert c1_customer and all(5.4 <= start and end <= 8.6 for start, end in c1_customer)
-    angry_customers = read(
-        dest,
-        "calls",
-        f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > 0.2",
-    )
-    assert len(angry_customers) <= 3
+    stored = pq.read_table(dest / "calls" / f"run_date={RUN_DATE}").to_pylist()  # read without DuckDB or partitioning
+    customers = {Path(row["path"]).name: row for row in stored if row["channel"] == 1}
+    assert customers["c2.wav"]["n_segments"] == 0 and all(customers["c2.wav"][f"share_{c}"] == 0 for c in CLASSES)
+    assert all(abs(sum(row[f"share_{c}"] for c in CLASSES) - 1) < 1e-6 for row in stored if row["n_segments"])
+    for threshold in (-1.0, 0.2):  # the README's query at 0.2; at -1 it must find all three customers
+        angry_customers = read(
+            dest,
+            "calls",
+            f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > {threshold}",
+        )
+        expected = sorted(row["path"] for row in customers.values() if row["share_angry"] > threshold)
+        assert sorted(path for (path,) in angry_customers) == expected, threshold
     assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
 
     again = score(

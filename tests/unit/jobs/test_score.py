@@ -209,14 +209,14 @@ def test_bad_recordings_become_error_rows_and_the_rest_is_scored(tmp_path, fake_
     assert scores.n_scored == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_recording_is_an_error_row(tmp_path, fake_model_dir, rng) -> None:
+def test_unreadable_recording_is_an_error_row(tmp_path, fake_model_dir, rng, unprivileged) -> None:
     path = write_call(tmp_path / "calls" / "locked.wav", 3.0, [[(0.5, 2.5)]], rng)
     listed = info(path)
     path.chmod(0)
     artifact, identity = fake_artifact(fake_model_dir)
 
-    errors = score.score_files([listed], artifact, CONFIG).tables["errors"].to_pylist()
+    with unprivileged():
+        errors = score.score_files([listed], artifact, CONFIG).tables["errors"].to_pylist()
 
     assert [(e["error_type"], e["stage"]) for e in errors] == [("PermissionError", "decode")]
 

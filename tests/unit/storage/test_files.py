@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ser_batch import storage
 from ser_batch.errors import StorageError
 from ser_batch.shards import PassedOver
+from ser_batch.storage import files
 
 
 def test_list_files_recurses_sorted_and_passes_over_non_audio(archive) -> None:
@@ -53,11 +57,10 @@ def test_unwritable_dest_is_a_storage_error(write_wav) -> None:
         storage.check_writable(str(write_wav("x.wav") / "out"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of permissions")
-def test_read_only_dest_is_a_storage_error(tmp_path) -> None:
+def test_read_only_dest_is_a_storage_error(tmp_path, unprivileged) -> None:
     tmp_path.chmod(0o500)
     try:
-        with pytest.raises(StorageError, match="access denied"):
+        with unprivileged(), pytest.raises(StorageError, match="access denied"):
             storage.check_writable(str(tmp_path / "out"))
     finally:
         tmp_path.chmod(0o700)
@@ -69,6 +72,48 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path) -> None:
     storage.write_bytes_atomic(str(target), b"two")
     assert target.read_bytes() == b"two"
     assert os.listdir(target.parent) == ["part.parquet"]
+
+
+_CRASHED = 77
+
+
+def _die_writing_half(real_open: Callable[..., Any]) -> Callable[..., Any]:
+    def crashing_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode:
+            write = handle.write
+            handle.write = lambda data: (write(data[: len(data) // 2]), handle.flush(), os._exit(_CRASHED))
+        return handle
+
+    return crashing_open
+
+
+def _write_and_die(target: Path, data: bytes, crash: str) -> int:
+    """``write_bytes_atomic`` in a child process killed at ``crash``: no cleanup of any kind runs, as for a killed worker."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if crash == "mid-write":
+                files.open = _die_writing_half(open)  # type: ignore[attr-defined]
+            else:  # after the whole file is written and synced, before it gets its name
+                os.replace = lambda *args, **kwargs: os._exit(_CRASHED)
+            storage.write_bytes_atomic(str(target), data)
+        finally:
+            os._exit(0)  # the writer never reached the crash point
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("crash", ["mid-write", "between write and rename"])
+def test_a_writer_killed_while_writing_leaves_the_old_file_whole_and_only_a_hidden_temporary(tmp_path, crash) -> None:
+    target = tmp_path / "d" / "part.parquet"
+    storage.write_bytes_atomic(str(target), b"old rows")
+
+    assert _write_and_die(target, b"new rows, a whole file of them", crash) == _CRASHED
+
+    assert target.read_bytes() == b"old rows"
+    names = os.listdir(target.parent)
+    assert [name for name in names if not name.startswith(".")] == ["part.parquet"]  # readers see nothing else
+    assert [name for name in names if name.startswith(".part.parquet.")], names  # the crash did land inside a write
 
 
 def test_credentials_in_uri_are_redacted_from_errors() -> None:
