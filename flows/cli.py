@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -425,10 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _NoTracebackForKnownErrors(logging.Filter):
-    """Console only: a SerBatchError is reported in one line by `main`, not as a traceback."""
+    """Console only: a SerBatchError is reported in one line by `main`, not as a traceback.
+
+    So is a lost Dask scheduler (``flows.runner.ClusterError``): the tracebacks Dask's client
+    logs while its connection dies (a cancelled or closed comm) are dropped.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], SerBatchError):
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("distributed.") and isinstance(error, (asyncio.CancelledError, OSError)):
+            return False
+        if isinstance(error, SerBatchError):
             record.exc_info = None
             record.exc_text = None
         return True

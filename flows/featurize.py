@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.report import publish_report
-from flows.runner import cluster_on_demand, run_shards
+from flows.runner import cluster_on_demand, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs, storage
 from ser_batch.config import DEFAULT_FEATURE_SET, DEFAULT_SETTLE_S, FeatureConfig, feature_config
@@ -18,7 +18,13 @@ from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
 
-@task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="featurize-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
     """Featurize one shard on a worker and write its part files (``ser_batch.jobs.featurize_shard``)."""
     summary = jobs.featurize_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))
@@ -33,7 +39,13 @@ def featurize_shard(shard: Shard, dest: str, config: FeatureConfig, storage_opti
     return summary
 
 
-@task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="augment-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def augment_shard(shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None) -> ShardSummary:
     """Make and featurize one shard's augmented copies on a worker (``ser_batch.jobs.augment_shard``)."""
     summary = jobs.augment_shard(shard, dest, config, storage_options=unseal_storage_options(storage_options))

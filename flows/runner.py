@@ -13,13 +13,15 @@ from typing import Any, TypeVar
 
 import dask
 from prefect import Task, get_run_logger
+from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
+from prefect.states import State
 from prefect_dask import DaskTaskRunner
 
 from flows.settings import sealed_storage_options
-from ser_batch.errors import ConfigError
+from ser_batch.errors import ConfigError, SerBatchError
 from ser_batch.jobs import progress_bar
-from ser_batch.shards import Plan
+from ser_batch.shards import Plan, Shard
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DASK_ADDRESS_ENV = "SER_BATCH_DASK_ADDRESS"
@@ -117,6 +119,45 @@ def _keep_glibc_malloc_defaults() -> None:
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
 
+class ClusterError(SerBatchError):
+    """The Dask scheduler cannot be reached, or was lost mid-run."""
+
+
+def retry_unless_permanent(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the shard tasks: retry unless the shard failed on a ``SerBatchError``.
+
+    Those (disk full, access denied, a model that does not load) fail the same way again, so
+    the run ends at once with their one line rather than after 70 s of retries. Anything else
+    (a dropped connection, throttling) may be transient and is retried.
+    """
+    return not isinstance(state.data, SerBatchError)
+
+
+@contextmanager
+def _on_cluster(runner: DaskTaskRunner) -> Iterator[DaskTaskRunner]:
+    """Enter ``runner``; a scheduler that cannot be reached, or is lost mid-run, is a one-line ``ClusterError``."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    address = runner.address or "the LocalCluster"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(runner)
+        except OSError as error:  # distributed's connect timeout
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address} ({str(error).splitlines()[0]}); start it "
+                f"(`dask scheduler`) or correct --dask-address / ${DASK_ADDRESS_ENV}"
+            ) from None
+        try:
+            yield runner
+        except (FutureCancelledError, CommClosedError) as error:
+            reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+            raise ClusterError(
+                f"lost the Dask scheduler at {address} mid-run ({reason}); restart it and its workers "
+                "(`dask scheduler`, `dask worker`) and re-run the same command: the part files already written are kept"
+            ) from None
+
+
 def run_shards(
     task: Task[..., Summary],
     plan: Plan,
@@ -140,26 +181,37 @@ def run_shards(
     shared = {"storage_options": sealed_storage_options(), **constants}
     summaries = []
     finished: queue.Queue[PrefectFuture[Summary]] = queue.Queue()
-    with runner, progress_bar(plan.n_pending, description=description) as bar:
+    futures: dict[Any, PrefectFuture[Summary]] = {}  # task run id -> its future, while it runs
+
+    def submit(shard: Shard) -> None:
+        future = runner.submit(task, {"shard": shard, **shared})
+        futures[future.task_run_id] = future
+        future.add_done_callback(finished.put)
+
+    with _on_cluster(runner), progress_bar(plan.n_pending, description=description) as bar:
         n_threads = max(1, sum(runner.client.nthreads().values()))  # an external cluster may have no workers yet
         shards = plan.shards_for(n_threads)
         get_run_logger().info(
             "%s: %d files in %d shards for %d worker threads", description, plan.n_pending, len(shards), n_threads
         )
         waiting = iter(shards)
-        n_running = 0
         for shard in itertools.islice(waiting, in_flight(n_threads)):
-            runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
-            n_running += 1
-        while n_running:
-            summary = finished.get().result()
-            n_running -= 1
-            summaries.append(summary)
-            bar.update(n_done(summary))
-            shard = next(waiting, None)
-            if shard is not None:
-                runner.submit(task, {"shard": shard, **shared}).add_done_callback(finished.put)
-                n_running += 1
+            submit(shard)
+        try:
+            while futures:
+                future = finished.get()
+                futures.pop(future.task_run_id)
+                summary = future.result()
+                summaries.append(summary)
+                bar.update(n_done(summary))
+                shard = next(waiting, None)
+                if shard is not None:
+                    submit(shard)
+        except BaseException:  # the run ends here: shards still queued must not start while the cluster closes
+            if runner.client.status == "running":  # not after the scheduler was lost
+                with contextlib.suppress(Exception):
+                    runner.client.cancel([future.wrapped_future for future in futures.values()])
+            raise
     return summaries
 
 

@@ -10,14 +10,20 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.report import publish_report
-from flows.runner import dask_runner, run_shards
+from flows.runner import dask_runner, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
 from ser_batch.config import DEFAULT_SETTLE_S, ScoreConfig, score_config
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
-@task(name="score-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="score-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def score_shard(
     shard: Shard, dest: str, model_dir: str, config: ScoreConfig, run_date: str, storage_options: SecretStr | None
 ) -> ScoreShardSummary:

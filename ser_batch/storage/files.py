@@ -8,6 +8,7 @@ environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, profiles, ...).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import tempfile
@@ -149,6 +150,34 @@ def storage_errors(uri: str) -> Iterator[None]:
         if name == "ClientError":
             raise StorageError(f"{redact(uri)}: {_reason(error)}") from None
         raise
+
+
+_NO_SPACE = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+_RERUN = "re-run the same command: the part files already written are kept"
+
+
+@contextmanager
+def _writing(uri: str) -> Iterator[None]:
+    """Turn a write's permanent failures into a one-line ``StorageError`` saying what to do.
+
+    Permanent: access denied, no space left, quota exceeded, read-only. Any other error
+    propagates as it is: it may be transient, and the task is retried.
+    """
+    try:
+        yield
+    except PermissionError as error:
+        raise StorageError(
+            f"{redact(uri)}: access denied ({_reason(error)}); give the run write access to DEST "
+            f"(permissions, bucket policy, credentials) and {_RERUN}"
+        ) from None
+    except OSError as error:
+        if error.errno not in _NO_SPACE:
+            raise
+        raise StorageError(f"{redact(uri)}: {_NO_SPACE[error.errno]}; free space there and {_RERUN}") from None
 
 
 def _reason(error: BaseException) -> str:
@@ -355,17 +384,31 @@ def local_copy(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
     """A local path holding the file: the file itself when local, else a temporary download.
 
     Lets decoders stream from disk instead of holding a remote file's bytes in memory. The
-    temporary file is removed on exit. Read failures propagate as ``OSError`` (maybe transient).
+    temporary file is removed on exit.
+
+    Raises:
+        StorageError: if the temporary folder has no space left (every file would fail alike).
+        OSError: on read failures (maybe transient).
     """
     if not is_remote(uri):
         yield local_path(uri)
         return
     fs, path = filesystem(uri, storage_options=storage_options)
-    suffix = os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(prefix="ser-batch-", suffix=suffix)
-    os.close(handle)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix="ser-batch-", suffix=os.path.splitext(path)[1])
+        os.close(handle)
         fs.get_file(path, temporary)
+    except OSError as error:
+        if temporary is not None:
+            os.remove(temporary)
+        if error.errno not in _NO_SPACE:
+            raise
+        raise StorageError(
+            f"{tempfile.gettempdir()}: {_NO_SPACE[error.errno]} for a temporary copy of {redact(uri)}; "
+            f"free space there (or set TMPDIR on the workers) and {_RERUN}"
+        ) from None
+    try:
         yield temporary
     finally:
         os.remove(temporary)
@@ -376,24 +419,31 @@ def write_bytes_atomic(uri: str, data: bytes, *, storage_options: dict[str, Any]
 
     Local: a hidden temporary file in the same folder, fsynced, then ``os.replace``.
     S3: one PUT, which object stores apply atomically.
+
+    Raises:
+        StorageError: on access denied, no space left, quota exceeded or a read-only file
+            system, naming ``uri`` and what to do.
+        OSError: on any other failure (it may be transient: a retry may succeed).
     """
     if not is_remote(uri):
         path = local_path(uri)
         folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with _writing(uri):
+            os.makedirs(folder, exist_ok=True)
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
         return
     fs, path = filesystem(uri, storage_options=storage_options)
-    fs.pipe_file(path, data)
+    with _writing(uri):
+        fs.pipe_file(path, data)
 
 
 def remove(uri: str, *, storage_options: dict[str, Any] | None = None) -> None:

@@ -238,6 +238,19 @@ def own_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[DaskC
     yield from _dask_cluster(tmp_path / "dask", base_env)
 
 
+@pytest.fixture
+def start_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[Callable[..., DaskCluster]]:
+    """Factory: ``start_dask_cluster(env)`` starts a cluster for one test alone, its processes in ``base_env``
+    plus ``env`` (e.g. a fault hook for the workers); every one started is stopped in teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start_cluster(env: Mapping[str, str] | None = None) -> DaskCluster:
+            cluster = contextlib.contextmanager(_dask_cluster)(tmp_path / "dask", {**base_env, **(env or {})})
+            return stack.enter_context(cluster)
+
+        yield start_cluster
+
+
 def _dask_cluster(log_dir: Path, base_env: dict[str, str]) -> Iterator[DaskCluster]:
     from distributed import Client
 
@@ -296,8 +309,17 @@ def _port_open(port: int) -> bool:
 @pytest.fixture(scope="session")
 def moto_server(e2e_dir: Path) -> Iterator[str]:
     """A moto S3 server (HTTP, server mode); yields its endpoint URL. Sets nothing globally."""
+    yield from _moto_server(e2e_dir / "moto")
+
+
+@pytest.fixture
+def own_moto_server(tmp_path: Path) -> Iterator[str]:
+    """A moto server for one test alone: the test may turn on its IAM authentication (``moto-api/reset-auth``)."""
+    yield from _moto_server(tmp_path / "moto")
+
+
+def _moto_server(log_dir: Path) -> Iterator[str]:
     port = free_port()
-    log_dir = e2e_dir / "moto"
     log_dir.mkdir(exist_ok=True)
     moto = VENV_BIN / "moto_server"
     argv = (
