@@ -243,7 +243,7 @@ def extension_label(name: str) -> str:
     >>> extension_label("call.M4A"), extension_label("README")
     ('.m4a', '(none)')
     """
-    return os.path.splitext(name)[1].lower() or "(none)"
+    return "".join(map(_escape, os.path.splitext(name)[1].lower())) or "(none)"  # bytes that are not UTF-8 escaped
 
 
 def list_files(
@@ -350,7 +350,7 @@ def _walk_local(root: str, passed_over: PassedOver) -> Iterator[FileInfo]:
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError:
-        passed_over.unreadable.append(root)  # nothing in it can be read either; what it holds is unknown
+        passed_over.unreadable.append(local_uri(root))  # nothing in it can be read either; what it holds is unknown
         return
     for entry in entries:
         if is_junk(entry.name):

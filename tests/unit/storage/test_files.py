@@ -176,3 +176,25 @@ def test_a_dest_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path) -> None:
     dest = storage.local_uri(os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9"))
     with pytest.raises(StorageError, match="not valid UTF-8"):
         storage.check_writable(dest)
+
+
+def test_what_the_listing_passes_over_is_named_in_utf8_when_the_names_are_not(tmp_path, monkeypatch) -> None:
+    source = os.fsencode(tmp_path / "src")
+    for raw in (source + b"/notiz.t\xe9xt", source + b"/gesperrt-\xe9/a.wav"):  # Latin-1
+        os.makedirs(os.path.dirname(raw), exist_ok=True)
+        os.close(os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644))
+    scandir = os.scandir
+
+    def denied(path):  # a folder this user may not read (root reads any, so no chmod here)
+        if os.fsencode(path).endswith(b"-\xe9"):
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    passed_over = PassedOver()
+
+    assert list(storage.list_files(str(tmp_path / "src"), passed_over=passed_over)) == []
+
+    assert passed_over.extensions == Counter({".t%E9xt": 1})
+    assert passed_over.unreadable == [f"file://{tmp_path}/src/gesperrt-%E9"]
+    "\n".join([*passed_over.extensions, *passed_over.unreadable]).encode("utf-8")  # printable: no surrogate left
