@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +25,18 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from ser_batch.errors import SerBatchError
+
 _BOOT_TIMEOUT_S = 90.0  # Prefect's default (20 s) is too short on a loaded 2-core machine while workers start
-_PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+_STARTUP_FAILED = 3  # uvicorn's exit status when it cannot bind, or its start-up (database migrations) fails
 _logger = logging.getLogger("prefect")  # where SubprocessASGIServer logs the same lines
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+
+
+class ApiError(SerBatchError):
+    """The temporary Prefect API server could not be started."""
 
 
 @contextmanager
@@ -98,7 +110,13 @@ def prefect_api_starting() -> Iterator[Callable[[], str | None]]:
 
 
 class _Server:
-    """One temporary Prefect API server process on 127.0.0.1."""
+    """One temporary Prefect API server process on 127.0.0.1.
+
+    Servers of concurrent runs share PREFECT_HOME's database, and each migrates it when it
+    starts: two migrating at once fail (``duplicate column``). So a server boots holding a lock
+    in PREFECT_HOME until it answers, and the next one's migration finds nothing to do. Its
+    output goes to a log file, named in the one-line error if it fails, not to the console.
+    """
 
     def __init__(self, settings_env: dict[str, str]) -> None:
         self.settings_env = settings_env
@@ -106,6 +124,8 @@ class _Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.failure: BaseException | None = None
         self.used = False
+        self.home = get_current_settings().home
+        self.log: str | None = None
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -115,9 +135,30 @@ class _Server:
 
     def boot(self) -> None:
         try:
-            self._boot()
+            with self._booting_alone():
+                self._boot()
         except BaseException as error:  # re-raised in the caller's thread by ready()
             self.failure = error
+
+    @contextmanager
+    def _booting_alone(self) -> Iterator[None]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / ".ser-batch-api-boot.lock", "a") as lock:
+            while True:  # released when the other server answers, or its process ends
+                self._check_stopped()
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _check_stopped(self) -> None:
+        if self._stopped:
+            raise RuntimeError("the temporary Prefect API server was stopped while booting")
 
     def _boot(self) -> None:
         import httpx
@@ -133,41 +174,50 @@ class _Server:
             **self.settings_env,
         }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            str(prefect.__module_path__.parent),
-            "--factory",
-            "prefect.server.api.server:create_app",
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-            "--lifespan",
-            "on",
-        ]
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                   "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]  # fmt: skip
         self._spawn(command, env)
         with httpx.Client() as client:
             while time.monotonic() < deadline:
-                if self._stopped:
-                    raise RuntimeError("the temporary Prefect API server was stopped while booting")
-                if self.process is not None and self.process.poll() == _PORT_IN_USE:  # taken since we probed it: move
-                    self.port = _free_port()
+                self._check_stopped()
+                if self.process is not None and self.process.poll() == _STARTUP_FAILED and _port_taken(self.port):
+                    self.port = _free_port()  # taken since we probed it: move
                     self._spawn(command, env)
                 elif self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"the temporary Prefect API server exited with status {self.process.returncode}")
+                    raise ApiError(
+                        f"the temporary Prefect API server exited with status {self.process.returncode} while starting "
+                        f"({self._last_log_line()}); see {self.log}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"{self.api_url}/health", timeout=5).status_code == 200:
                         return
                 time.sleep(0.1)
-        raise RuntimeError(f"the temporary Prefect API server did not answer within {timeout_s:.0f} s")
+        raise ApiError(
+            f"the temporary Prefect API server did not answer within {timeout_s:.0f} s (a busy machine?); re-run, or "
+            f"start one with `prefect server start` and set PREFECT_API_URL; its log: {self.log}"
+        )
 
     def _spawn(self, command: list[str], env: dict[str, str]) -> None:
         with self._lock:
-            if not self._stopped:
-                self.process = subprocess.Popen([*command, "--port", str(self.port)], env=env)
+            if self._stopped:
+                return
+            handle, self.log = tempfile.mkstemp(prefix=f"ser-batch-prefect-api-{self.port}-", suffix=".log")
+            try:
+                self.process = subprocess.Popen(
+                    [*command, "--port", str(self.port)], env=env, stdout=handle, stderr=handle
+                )
+            finally:
+                os.close(handle)
+
+    def _last_log_line(self) -> str:
+        """The server log's last exception line (``sqlite3.OperationalError: ...``), else its last line."""
+        try:
+            with open(self.log or os.devnull, errors="replace") as handle:
+                lines = [line.strip() for line in handle if line.strip()]
+        except OSError:
+            return "no log"
+        errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+        return (errors or lines or ["no output"])[-1][:200]
 
     def stop(self) -> None:
         with self._lock:
@@ -182,6 +232,18 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.failure is None and self.log is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.log)  # kept when the server failed: the error line names it
+
+
+def _port_taken(port: int) -> bool:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -226,13 +227,16 @@ def _check_score(args: argparse.Namespace) -> None:
     from flows.settings import storage_options_from_env, timezone_name
     from ser_batch.config import score_config
     from ser_batch.jobs.plan import check_scoring, parse_date
+    from ser_batch.jobs.score import check_model
 
     score_config(window_s=args.window_s, hop_s=args.hop_s)
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
-    check_scoring(args.source, args.dest, args.model, storage_options=storage_options_from_env())
+    options = storage_options_from_env()
+    identity = check_scoring(args.source, args.dest, args.model, storage_options=options)
+    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
     _check_lease(args)
 
 
@@ -455,10 +459,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _NoTracebackForKnownErrors(logging.Filter):
-    """Console only: a SerBatchError is reported in one line by `main`, not as a traceback."""
+    """Console only: a SerBatchError is reported in one line by `main`, not as a traceback.
+
+    So is a lost Dask scheduler (``flows.runner.ClusterError``): the tracebacks Dask's client
+    logs while its connection dies (a cancelled or closed comm) are dropped.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], SerBatchError):
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("distributed.") and isinstance(error, (asyncio.CancelledError, OSError)):
+            return False
+        if isinstance(error, SerBatchError):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -478,9 +489,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")  # TF 2.16+ prints oneDNN notices through glog
 
 
+_LOCATIONS = ("source", "dest", "features_dest", "model_dir", "model")  # train's --model is a name: always UTF-8
+
+
+def _as_uris(args: argparse.Namespace) -> None:
+    """Turn locations given as paths that are not UTF-8 into ``file://`` URIs (``storage.local_uri``).
+
+    ``sys.argv`` holds such bytes as lone surrogates, which no log line, Prefect parameter or
+    Parquet value can carry.
+    """
+    from ser_batch.storage import is_remote, local_uri
+
+    for name in _LOCATIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not is_remote(value):
+            setattr(args, name, local_uri(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ser-batch` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    _as_uris(args)
     _quiet_libraries()
     try:
         if getattr(args, "storage_options", None):

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from flows.isolation import RunGuard
 from flows.report import publish_report
-from flows.runner import cluster_on_demand, run_shards
+from flows.runner import cluster_on_demand, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs, storage
 from ser_batch.config import (
@@ -25,7 +25,13 @@ from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
 
-@task(name="featurize-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="featurize-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def featurize_shard(
     shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
 ) -> ShardSummary:
@@ -43,7 +49,13 @@ def featurize_shard(
     return summary
 
 
-@task(name="augment-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="augment-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def augment_shard(
     shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
 ) -> ShardSummary:
@@ -79,8 +91,8 @@ def featurize(
     augment: bool | None = None,
     settle_s: float = DEFAULT_SETTLE_S,
     lease_wait_s: float = 0.0,
-    allow_empty_source: bool = False,
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    allow_empty_source: bool = False,
 ) -> dict[str, Any]:
     """Make DEST mirror the audio under SOURCE as partitioned Parquet: featurize new or changed files, drop rows of files gone, add augmented copies of labelled clips."""
     started = time.perf_counter()

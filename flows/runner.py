@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 import dask
 from distributed import KilledWorker
 from prefect import Task, get_run_logger
+from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
+from prefect.states import State
 from prefect_dask import DaskTaskRunner
 
 from flows.isolation import Isolation, RunGuard
 from flows.settings import sealed_storage_options
-from ser_batch.errors import ConfigError
+from ser_batch.errors import ConfigError, SerBatchError
 from ser_batch.jobs import progress_bar
 from ser_batch.shards import Plan, Shard
 
@@ -132,6 +134,45 @@ def _keep_glibc_malloc_defaults() -> None:
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
 
+class ClusterError(SerBatchError):
+    """The Dask scheduler cannot be reached, or was lost mid-run."""
+
+
+def retry_unless_permanent(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the shard tasks: retry unless the shard failed on a ``SerBatchError``.
+
+    Those (disk full, access denied, a model that does not load) fail the same way again, so
+    the run ends at once with their one line rather than after 70 s of retries. Anything else
+    (a dropped connection, throttling) may be transient and is retried.
+    """
+    return not isinstance(state.data, SerBatchError)
+
+
+@contextmanager
+def _on_cluster(runner: DaskTaskRunner) -> Iterator[DaskTaskRunner]:
+    """Enter ``runner``; a scheduler that cannot be reached, or is lost mid-run, is a one-line ``ClusterError``."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    address = runner.address or "the LocalCluster"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(runner)
+        except OSError as error:  # distributed's connect timeout
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address} ({str(error).splitlines()[0]}); start it "
+                f"(`dask scheduler`) or correct --dask-address / ${DASK_ADDRESS_ENV}"
+            ) from None
+        try:
+            yield runner
+        except (FutureCancelledError, CommClosedError) as error:
+            reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+            raise ClusterError(
+                f"lost the Dask scheduler at {address} mid-run ({reason}); restart it and its workers "
+                "(`dask scheduler`, `dask worker`) and re-run the same command: the part files already written are kept"
+            ) from None
+
+
 def run_shards(
     task: Task[..., Summary],
     plan: Plan,
@@ -168,7 +209,7 @@ def run_shards(
         running[future.task_run_id] = shard
         future.add_done_callback(finished.put)
 
-    with runner, progress_bar(plan.n_pending, description=description) as bar:
+    with _on_cluster(runner), progress_bar(plan.n_pending, description=description) as bar:
         n_threads = max(1, sum(runner.client.nthreads().values()))  # an external cluster may have no workers yet
         shards = plan.shards_for(n_threads)
         get_run_logger().info(

@@ -11,14 +11,20 @@ from pydantic import SecretStr
 
 from flows.isolation import RunGuard
 from flows.report import publish_report
-from flows.runner import dask_runner, run_shards
+from flows.runner import dask_runner, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
 from ser_batch.config import DEFAULT_FILE_TIMEOUT_S, DEFAULT_SETTLE_S, ScoreConfig, score_config
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
-@task(name="score-shard", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="score-shard",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_unless_permanent,
+    cache_policy=NO_CACHE,
+)
 def score_shard(
     shard: Shard,
     dest: str,
@@ -90,6 +96,7 @@ def score(
         )
         summaries = []
         if plan.plan.pending:
+            jobs.check_model(plan.model, storage_options=options)  # a broken MODEL_DIR fails here, not on every worker
             jobs.start_scoring(dest, plan, run_date=run_date, storage_options=options)
             summaries = run_shards(
                 score_shard,

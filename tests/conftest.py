@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,51 @@ def archive(write_wav: Callable[..., Path], tmp_path: Path) -> Path:
         )
     (tmp_path / "archive" / "notes.txt").write_text("not audio, passed over")
     return tmp_path / "archive"
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_CAPABILITY_VERSION_3 = 0x20080522
+_DAC_OVERRIDES = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+
+
+def _capabilities(data: ctypes.Array[_CapData] | None = None) -> tuple[_CapHeader, ctypes.Array[_CapData]]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, current = _CapHeader(_CAPABILITY_VERSION_3, 0), data if data is not None else (_CapData * 2)()
+    if (libc.capset if data is not None else libc.capget)(ctypes.byref(header), current) != 0:
+        raise OSError(ctypes.get_errno(), "capget/capset failed")
+    return header, current
+
+
+@contextmanager
+def _without_root_override() -> Iterator[None]:
+    if os.geteuid() != 0:
+        yield
+        return
+    _, data = _capabilities()
+    saved = data[0].effective
+    data[0].effective &= ~_DAC_OVERRIDES
+    _capabilities(data)  # this thread only: Linux capabilities are per thread
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        _capabilities(data)
+
+
+@pytest.fixture
+def unprivileged() -> Callable[[], AbstractContextManager[None]]:
+    """``with unprivileged():`` runs its body with file permissions checked as for an ordinary user.
+
+    CI runs as root, whom file modes do not stop. As root, the block runs without the
+    capabilities that override them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so the kernel
+    checks modes as for anyone: a root-owned file of mode 0 cannot be read, a folder of mode
+    0o500 not written. Not root: the block runs as it is.
+    """
+    return _without_root_override

@@ -112,6 +112,19 @@ def load_model_once(identity: ModelIdentity, *, storage_options: dict[str, Any] 
         return artifact, True
 
 
+def check_model(identity: ModelIdentity, *, storage_options: dict[str, Any] | None = None) -> None:
+    """Load the model into this process (``load_model_once``) and predict one row of zeros.
+
+    Run once before any work, so a broken model directory fails the run in one line naming it,
+    not every worker after its retries; the process that then runs the flow does not load it again.
+
+    Raises:
+        StorageError, SchemaError: as ``ser_batch.storage.load_artifact``.
+    """
+    artifact, _ = load_model_once(identity, storage_options=storage_options)
+    artifact.probabilities(np.zeros((1, int(artifact.model.input_shape[-1])), np.float32))
+
+
 def score_shard(
     shard: Shard,
     dest: str,

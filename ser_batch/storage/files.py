@@ -8,6 +8,7 @@ environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, profiles, ...).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import tempfile
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -76,8 +78,43 @@ def is_remote(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    """Absolute local path of a local URI (``file://`` stripped)."""
-    return os.path.abspath(uri[len("file://") :] if uri.startswith("file://") else uri)
+    r"""Absolute local path of a local URI; a ``file://`` URI's percent escapes are decoded (``local_uri``'s inverse).
+
+    The path may hold lone surrogates (``os.fsdecode`` of bytes that are not UTF-8); ``open``
+    and ``os`` functions take it as the original bytes.
+
+    >>> local_path("file:///archive/caf%E9.wav") == os.fsdecode(b"/archive/caf\xe9.wav")
+    True
+    """
+    if uri.startswith("file://"):
+        return os.path.abspath(os.fsdecode(unquote_to_bytes(uri[len("file://") :])))
+    return os.path.abspath(uri)
+
+
+def local_uri(path: str) -> str:
+    r"""The URI ser-batch stores and logs for a local path: always valid UTF-8, reversible by ``local_path``.
+
+    A path that is valid UTF-8 is its own URI. One that is not (a Latin-1 name from an SMB or
+    NFS share, which Python holds as lone surrogates) becomes a ``file://`` URI in which each
+    byte that is not UTF-8, and each ``%``, is percent-escaped; nothing else changes. Listed
+    paths never start with ``file://``, so the two forms cannot collide.
+
+    >>> local_uri("/archive/café.wav")
+    '/archive/café.wav'
+    >>> local_uri(os.fsdecode(b"/archive/50%_caf\xe9.wav"))
+    'file:///archive/50%25_caf%E9.wav'
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file://" + "".join(_escape(char) for char in path)
+    return path
+
+
+def _escape(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":  # surrogateescape's stand-in for the byte 0x80-0xff
+        return f"%{ord(char) - 0xDC00:02X}"
+    return "%25" if char == "%" else char
 
 
 def join(base: str, *parts: str) -> str:
@@ -115,6 +152,34 @@ def storage_errors(uri: str) -> Iterator[None]:
         raise
 
 
+_NO_SPACE = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+_RERUN = "re-run the same command: the part files already written are kept"
+
+
+@contextmanager
+def _writing(uri: str) -> Iterator[None]:
+    """Turn a write's permanent failures into a one-line ``StorageError`` saying what to do.
+
+    Permanent: access denied, no space left, quota exceeded, read-only. Any other error
+    propagates as it is: it may be transient, and the task is retried.
+    """
+    try:
+        yield
+    except PermissionError as error:
+        raise StorageError(
+            f"{redact(uri)}: access denied ({_reason(error)}); give the run write access to DEST "
+            f"(permissions, bucket policy, credentials) and {_RERUN}"
+        ) from None
+    except OSError as error:
+        if error.errno not in _NO_SPACE:
+            raise
+        raise StorageError(f"{redact(uri)}: {_NO_SPACE[error.errno]}; free space there and {_RERUN}") from None
+
+
 def _reason(error: BaseException) -> str:
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
@@ -140,10 +205,21 @@ def filesystem(uri: str, *, storage_options: dict[str, Any] | None = None) -> tu
     DEST's part files are written and removed by Dask workers in other processes. A cached
     listing then hid a part file the same run had just written (``FileNotFoundError``).
     Invalidating on write cannot fix that across processes; not caching can.
+
+    Raises:
+        StorageError: for a local path that is not valid UTF-8 (pyarrow, which reads and
+            writes the tables, takes only UTF-8 paths).
     """
     options = dict(storage_options or {})
     if is_remote(uri):
         options.setdefault("use_listings_cache", False)
+    else:
+        path = local_path(uri)
+        if local_uri(path) != path:
+            raise StorageError(
+                f"{uri}: a folder whose path is not valid UTF-8 cannot hold ser-batch's tables; use another"
+            )
+        uri = path
     fs, path = url_to_fs(uri, **options)
     return fs, path
 
@@ -167,7 +243,7 @@ def extension_label(name: str) -> str:
     >>> extension_label("call.M4A"), extension_label("README")
     ('.m4a', '(none)')
     """
-    return os.path.splitext(name)[1].lower() or "(none)"
+    return "".join(map(_escape, os.path.splitext(name)[1].lower())) or "(none)"  # bytes that are not UTF-8 escaped
 
 
 def list_files(
@@ -274,7 +350,7 @@ def _walk_local(root: str, passed_over: PassedOver) -> Iterator[FileInfo]:
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError:
-        passed_over.unreadable.append(root)  # nothing in it can be read either; what it holds is unknown
+        passed_over.unreadable.append(local_uri(root))  # nothing in it can be read either; what it holds is unknown
         return
     for entry in entries:
         if is_junk(entry.name):
@@ -291,7 +367,7 @@ def _walk_local(root: str, passed_over: PassedOver) -> Iterator[FileInfo]:
         except OSError:
             continue
         if stat.S_ISREG(info.st_mode):
-            yield FileInfo(entry.path, info.st_size, f"{info.st_size}:{info.st_mtime_ns}", info.st_mtime)
+            yield FileInfo(local_uri(entry.path), info.st_size, f"{info.st_size}:{info.st_mtime_ns}", info.st_mtime)
 
 
 def read_bytes(uri: str, *, storage_options: dict[str, Any] | None = None) -> bytes:
@@ -308,17 +384,31 @@ def local_copy(uri: str, *, storage_options: dict[str, Any] | None = None) -> It
     """A local path holding the file: the file itself when local, else a temporary download.
 
     Lets decoders stream from disk instead of holding a remote file's bytes in memory. The
-    temporary file is removed on exit. Read failures propagate as ``OSError`` (maybe transient).
+    temporary file is removed on exit.
+
+    Raises:
+        StorageError: if the temporary folder has no space left (every file would fail alike).
+        OSError: on read failures (maybe transient).
     """
     if not is_remote(uri):
         yield local_path(uri)
         return
     fs, path = filesystem(uri, storage_options=storage_options)
-    suffix = os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(prefix="ser-batch-", suffix=suffix)
-    os.close(handle)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix="ser-batch-", suffix=os.path.splitext(path)[1])
+        os.close(handle)
         fs.get_file(path, temporary)
+    except OSError as error:
+        if temporary is not None:
+            os.remove(temporary)
+        if error.errno not in _NO_SPACE:
+            raise
+        raise StorageError(
+            f"{tempfile.gettempdir()}: {_NO_SPACE[error.errno]} for a temporary copy of {redact(uri)}; "
+            f"free space there (or set TMPDIR on the workers) and {_RERUN}"
+        ) from None
+    try:
         yield temporary
     finally:
         os.remove(temporary)
@@ -329,24 +419,31 @@ def write_bytes_atomic(uri: str, data: bytes, *, storage_options: dict[str, Any]
 
     Local: a hidden temporary file in the same folder, fsynced, then ``os.replace``.
     S3: one PUT, which object stores apply atomically.
+
+    Raises:
+        StorageError: on access denied, no space left, quota exceeded or a read-only file
+            system, naming ``uri`` and what to do.
+        OSError: on any other failure (it may be transient: a retry may succeed).
     """
     if not is_remote(uri):
         path = local_path(uri)
         folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with _writing(uri):
+            os.makedirs(folder, exist_ok=True)
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
         return
     fs, path = filesystem(uri, storage_options=storage_options)
-    fs.pipe_file(path, data)
+    with _writing(uri):
+        fs.pipe_file(path, data)
 
 
 def remove(uri: str, *, storage_options: dict[str, Any] | None = None) -> None:
@@ -369,6 +466,7 @@ def check_writable(uri: str, *, storage_options: dict[str, Any] | None = None) -
         StorageError: naming the location and the cause.
     """
     probe = join(uri, f".ser-batch-probe-{uuid.uuid4().hex}")
+    filesystem(uri, storage_options=storage_options)  # a local path that is not UTF-8 is refused here
     with storage_errors(uri):
         if not is_remote(uri):
             os.makedirs(local_path(uri), exist_ok=True)

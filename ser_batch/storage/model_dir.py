@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING, Any
@@ -98,10 +99,13 @@ def load_artifact(model_dir: str, *, storage_options: dict[str, Any] | None = No
     Raises:
         StorageError: if ``metadata.json`` or ``model.keras`` cannot be read.
         SchemaError: if the metadata is malformed or disagrees with the model, or the model file
-            cannot be loaded.
+            cannot be loaded (truncated, or written by an incompatible Keras); the message names
+            ``model_dir``, never a temporary copy.
     """
     identity, metadata, model_bytes = _read_model_files(model_dir, storage_options)
-    model = _model_from_bytes(model_bytes, join(model_dir, "model.keras"))
+    model = _model_from_bytes(
+        model_bytes, join(model_dir, "model.keras"), (metadata.get("versions") or {}).get("keras")
+    )
     shape = (int(model.input_shape[-1]), int(model.output_shape[-1]))
     if shape != (int(metadata["n_features"]), len(identity.classes)):
         raise SchemaError(
@@ -177,15 +181,28 @@ def _model_bytes(model: keras.Model) -> bytes:
             return handle.read()
 
 
-def _model_from_bytes(data: bytes, uri: str) -> keras.Model:
-    import keras
+_LOAD_ERRORS = (ValueError, OSError, TypeError, KeyError, AttributeError, EOFError, zipfile.BadZipFile)
+"""What Keras raises for a model file it cannot read: truncated or foreign zips, HDF5 errors, unknown classes or keys."""
 
+
+def _model_from_bytes(data: bytes, uri: str, saved_with: str | None = None) -> keras.Model:
     with tempfile.TemporaryDirectory(prefix="ser-batch-model-") as folder:
         path = os.path.join(folder, "model.keras")
         with open(path, "wb") as handle:
             handle.write(data)
+        loading_with = None
         try:
+            if not zipfile.is_zipfile(path):  # checked before importing Keras: a truncated copy fails in milliseconds
+                raise zipfile.BadZipFile("not a whole .keras (zip) file")
+            import keras
+
+            loading_with = keras.__version__
             return keras.models.load_model(path, compile=False)
-        except (ValueError, OSError, TypeError, KeyError) as error:  # zip, HDF5 and config errors alike
+        except _LOAD_ERRORS as error:  # named by MODEL_DIR, never by the temporary copy
             reason = str(error).replace(path, "model.keras").splitlines()[0] if str(error) else type(error).__name__
-            raise SchemaError(f"{uri} cannot be loaded ({reason}); retrain or restore the model directory") from None
+            if saved_with and loading_with and saved_with != loading_with:
+                reason += f"; saved with Keras {saved_with}, this is Keras {loading_with}"
+            raise SchemaError(
+                f"{uri} cannot be loaded ({reason}): it is truncated or was written by an incompatible version; "
+                "retrain into the model directory with `ser-batch train`, or copy it again"
+            ) from None

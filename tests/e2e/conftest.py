@@ -7,8 +7,10 @@ always terminated in teardown. Nothing here changes the test process's environme
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -193,6 +195,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("e2e service and CLI logs", logs))
 
 
+# --- DEST layout ------------------------------------------------------------------------------------
+
+_PART_FILE = re.compile(
+    r"(?:features|augmented)/feature_set=[\w-]+/corpus=[a-z]+/part-[0-9a-f]{20}\.parquet"
+    r"|errors/feature_set=[\w-]+/part-[0-9a-f]{20}\.parquet"
+    # the lease's flock sidecar: it stays by design (removing a flock file races with its next holder);
+    # the lease itself (_ser_batch/lease.json) is gone after a run
+    r"|_ser_batch/\.lease\.json\.lock"
+)
+
+
+def _foreign_files(dest: Path | Sequence[str]) -> list[str]:
+    names = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()] if isinstance(dest, Path) else dest
+    return [name for name in names if not _PART_FILE.fullmatch(name)]
+
+
+@pytest.fixture(scope="session")
+def foreign_files() -> Callable[[Path | Sequence[str]], list[str]]:
+    """``foreign_files(dest)``: what a featurize DEST holds besides part files of the documented layout
+    (probes, temporaries, anything else); ``dest`` is a local folder, or the object keys under DEST relative to it."""
+    return _foreign_files
+
+
 # --- Dask -----------------------------------------------------------------------------------------
 
 
@@ -246,6 +271,19 @@ def poison_dask_cluster(tmp_path_factory: pytest.TempPathFactory, base_env: dict
     args = ["--memory-limit", "900MiB", "--preload", str(POISON_HOOK)]
     for cluster in _dask_cluster(root / "dask", base_env, worker_args=args, env=env):
         yield PoisonCluster(cluster.address, hits)
+
+
+@pytest.fixture
+def start_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[Callable[..., DaskCluster]]:
+    """Factory: ``start_dask_cluster(env)`` starts a cluster for one test alone, its processes in ``base_env``
+    plus ``env`` (e.g. a fault hook for the workers); every one started is stopped in teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start_cluster(env: Mapping[str, str] | None = None) -> DaskCluster:
+            cluster = contextlib.contextmanager(_dask_cluster)(tmp_path / "dask", {**base_env, **(env or {})})
+            return stack.enter_context(cluster)
+
+        yield start_cluster
 
 
 def _dask_cluster(
@@ -309,8 +347,17 @@ def _port_open(port: int) -> bool:
 @pytest.fixture(scope="session")
 def moto_server(e2e_dir: Path) -> Iterator[str]:
     """A moto S3 server (HTTP, server mode); yields its endpoint URL. Sets nothing globally."""
+    yield from _moto_server(e2e_dir / "moto")
+
+
+@pytest.fixture
+def own_moto_server(tmp_path: Path) -> Iterator[str]:
+    """A moto server for one test alone: the test may turn on its IAM authentication (``moto-api/reset-auth``)."""
+    yield from _moto_server(tmp_path / "moto")
+
+
+def _moto_server(log_dir: Path) -> Iterator[str]:
     port = free_port()
-    log_dir = e2e_dir / "moto"
     log_dir.mkdir(exist_ok=True)
     moto = VENV_BIN / "moto_server"
     argv = (

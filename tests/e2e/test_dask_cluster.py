@@ -33,7 +33,7 @@ def _scheduler_task_count(address: str) -> int:
 
 
 def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_adds_nothing(
-    dask_cluster, run_cli, wav_archive, tmp_path
+    dask_cluster, run_cli, wav_archive, tmp_path, foreign_files
 ):
     expected = wav_archive(n=10)
     dest = tmp_path / "out"
@@ -74,4 +74,4 @@ def test_featurize_on_external_dask_cluster_writes_every_file_once_and_rerun_add
     again = second.summary()
     assert (again["files_seen"], again["featurized"], again["already_done"], again["failed"]) == (10, 0, 10, 0), second
     assert _feature_rows(dest) == rows
-    assert not list(dest.rglob("*.tmp")), "temporary part files left behind"
+    assert not foreign_files(dest), foreign_files(dest)  # no probe, temporary or stray file: part files only

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,22 @@ def test_invalid_classes_exit_2_with_one_line(tmp_path) -> None:
         ["angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise", "boredom"]
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_a_temporary_prefect_api_that_cannot_start_exits_2_with_one_line_naming_its_log(archive, tmp_path) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/prefect.db",
+    )
+
+    result = run_cli("featurize", str(archive), str(tmp_path / "out"), "--n-workers", "1", env=env)
+
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2, result.stderr
+    assert last.startswith("ser-batch: error: the temporary Prefect API server exited with status 3"), result.stderr
+    assert "unable to open database file" in last and "Traceback" not in result.stderr + result.stdout, result.stderr
+    log = last.rsplit("see ", 1)[1]
+    assert "sqlite3.OperationalError" in Path(log).read_text()
+    os.remove(log)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import soundfile
 from threadpoolctl import threadpool_limits
 
+from flows.cli import main
 from flows.featurize import featurize
 from ser_batch import storage
 from ser_batch.config import feature_config
@@ -133,3 +135,51 @@ def test_unknown_feature_set_fails_before_any_work(prefect, archive, tmp_path) -
     state = featurize(str(archive), str(tmp_path / "out"), feature_set="nope", return_state=True, settle_s=0)
     assert state.is_failed()
     assert not (tmp_path / "out").exists()
+
+
+def _write_raw(path: bytes, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(handle, data)
+    os.close(handle)
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+def test_names_that_are_not_utf8_are_featurized_or_recorded_under_lossless_paths(
+    cluster, write_wav, tmp_path, capsys
+) -> None:
+    clip = write_wav("clip.wav", duration_s=0.6).read_bytes()
+    root = os.fsencode(tmp_path) + b"/archiv\xe9"  # Latin-1 names, as SMB and NFS archives hold them (and sys.argv)
+    raw = {b"/Actor_01/03-01-05-01-02-01-01.wav": clip, b"/caf\xe9.wav": clip, b"/d\xe9fekt.wav": b"RIFF junk"}
+    for name, data in raw.items():
+        _write_raw(root + name, data)
+    dest = tmp_path / "out"
+    argv = ["featurize", os.fsdecode(root), str(dest), "--dask-address", cluster, "--settle-s", "0", "--json"]
+
+    assert main(argv) == 0, capsys.readouterr().err
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    assert (first["featurized"], first["failed"], first["augmented_copies"]) == (2, 1, 2)
+    stats = feature_config("stats8k")
+    rows = storage.read_features(str(dest), config=stats).to_pylist()
+    bad = errors(dest).to_pylist()
+    stored = {os.fsencode(storage.local_path(row["path"])): row for row in [*rows, *bad]}
+    assert set(stored) == {root + name for name in raw}  # every file once, its exact bytes recoverable
+    assert all(row["path"].startswith("file://") for row in stored.values())
+    assert stored[root + b"/Actor_01/03-01-05-01-02-01-01.wav"]["emotion"] == "angry"
+    assert stored[root + b"/d\xe9fekt.wav"]["stage"] == "decode"
+
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    counts = again["featurized"], again["already_done"], again["known_bad_skipped"], again["augmented_copies"]
+    assert counts == (0, 2, 1, 0)
+
+    assert main(["featurize", os.fsdecode(root), os.fsdecode(root + b"/out\xe9")]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err

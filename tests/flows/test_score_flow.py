@@ -3,13 +3,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
+import zipfile
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile
 from signals_gen import call_waveform
@@ -114,12 +119,18 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     )
     c1_customer = [(start, end) for name, channel, start, end, *_ in segments if (name, channel) == ("c1.wav", 1)]
     assert c1_customer and all(5.4 <= start and end <= 8.6 for start, end in c1_customer)
-    angry_customers = read(
-        dest,
-        "calls",
-        f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > 0.2",
-    )
-    assert len(angry_customers) <= 3
+    stored = pq.read_table(dest / "calls" / f"run_date={RUN_DATE}").to_pylist()  # read without DuckDB or partitioning
+    customers = {Path(row["path"]).name: row for row in stored if row["channel"] == 1}
+    assert customers["c2.wav"]["n_segments"] == 0 and all(customers["c2.wav"][f"share_{c}"] == 0 for c in CLASSES)
+    assert all(abs(sum(row[f"share_{c}"] for c in CLASSES) - 1) < 1e-6 for row in stored if row["n_segments"])
+    for threshold in (-1.0, 0.2):  # the README's query at 0.2; at -1 it must find all three customers
+        angry_customers = read(
+            dest,
+            "calls",
+            f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > {threshold}",
+        )
+        expected = sorted(row["path"] for row in customers.values() if row["share_angry"] > threshold)
+        assert sorted(path for (path,) in angry_customers) == expected, threshold
     assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
 
     again = score(
@@ -216,6 +227,46 @@ def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> N
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "calls").exists()
+
+
+def _broken_copies(model_dir: Path, root: Path) -> dict[str, Path]:
+    """Copies of a model directory broken as they are found in the field."""
+    copies = {name: root / name for name in ("truncated", "incompatible", "format-2")}
+    for folder in copies.values():
+        shutil.copytree(model_dir, folder)
+    model = copies["truncated"] / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # an interrupted copy
+    with (
+        zipfile.ZipFile(model_dir / "model.keras") as source,
+        zipfile.ZipFile(copies["incompatible"] / "model.keras", "w") as out,
+    ):
+        for item in source.infolist():  # as a later Keras might write it: a layer class this one does not have
+            data = source.read(item.filename)
+            out.writestr(item, data.replace(b'"Dense"', b'"DenseV9"') if item.filename == "config.json" else data)
+    for name, change in (("incompatible", {"versions": {"keras": "9.0.0"}}), ("format-2", {"format_version": 2})):
+        metadata = json.loads((copies[name] / "metadata.json").read_text())
+        (copies[name] / "metadata.json").write_text(json.dumps({**metadata, **change}))
+    return copies
+
+
+def test_a_broken_model_directory_exits_2_before_any_work_with_one_line_naming_it(prefect, models, tmp_path) -> None:
+    archive, dest = tmp_path / "archive", tmp_path / "out"
+    write_call(archive / "2026" / "11" / "24" / "c1.wav", 6.0, [[(1.0, 5.0)]], seed=1)
+    expected = {"truncated": "not a whole .keras", "incompatible": "Keras 9.0.0", "format-2": "format_version 2"}
+
+    for name, model_dir in _broken_copies(models["a"], tmp_path / "models").items():
+        started = time.monotonic()
+        result = subprocess.run([str(Path(sys.executable).parent / "ser-batch"), "score", str(archive), str(dest), "--model",
+                                 str(model_dir), "--n-workers", "1"], capture_output=True, text=True, timeout=180)  # fmt: skip
+
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"ser-batch: error: {model_dir}") and expected[name] in last, output
+        assert "retrain" in last and "Traceback" not in output and "ser-batch-model-" not in output, output
+        assert "Beginning flow run" not in output, output  # refused by the up-front check, before any work
+        assert not (dest / "calls").exists() and not (dest / "predictions").exists()
+        print(f"{name}: exit 2 after {time.monotonic() - started:.1f} s")
 
 
 def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_dev, models, cluster, tmp_path) -> None:

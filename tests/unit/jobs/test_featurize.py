@@ -73,15 +73,12 @@ def test_retried_shard_replaces_its_own_files(archive, tmp_path) -> None:
     assert sum(pq.read_metadata(part).num_rows for part in second.part_files) == len(files)
 
 
-def test_unreadable_file_is_an_error_row_not_a_failure(archive) -> None:
-    if os.geteuid() == 0:
-        import pytest
-
-        pytest.skip("root reads files regardless of permissions")
+def test_unreadable_file_is_an_error_row_not_a_failure(archive, unprivileged) -> None:
     target = archive / "emodb" / "03a01Wa.wav"
     target.chmod(0)
     try:
-        _, errors = featurize_files(list(storage.list_files(str(archive))), SEED)
+        with unprivileged():
+            _, errors = featurize_files(list(storage.list_files(str(archive))), SEED)
     finally:
         target.chmod(0o644)
     assert errors.column("error_type").to_pylist() == ["PermissionError"]

@@ -209,14 +209,14 @@ def test_bad_recordings_become_error_rows_and_the_rest_is_scored(tmp_path, fake_
     assert scores.n_scored == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_recording_is_an_error_row(tmp_path, fake_model_dir, rng) -> None:
+def test_unreadable_recording_is_an_error_row(tmp_path, fake_model_dir, rng, unprivileged) -> None:
     path = write_call(tmp_path / "calls" / "locked.wav", 3.0, [[(0.5, 2.5)]], rng)
     listed = info(path)
     path.chmod(0)
     artifact, identity = fake_artifact(fake_model_dir)
 
-    errors = score.score_files([listed], artifact, CONFIG).tables["errors"].to_pylist()
+    with unprivileged():
+        errors = score.score_files([listed], artifact, CONFIG).tables["errors"].to_pylist()
 
     assert [(e["error_type"], e["stage"]) for e in errors] == [("PermissionError", "decode")]
 
@@ -444,3 +444,17 @@ def test_a_recording_too_large_for_the_free_memory_is_refused_from_its_header(tm
         AudioError, match=r"^too large to decode in memory: ~\d+ MiB to score 60 s of 2 channels at 8000 Hz"
     ):
         score.read_recording_windows(info(path), CONFIG, STATS8K, guard=guard)
+
+
+def test_a_recording_whose_name_is_not_utf8_is_scored_once_under_a_lossless_path(tmp_path, fake_model_dir, rng) -> None:
+    source, dest = tmp_path / "calls", tmp_path / "out"
+    good = write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+    raw = os.fsencode(source) + b"/anruf-m\xfcller.wav"  # Latin-1
+    os.rename(write_call(source / "b.wav", 3.0, [[(0.5, 2.5)]], rng), raw)
+
+    first = run_once(source, dest, fake_model_dir)
+
+    assert (first.plan.n_seen, first.plan.n_pending) == (2, 2)
+    calls = pq.read_table(dest / "calls").column("path").to_pylist()
+    assert sorted(os.fsencode(storage.local_path(path)) for path in calls) == sorted([os.fsencode(good), raw])
+    assert run_once(source, dest, fake_model_dir).plan.n_done == 2

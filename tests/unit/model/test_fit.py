@@ -95,7 +95,6 @@ def test_feature_matrix_handles_chunks_and_slices(features_table: FeaturesTable)
 
 @pytest.fixture(scope="module")
 def trained(features_table: FeaturesTable) -> tuple[TrainResult, list[str]]:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.fit import fit
 
     lines: list[str] = []
@@ -161,7 +160,6 @@ def test_fit_is_reproducible_for_a_seed(features_table: FeaturesTable, trained: 
 
 @pytest.mark.slow
 def test_fit_without_test_part_reports_none(features_table: FeaturesTable) -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.fit import fit
 
     result = fit(features_table(), TrainConfig(classes=CLASSES, split="none", epochs=1, batch_size=32))
@@ -199,7 +197,6 @@ def test_class_weights_balance_the_loss() -> None:
 
 @pytest.mark.slow
 def test_fit_trains_on_copies_of_training_clips_only(features_table: FeaturesTable) -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.fit import AUGMENTATION_COLUMN, fit
 
     table = features_table({"angry": 30, "happy": 30, "sad": 30})
@@ -218,7 +215,6 @@ def test_fit_trains_on_copies_of_training_clips_only(features_table: FeaturesTab
 
 @pytest.mark.slow
 def test_default_model_learns_emotions_from_120_real_clips(ser_dev) -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.config import DEFAULT_FEATURE_SET, feature_config
     from ser_batch.jobs.featurize import featurize_files
     from ser_batch.labels import labels_from_path
@@ -261,7 +257,6 @@ def test_with_copies_marks_originals_and_refuses_copies_of_another_feature_set(f
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["random", "speaker"])
 def test_fit_never_puts_the_same_audio_on_both_sides_of_a_split(features_table: FeaturesTable, split: str) -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.fit import fit
 
     table = features_table({"angry": 30, "happy": 30, "sad": 30})

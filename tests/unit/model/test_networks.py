@@ -33,7 +33,6 @@ def _training_data(n: int = 40, n_features: int = 5) -> np.ndarray:
 
 @pytest.mark.slow
 def test_seed_mlp_has_the_recipe_layers_with_l2_on_the_last_four() -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.networks import build_model
 
     model = build_model(5, 6, TrainConfig(model="seed-mlp"), normalizer_data=_training_data())
@@ -49,7 +48,6 @@ def test_seed_mlp_has_the_recipe_layers_with_l2_on_the_last_four() -> None:
 
 @pytest.mark.slow
 def test_normalisation_is_adapted_on_the_given_rows_inside_the_model() -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.networks import build_model
 
     data = _training_data()
@@ -61,7 +59,6 @@ def test_normalisation_is_adapted_on_the_given_rows_inside_the_model() -> None:
 
 @pytest.mark.slow
 def test_same_seed_gives_the_same_initial_outputs() -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.networks import build_model, probabilities
 
     data = _training_data()
@@ -76,7 +73,6 @@ def test_same_seed_gives_the_same_initial_outputs() -> None:
 
 @pytest.mark.slow
 def test_probabilities_check_the_input_width_and_accept_no_rows() -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.networks import build_model, probabilities
 
     model = build_model(5, 6, TrainConfig(), normalizer_data=_training_data())
@@ -99,7 +95,6 @@ def test_build_model_rejects_bad_normalizer_data_before_loading_tensorflow() -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_trains_predicts_and_round_trips_through_a_keras_file(name: str, tmp_path) -> None:
-    pytest.importorskip("tensorflow")
     import keras
 
     from ser_batch.model.networks import build_model, probabilities
@@ -133,7 +128,6 @@ def test_sequence_and_pooled_models_refuse_the_other_kind_of_features() -> None:
 
 @pytest.mark.slow
 def test_crnn_normalises_each_band_over_training_frames_only() -> None:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.networks import build_model
 
     rng = np.random.default_rng(2)

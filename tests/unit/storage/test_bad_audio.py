@@ -131,12 +131,12 @@ def test_originals_are_described_as_they_were(bad_archive: Path) -> None:
     assert rows["name with spaces.wav"]["path"] == str(bad_archive / "name with spaces.wav")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
-def test_unreadable_file_is_recorded(bad_archive: Path) -> None:
+def test_unreadable_file_is_recorded(bad_archive: Path, unprivileged) -> None:
     target = bad_archive / "pcm24.wav"
     target.chmod(0)
     try:
-        _, errors = featurize_files(list(storage.list_files(str(bad_archive))), SEED)
+        with unprivileged():
+            _, errors = featurize_files(list(storage.list_files(str(bad_archive))), SEED)
     finally:
         target.chmod(0o644)
     assert "pcm24.wav" in {Path(p).name for p in errors.column("path").to_pylist()}

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ser_batch import storage
 from ser_batch.errors import StorageError
 from ser_batch.shards import PassedOver
+from ser_batch.storage import files
 
 
 def test_list_files_recurses_sorted_and_passes_over_non_audio(archive) -> None:
@@ -53,11 +57,10 @@ def test_unwritable_dest_is_a_storage_error(write_wav) -> None:
         storage.check_writable(str(write_wav("x.wav") / "out"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of permissions")
-def test_read_only_dest_is_a_storage_error(tmp_path) -> None:
+def test_read_only_dest_is_a_storage_error(tmp_path, unprivileged) -> None:
     tmp_path.chmod(0o500)
     try:
-        with pytest.raises(StorageError, match="access denied"):
+        with unprivileged(), pytest.raises(StorageError, match="access denied"):
             storage.check_writable(str(tmp_path / "out"))
     finally:
         tmp_path.chmod(0o700)
@@ -69,6 +72,48 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path) -> None:
     storage.write_bytes_atomic(str(target), b"two")
     assert target.read_bytes() == b"two"
     assert os.listdir(target.parent) == ["part.parquet"]
+
+
+_CRASHED = 77
+
+
+def _die_writing_half(real_open: Callable[..., Any]) -> Callable[..., Any]:
+    def crashing_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode:
+            write = handle.write
+            handle.write = lambda data: (write(data[: len(data) // 2]), handle.flush(), os._exit(_CRASHED))
+        return handle
+
+    return crashing_open
+
+
+def _write_and_die(target: Path, data: bytes, crash: str) -> int:
+    """``write_bytes_atomic`` in a child process killed at ``crash``: no cleanup of any kind runs, as for a killed worker."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if crash == "mid-write":
+                files.open = _die_writing_half(open)  # type: ignore[attr-defined]
+            else:  # after the whole file is written and synced, before it gets its name
+                os.replace = lambda *args, **kwargs: os._exit(_CRASHED)
+            storage.write_bytes_atomic(str(target), data)
+        finally:
+            os._exit(0)  # the writer never reached the crash point
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("crash", ["mid-write", "between write and rename"])
+def test_a_writer_killed_while_writing_leaves_the_old_file_whole_and_only_a_hidden_temporary(tmp_path, crash) -> None:
+    target = tmp_path / "d" / "part.parquet"
+    storage.write_bytes_atomic(str(target), b"old rows")
+
+    assert _write_and_die(target, b"new rows, a whole file of them", crash) == _CRASHED
+
+    assert target.read_bytes() == b"old rows"
+    names = os.listdir(target.parent)
+    assert [name for name in names if not name.startswith(".")] == ["part.parquet"]  # readers see nothing else
+    assert [name for name in names if name.startswith(".part.parquet.")], names  # the crash did land inside a write
 
 
 def test_credentials_in_uri_are_redacted_from_errors() -> None:
@@ -110,3 +155,46 @@ def test_a_local_folder_that_cannot_be_listed_is_named_not_taken_as_empty(tmp_pa
 
     assert found == ["a/1.wav", "c/3.wav"]
     assert passed_over.unreadable == [str(tmp_path / "src" / "b")]
+
+
+def test_a_name_that_is_not_utf8_is_listed_as_a_utf8_uri_that_reads_back_the_same_file(tmp_path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9 50%.wav"  # Latin-1, as SMB and NFS archives hold them
+    handle = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(handle, b"RIFF-ish bytes")
+    os.close(handle)
+
+    (listed,) = storage.list_files(str(tmp_path))
+
+    assert listed.uri == f"file://{tmp_path}/caf%E9 50%25.wav"
+    assert os.fsencode(storage.local_path(listed.uri)) == raw
+    assert storage.read_bytes(listed.uri) == b"RIFF-ish bytes"
+    with storage.local_copy(listed.uri) as path:
+        assert os.fsencode(path) == raw
+
+
+def test_a_dest_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path) -> None:
+    dest = storage.local_uri(os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9"))
+    with pytest.raises(StorageError, match="not valid UTF-8"):
+        storage.check_writable(dest)
+
+
+def test_what_the_listing_passes_over_is_named_in_utf8_when_the_names_are_not(tmp_path, monkeypatch) -> None:
+    source = os.fsencode(tmp_path / "src")
+    for raw in (source + b"/notiz.t\xe9xt", source + b"/gesperrt-\xe9/a.wav"):  # Latin-1
+        os.makedirs(os.path.dirname(raw), exist_ok=True)
+        os.close(os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644))
+    scandir = os.scandir
+
+    def denied(path):  # a folder this user may not read (root reads any, so no chmod here)
+        if os.fsencode(path).endswith(b"-\xe9"):
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    passed_over = PassedOver()
+
+    assert list(storage.list_files(str(tmp_path / "src"), passed_over=passed_over)) == []
+
+    assert passed_over.extensions == Counter({".t%E9xt": 1})
+    assert passed_over.unreadable == [f"file://{tmp_path}/src/gesperrt-%E9"]
+    "\n".join([*passed_over.extensions, *passed_over.unreadable]).encode("utf-8")  # printable: no surrogate left

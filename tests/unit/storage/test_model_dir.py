@@ -34,7 +34,6 @@ def test_plots_are_png_even_with_empty_rows_or_no_validation() -> None:
 
 @pytest.fixture(scope="module")
 def trained(features_table: FeaturesTable) -> TrainResult:
-    pytest.importorskip("tensorflow")
     from ser_batch.model.fit import fit
 
     counts = {"angry": 30, "happy": 30, "sad": 30, "calm": 6}
