@@ -33,7 +33,7 @@ class FileInfo:
 class PassedOver:
     """What a listing of SOURCE did not take: files by extension, and folders it could not list."""
 
-    extensions: Counter[str] = field(default_factory=Counter)  # extension -> files (not audio libsndfile reads)
+    extensions: Counter[str] = field(default_factory=Counter)  # extension -> files (not audio: not in AUDIO_EXTENSIONS)
     unreadable: list[str] = field(default_factory=list)  # folders whose files are unknown: their rows are kept
 
     def under_unreadable(self, path: str) -> bool:

@@ -66,21 +66,21 @@ def featurize_summary(
 def skipped_extensions(passed_over: Counter[str]) -> dict[str, int]:
     """Files passed over by extension, most first (then by name), as the summary shows them.
 
-    >>> skipped_extensions(Counter({".txt": 1, ".m4a": 3}))
-    {'.m4a': 3, '.txt': 1}
+    >>> skipped_extensions(Counter({".txt": 1, ".pdf": 3}))
+    {'.pdf': 3, '.txt': 1}
     """
     return dict(sorted(passed_over.items(), key=lambda item: (-item[1], item[0])))
 
 
 def format_skipped(skipped: Mapping[str, int]) -> str:
-    """``3 .m4a, 1 .txt (not audio libsndfile reads)``, or ``none``.
+    """``3 .pdf, 1 .txt (not audio)``, or ``none``.
 
-    >>> format_skipped({".m4a": 3, ".txt": 1})
-    '3 .m4a, 1 .txt (not audio libsndfile reads)'
+    >>> format_skipped({".pdf": 3, ".txt": 1})
+    '3 .pdf, 1 .txt (not audio)'
     """
     if not skipped:
         return "none"
-    return ", ".join(f"{n} {extension}" for extension, n in skipped.items()) + " (not audio libsndfile reads)"
+    return ", ".join(f"{n} {extension}" for extension, n in skipped.items()) + " (not audio)"
 
 
 def format_featurize_summary(summary: dict[str, Any]) -> str:

@@ -50,9 +50,20 @@ AUDIO_EXTENSIONS = frozenset(
         ".avr",
         ".paf",
         ".xi",
+        # compressed call audio libsndfile does not decode: listed all the same, so that each file
+        # becomes an error row saying so (``storage.audio.UNSUPPORTED``) instead of being passed over
+        ".m4a",
+        ".mp4",
+        ".aac",
+        ".wma",
+        ".webm",
+        ".mka",
+        ".amr",
+        ".3gp",
     }
 )
-"""Extensions of the containers libsndfile decodes (headerless RAW excluded)."""
+"""Extensions of audio files: the containers libsndfile decodes (headerless RAW excluded) and the
+compressed ones calls are archived in (``.m4a``, ``.wma``, ``.webm``...), which decode to an error row."""
 
 
 PER_FILE_OS_ERRORS: tuple[type[OSError], ...] = (
@@ -253,9 +264,8 @@ def list_files(
 
     Local listing never follows directory symlinks (so symlink loops end) and skips
     entries it cannot stat. Hidden files and folders (AppleDouble ``._*`` companions
-    included) and ``__MACOSX`` folders below ``uri`` are junk and passed over unseen. Other
-    files whose extension libsndfile does not decode (``.m4a``, ``.mp4``, ``.txt``, ...)
-    are passed over and counted by ``extension_label`` in ``passed_over.extensions``, when given. A
+    included) and ``__MACOSX`` folders below ``uri`` are junk and passed over unseen. Files
+    whose extension is not in ``AUDIO_EXTENSIONS`` (``.txt``, ``.pdf``, ...) are passed over and counted by ``extension_label`` in ``passed_over.extensions``, when given. A
     local subfolder that cannot be listed is passed over and named in ``passed_over.unreadable``
     (its files are unknown, not gone).
 

@@ -86,9 +86,9 @@ def test_s3_listing_passes_over_junk_and_counts_unreadable_extensions(moto_serve
         "unzipped/.hidden-archive/__MACOSX/Actor_01/._a.wav",
         "unzipped/.hidden-archive/.Trash/b.wav",
         "unzipped/.hidden-archive/.DS_Store",
-        "unzipped/.hidden-archive/c.m4a",
-        "unzipped/.hidden-archive/d.M4A",
-        "unzipped/.hidden-archive/e.webm",
+        "unzipped/.hidden-archive/c.pdf",
+        "unzipped/.hidden-archive/d.PDF",
+        "unzipped/.hidden-archive/e.jpg",
     ]
     for key in keys:
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
@@ -99,4 +99,4 @@ def test_s3_listing_passes_over_junk_and_counts_unreadable_extensions(moto_serve
     )
 
     assert [info.uri for info in listed] == [f"s3://{bucket}/{key}" for key in keys[1::-1]]
-    assert passed_over == PassedOver(Counter({".m4a": 2, ".webm": 1}), [])
+    assert passed_over == PassedOver(Counter({".pdf": 2, ".jpg": 1}), [])

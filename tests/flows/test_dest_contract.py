@@ -117,13 +117,13 @@ def test_files_still_being_written_are_left_for_a_later_run(prefect, write_wav, 
     assert rows(dest) == Counter(listed(source))
 
 
-def test_archive_junk_is_passed_over_and_unreadable_formats_are_counted(prefect, write_wav, tmp_path, capsys) -> None:
+def test_archive_junk_is_passed_over_and_other_files_are_counted(prefect, write_wav, tmp_path, capsys) -> None:
     for name in (*TAKE, *OTHER):
         clip = write_wav(f"src/{name}", duration_s=0.4)
         (tmp_path / "src" / f"._{name}").write_bytes(b"\x00\x05\x16\x07" + bytes(80))  # AppleDouble companion
         (tmp_path / "src" / "__MACOSX").mkdir(exist_ok=True)
         shutil.copyfile(tmp_path / "src" / f"._{name}", tmp_path / "src" / "__MACOSX" / f"._{name}")
-        shutil.copyfile(clip, tmp_path / "src" / f"{clip.stem}.m4a" if name in OTHER else clip.with_suffix(".wma"))
+        shutil.copyfile(clip, tmp_path / "src" / f"{clip.stem}.pdf" if name in OTHER else clip.with_suffix(".txt"))
     (tmp_path / "src" / ".DS_Store").write_bytes(bytes(64))
     (tmp_path / "src" / ".hidden").mkdir()
     write_wav("src/.hidden/03-01-05-01-01-01-09.wav", duration_s=0.4)
@@ -136,6 +136,6 @@ def test_archive_junk_is_passed_over_and_unreadable_formats_are_counted(prefect,
     summary = json.loads(out.out.strip().splitlines()[-1])
     assert status == 0, out
     assert (summary["featurized"], summary["failed"], summary["files_seen"]) == (7, 0, 7)
-    assert summary["skipped_extensions"] == {".wma": 4, ".m4a": 3}
-    assert "skipped: 4 .wma, 3 .m4a (not audio libsndfile reads)" in out.out.splitlines()
+    assert summary["skipped_extensions"] == {".txt": 4, ".pdf": 3}
+    assert "skipped: 4 .txt, 3 .pdf (not audio)" in out.out.splitlines()
     assert not error_rows(dest) and set(rows(dest)) == {str(source / name) for name in (*TAKE, *OTHER)}

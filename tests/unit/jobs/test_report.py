@@ -47,7 +47,7 @@ def scored(
 
 
 FEATURIZE_PLAN = Plan(
-    n_seen=20, n_done=6, n_known_bad=2, n_settling=1, passed_over=PassedOver(Counter({".txt": 1, ".m4a": 3}), ["/a/b"])
+    n_seen=20, n_done=6, n_known_bad=2, n_settling=1, passed_over=PassedOver(Counter({".txt": 1, ".pdf": 3}), ["/a/b"])
 )
 MIRRORED = {"superseded_rows_removed": 3, "files_gone": 2, "gone_rows_removed": 5}
 FEATURIZED = [shard(6, 5, 1, 10.0), shard(6, 6, 0, 14.5)]
@@ -66,7 +66,7 @@ def test_featurize_summary_counts_rows_errors_copies_and_rates() -> None:
         "already_done": 6,
         "known_bad_skipped": 2,
         "still_being_written": 1,
-        "skipped_extensions": {".m4a": 3, ".txt": 1},
+        "skipped_extensions": {".pdf": 3, ".txt": 1},
         "unreadable_folders": ["/a/b"],
         "failed": 1,
         "clips_augmented": 6,
@@ -102,7 +102,7 @@ def test_format_featurize_summary_shows_every_figure() -> None:
     assert lines["known"].startswith("bad       2 (skipped")
     assert lines["failed"] == "1 (see /out/errors)"
     assert lines["augmented"] == "6 labelled clips, 12 copies (1 failed)"
-    assert lines["skipped"] == "3 .m4a, 1 .txt (not audio libsndfile reads)"
+    assert lines["skipped"] == "3 .pdf, 1 .txt (not audio)"
     assert lines["unreadable"] == "1 folders of SOURCE (their files' rows kept)"
     assert lines["being"].split()[:2] == ["written", "1"]
     assert lines["removed"] == "3 superseded rows; rows of 2 files gone from SOURCE (5 rows)"

@@ -123,7 +123,7 @@ def test_credentials_in_uri_are_redacted_from_errors() -> None:
 
 
 def test_the_listing_passes_over_junk_and_counts_other_files_by_extension(tmp_path) -> None:
-    for name in ("a.wav", "._a.wav", "__MACOSX/._a.wav", ".Trash/b.wav", "c.M4A", "d.m4a", "e.webm", "README"):
+    for name in ("a.wav", "._a.wav", "__MACOSX/._a.wav", ".Trash/b.wav", "c.pdf", "d.PDF", "e.jpg", "README"):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "src" / name).write_bytes(b"x")
     passed_over = PassedOver()
@@ -131,7 +131,18 @@ def test_the_listing_passes_over_junk_and_counts_other_files_by_extension(tmp_pa
     found = [info.uri for info in storage.list_files(str(tmp_path / "src"), passed_over=passed_over)]
 
     assert found == [str(tmp_path / "src" / "a.wav")]
-    assert passed_over == PassedOver(Counter({".m4a": 2, ".webm": 1, "(none)": 1}), [])
+    assert passed_over == PassedOver(Counter({".pdf": 2, ".jpg": 1, "(none)": 1}), [])
+
+
+def test_compressed_call_audio_libsndfile_does_not_decode_is_listed_to_become_error_rows(tmp_path) -> None:
+    names = ("a.M4A", "b.mp4", "c.aac", "d.wma", "e.webm", "f.mka", "g.amr", "h.3gp", "i.mp3", "j.opus")
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    passed_over = PassedOver()
+
+    found = [info.uri for info in storage.list_files(str(tmp_path), passed_over=passed_over)]
+
+    assert found == [str(tmp_path / name) for name in names] and passed_over == PassedOver()
 
 
 def test_a_local_folder_that_cannot_be_listed_is_named_not_taken_as_empty(tmp_path, monkeypatch) -> None:
