@@ -13,6 +13,7 @@ from flows.cli import main
 from flows.featurize import featurize
 from ser_batch import storage
 from ser_batch.config import feature_config
+from ser_batch.demo import synthetic_clip
 from ser_batch.jobs.featurize import featurize_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -183,3 +184,30 @@ def test_names_that_are_not_utf8_are_featurized_or_recorded_under_lossless_paths
 
     assert main(["featurize", os.fsdecode(root), os.fsdecode(root + b"/out\xe9")]) == 2
     assert "not valid UTF-8" in capsys.readouterr().err
+
+
+def test_wav49_and_unfinalised_recordings_are_featurized_and_empty_or_m4a_ones_recorded(prefect, tmp_path) -> None:
+    clip = synthetic_clip("angry", np.random.default_rng(7), sample_rate=8000, duration_s=2.0)
+    src, dest = tmp_path / "src" / "Actor_01", tmp_path / "out"
+    src.mkdir(parents=True)
+    soundfile.write(src / "03-01-05-01-01-01-01.wav", clip, 8000, format="WAV", subtype="GSM610")  # Asterisk wav49
+    soundfile.write(src / "03-01-05-01-01-02-01.wav", clip, 8000, subtype="PCM_16")
+    raw = bytearray((src / "03-01-05-01-01-02-01.wav").read_bytes())
+    raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = bytes(4)  # a recorder that never finalised its header
+    (src / "03-01-05-01-01-02-01.wav").write_bytes(bytes(raw))
+    (src / "03-01-05-01-02-01-01.wav").write_bytes(b"")
+    ftyp = b"ftypM4A \x00\x00\x02\x00M4A isom"
+    (src / "03-01-05-01-02-02-01.m4a").write_bytes(len(ftyp).to_bytes(4, "big") + ftyp + bytes(64))
+
+    summary = featurize(str(tmp_path / "src"), str(dest), feature_set="stats8k", n_workers=1, augment=False, settle_s=0)
+
+    assert (summary["files_seen"], summary["featurized"], summary["failed"]) == (4, 2, 2)
+    rows = storage.read_features(str(dest), config=feature_config("stats8k")).sort_by("path").to_pylist()
+    assert [(row["emotion"], row["sample_rate"]) for row in rows] == [("angry", 8000)] * 2
+    assert rows[0]["duration_s"] == pytest.approx(2.0, abs=0.05) and rows[1]["duration_s"] == 2.0
+    messages = dict(zip(*errors(dest).select(["path", "message"]).to_pydict().values(), strict=True))
+    assert messages == {
+        str(src / "03-01-05-01-02-01-01.wav"): "empty file (0 bytes)",
+        str(src / "03-01-05-01-02-02-01.m4a"): "unsupported format: MP4 (brand M4A), which libsndfile does not "
+        "decode; convert it to FLAC or WAV first",
+    }

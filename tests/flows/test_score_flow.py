@@ -378,3 +378,37 @@ def test_a_recording_that_kills_its_worker_is_recorded_for_its_model_and_the_res
 
     assert (again["scored"], again["already_scored"], again["known_bad_skipped"]) == (0, 2, 1)
     assert hooked_cluster.hit_counts(archive) == {"c2.wav": 3}
+
+
+def test_wav49_and_unfinalised_calls_are_scored_and_empty_or_m4a_ones_recorded(models, cluster, tmp_path) -> None:
+    archive, dest = tmp_path / "archive", tmp_path / "out"
+    day = archive / "2026" / "11" / "24"
+    day.mkdir(parents=True)
+    waveform = call_waveform(12.0, RATE, [[(1.0, 5.0), (7.0, 11.0)]], np.random.default_rng(5))
+    soundfile.write(day / "pcm.wav", waveform, RATE, subtype="PCM_16")
+    soundfile.write(day / "wav49.wav", waveform, RATE, format="WAV", subtype="GSM610")  # Asterisk's wav49
+    raw = bytearray((day / "pcm.wav").read_bytes())
+    raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = bytes(4)  # a recorder that never finalised its header
+    (day / "unfinalised.wav").write_bytes(bytes(raw))
+    (day / "empty.wav").write_bytes(b"")
+    ftyp = b"ftypM4A \x00\x00\x02\x00M4A isom"
+    (day / "call.m4a").write_bytes(len(ftyp).to_bytes(4, "big") + ftyp + bytes(64))
+
+    summary = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, run_date=RUN_DATE, settle_s=0)
+
+    assert (summary["recordings_seen"], summary["scored"], summary["failed"]) == (5, 3, 2)
+    calls = read(
+        dest,
+        "calls",
+        "SELECT regexp_extract(path, '[^/]+$'), duration_s, n_segments, dominant_emotion FROM TABLE ORDER BY 1",
+    )
+    assert [row[0] for row in calls] == ["pcm.wav", "unfinalised.wav", "wav49.wav"]
+    assert calls[1][1:] == calls[0][1:] and calls[0][1] == 12.0 and calls[0][2] > 0
+    assert calls[2][1] == pytest.approx(12.0, abs=0.05) and abs(calls[2][2] - calls[0][2]) <= 1
+    assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), message FROM TABLE ORDER BY 1") == [
+        (
+            "call.m4a",
+            "unsupported format: MP4 (brand M4A), which libsndfile does not decode; convert it to FLAC or WAV first",
+        ),
+        ("empty.wav", "empty file (0 bytes)"),
+    ]

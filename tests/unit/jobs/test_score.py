@@ -458,3 +458,26 @@ def test_a_recording_whose_name_is_not_utf8_is_scored_once_under_a_lossless_path
     calls = pq.read_table(dest / "calls").column("path").to_pylist()
     assert sorted(os.fsencode(storage.local_path(path)) for path in calls) == sorted([os.fsencode(good), raw])
     assert run_once(source, dest, fake_model_dir).plan.n_done == 2
+
+
+def test_a_gsm_wav49_call_is_scored_whole_and_streamed_alike_and_like_its_pcm_original(
+    tmp_path, rng, monkeypatch
+) -> None:
+    speech = [(1.0, 9.0), (12.0, 24.5)]
+    waveform = call_waveform(30.0, RATE, [speech], rng)
+    pcm, gsm = tmp_path / "call.wav", tmp_path / "call-wav49.wav"
+    soundfile.write(pcm, waveform, RATE, subtype="PCM_16")
+    soundfile.write(gsm, waveform, RATE, format="WAV", subtype="GSM610")  # what Asterisk's wav49 holds
+
+    original = score.read_recording_windows(info(pcm), CONFIG, STATS8K)[0][0]
+    whole, _, duration_s = score.read_recording_windows(info(gsm), CONFIG, STATS8K)
+    monkeypatch.setattr(score, "WHOLE_CHANNEL_SAMPLES", 1000)
+    monkeypatch.setattr(score, "_REGION_S", 7.0)
+    monkeypatch.setattr(segments, "_BLOCK_FRAMES", 300)
+    streamed, _, streamed_s = score.read_recording_windows(info(gsm), CONFIG, STATS8K)
+
+    assert duration_s == streamed_s == pytest.approx(30.0, abs=0.05)
+    assert whole[0].windows == streamed[0].windows
+    np.testing.assert_allclose(whole[0].features, streamed[0].features, rtol=1e-5, atol=1e-5)
+    assert all(inside(start, speech, 0.2) for start, _ in whole[0].windows)
+    assert abs(len(whole[0].windows) - len(original.windows)) <= 1
