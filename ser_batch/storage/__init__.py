@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ser_batch.storage.audio import (
+    EMPTY,
     MAX_CLIP_S,
     MIN_SAMPLE_RATE,
     TOO_LARGE,
+    UNSUPPORTED,
     Decoded,
     audio_info,
     channel_reader,
@@ -89,6 +91,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "DEFAULT_TTL_S",
     "Decoded",
+    "EMPTY",
     "JUNK_FOLDERS",
     "LEASE_PATH",
     "Lease",
@@ -100,6 +103,7 @@ __all__ = [
     "PER_FILE_OS_ERRORS",
     "SCORE_INDEX_SCHEMA",
     "TOO_LARGE",
+    "UNSUPPORTED",
     "audio_info",
     "channel_reader",
     "check_lease_free",
