@@ -334,6 +334,7 @@ def _sound_file(raw: io.RawIOBase | io.BufferedReader) -> Iterator[soundfile.Sou
 
 
 _UNKNOWN_SIZES = 0xFFFFFFFF  # what streaming recorders write for "until the end": libsndfile reads on to the end itself
+_MAX_CHUNKS = 64  # chunks looked through for "data": real WAVs put it after a handful (fmt, fact, LIST, bext, JUNK)
 
 
 def _unfinalised_wav(descriptor: int, size: int) -> dict[int, bytes] | None:
@@ -344,16 +345,19 @@ def _unfinalised_wav(descriptor: int, size: int) -> dict[int, bytes] | None:
     here a data chunk is read to the end also when the bytes after its declared end are not a
     chunk (audio the header has not counted).
     """
-    if os.pread(descriptor, 12, 0)[8:12] != b"WAVE" or os.pread(descriptor, 4, 0) != b"RIFF":
+    head = os.pread(descriptor, 12, 0)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     offset = 12
-    while offset + 8 <= size:
+    for _ in range(_MAX_CHUNKS):
+        if offset + 8 > size:
+            return None
         chunk_id, chunk_size = struct.unpack("<4sI", os.pread(descriptor, 8, offset))
         if chunk_id != b"data":
             offset += 8 + chunk_size + (chunk_size & 1)
             continue
         present = size - offset - 8
-        if chunk_size in (_UNKNOWN_SIZES,) or chunk_size >= present or present > _UNKNOWN_SIZES - 1:
+        if chunk_size == _UNKNOWN_SIZES or chunk_size >= present or present > _UNKNOWN_SIZES - 1:
             return None
         end = offset + 8 + chunk_size + (chunk_size & 1)
         if chunk_size > 0 and _is_chunk(os.pread(descriptor, 8, end), size - end):

@@ -70,7 +70,7 @@ def test_a_single_object_as_source_is_listed_like_find_does(archive) -> None:
     assert [info.uri for info in listed] == [f"s3://{bucket}/archive/Z.wav"]
 
 
-def test_s3_listing_passes_over_junk_and_counts_unreadable_extensions(moto_server: str) -> None:
+def test_s3_listing_passes_over_junk_and_counts_files_that_are_not_audio(moto_server: str) -> None:
     import boto3
 
     options = {"endpoint_url": moto_server, "key": "k", "secret": "s", "client_kwargs": {"region_name": "us-east-1"}}
