@@ -105,13 +105,17 @@ def test_a_wav_header_never_finalised_is_read_to_the_end_of_the_file(
         np.testing.assert_array_equal(read(150_000, 160_000), expected[150_000:])
 
 
-def test_a_gsm_wav_whose_header_was_never_finalised_is_read_to_the_end(tmp_path, rng) -> None:
-    original, path = pcm_and_coded(tmp_path, rng, "WAV", "GSM610")
-    whole = read_channel(str(path), 0)
-    unfinalised(path, data_size=0, riff_size=0)
+@pytest.mark.parametrize(
+    ("fmt", "subtype"), [("WAV", "GSM610"), ("WAVEX", "PCM_16"), ("WAV", "ULAW"), ("WAV", "IMA_ADPCM")]
+)
+def test_a_coded_wav_whose_header_was_never_finalised_is_read_to_the_end(tmp_path, rng, fmt, subtype) -> None:
+    original = speech_like(4.0, rng)
+    soundfile.write(tmp_path / "call.wav", original, RATE, format=fmt, subtype=subtype)
+    whole = read_channel(str(tmp_path / "call.wav"), 0)
+    path = str(unfinalised(tmp_path / "call.wav", data_size=0, riff_size=0))
 
-    np.testing.assert_array_equal(read_audio(str(path), sample_rate=None).waveform, whole)
-    assert audio_info(str(path))[2] == whole.size and correlation(original, whole) > 0.95
+    np.testing.assert_array_equal(read_audio(path, sample_rate=None).waveform, whole)
+    assert audio_info(path)[2] == whole.size and correlation(original, whole) > 0.95
 
 
 def test_an_under_declared_data_size_is_read_on_through_audio_but_not_into_a_chunk(tmp_path, rng) -> None:
