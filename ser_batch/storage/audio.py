@@ -77,7 +77,8 @@ def read_audio(
 
     Raises:
         AudioError: if the file is empty (``EMPTY``), in a format libsndfile does not decode
-            (``UNSUPPORTED``) or cannot decode, holds no samples, is longer than ``max_duration_s`` or too large for ``max_bytes`` (``TOO_LARGE``).
+            (``UNSUPPORTED``) or cannot decode, holds no samples, is longer than
+            ``max_duration_s`` or too large for ``max_bytes`` (``TOO_LARGE``).
         OSError: if the file cannot be read at all (propagated: it may be transient).
     """
     with files.local_copy(uri, storage_options=storage_options) as path, open(path, "rb", buffering=0) as handle:
@@ -276,7 +277,7 @@ class _ForwardReader:
         result = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
         self._position = start + result.size
         self._last_start, self._last = start, result
-        return result
+        return result.copy()  # the caller may filter it in place; the next read may need it as decoded
 
     def close(self) -> None:
         self._opened.close()

@@ -68,7 +68,9 @@ def test_a_channel_of_a_file_that_cannot_seek_is_read_at_any_start_in_any_order(
 
     with channel_reader(str(path), 0) as read:
         for start, stop in spans:  # overlapping, forward past a gap, then back to the start
-            np.testing.assert_array_equal(read(start, stop), whole[start:stop])
+            block = read(start, stop)
+            np.testing.assert_array_equal(block, whole[start:stop])
+            block[:] = 0  # a caller filtering in place changes nothing the next read gives
     with pytest.raises(AudioError, match="channel 1 not in a 1-channel file"), channel_reader(str(path), 1):
         pass
 
