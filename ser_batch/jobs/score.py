@@ -7,9 +7,10 @@ A run:
    for this ``model_id`` (and those with an error row for it, unless ``retry_errors``),
    and cuts the rest into deterministic shards (``ser_batch.shards``).
 2. ``score_shard`` decodes every channel of a recording separately, at its own rate,
-   finds speech windows on it (``ser_batch.scoring.segments``), featurizes each window with the
-   model's own feature set (``ser_batch.scoring.calls``), predicts all windows of the
-   recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
+   finds speech on it (``ser_batch.scoring.segments``), keeps the speech each channel carries
+   itself and scores a copied channel once (``ser_batch.scoring.crosstalk``), cuts it into
+   windows and featurizes each with the model's own feature set (``ser_batch.scoring.calls``),
+   predicts all windows of the recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
    part files named by run date and shard id (``ser_batch.storage.tables``).
 
 ``model_id`` is ``<model>-<feature set>-<first 12 hex of sha256(metadata.json, model.keras)>``:
@@ -17,11 +18,13 @@ two trainings never share it, so a new model scores everything again, and an unc
 model directory never does.
 
 The model is loaded once per process (see ``load_model_once``). Memory per recording is
-bounded whatever its length: channels are decoded one at a time from a local file (remote
-recordings are first downloaded to a temporary file, not into memory); a channel of up to
-``WHOLE_CHANNEL_SAMPLES`` is decoded whole (32 MB at most), a longer one is read in blocks
-(the VAD then keeps ~40 bytes per 10 ms frame: 14 MB for an hour), plus the window
-features (~1 KB per window) of the shard's recordings until they are predicted together.
+bounded whatever its length: channels are decoded from a local file (remote recordings are
+first downloaded to a temporary file, not into memory); channels of up to
+``WHOLE_CHANNEL_SAMPLES`` are decoded whole, each once, and kept until the recording is
+featurized (32 MB a channel at most: the crosstalk test compares all channels before any is
+featurized), longer ones are read in blocks (the VAD then keeps ~40 bytes per 10 ms frame:
+14 MB for an hour), plus the window features (~1 KB per window) of the shard's recordings
+until they are predicted together.
 """
 
 from __future__ import annotations
