@@ -335,26 +335,7 @@ def read_recording_windows(
             decoded: dict[int, NDArray[np.float32]] | None = None
         else:
             decoded = {}
-        spans, levels, sizes = [], [], []
-        for channel in range(n_channels):
-            progress.stage = "decode"
-            with _channel_samples(path, channel, n_frames, decoded) as (read, size):
-                progress.stage = "segment"
-                spans.append(streamed_speech_spans(read, size, sample_rate, config))
-                if n_channels > 1:
-                    levels.append(band_levels(read, size, sample_rate, config))
-                sizes.append(size)
-        copies: dict[int, int] = {}
-        if n_channels > 1:
-
-            def read_excerpt(channel: int, start: int, stop: int) -> NDArray[np.floating]:
-                with _channel_samples(path, channel, n_frames, decoded) as (read, _):
-                    return read(start, stop)
-
-            copies = duplicate_channels(spans, levels, read_excerpt, sizes, sample_rate, config)
-            own = [channel for channel in range(n_channels) if channel not in copies]
-            attributed = attributed_spans([spans[c] for c in own], [levels[c] for c in own], sample_rate, config)
-            spans = [attributed[own.index(c)] if c in own else [] for c in range(n_channels)]
+        spans, copies, sizes = _channel_speech(path, n_channels, n_frames, decoded, sample_rate, config, progress)
         channels = []
         width = len(feature_names(features))
         for channel in range(n_channels):
@@ -374,6 +355,38 @@ def read_recording_windows(
             if decoded is not None:
                 decoded.pop(channel)  # its samples are no longer needed
     return channels, sample_rate, max(sizes, default=0) / sample_rate
+
+
+def _channel_speech(
+    path: str,
+    n_channels: int,
+    n_frames: int,
+    decoded: dict[int, NDArray[np.float32]] | None,
+    sample_rate: int,
+    config: ScoreConfig,
+    progress: _Progress,
+) -> tuple[list[list[Span]], dict[int, int], list[int]]:
+    """Each channel's own speech spans (none for a copy), the copies ``{channel: original}`` and the channels' lengths."""
+    spans, levels, sizes = [], [], []
+    for channel in range(n_channels):
+        progress.stage = "decode"
+        with _channel_samples(path, channel, n_frames, decoded) as (read, size):
+            progress.stage = "segment"
+            spans.append(streamed_speech_spans(read, size, sample_rate, config))
+            if n_channels > 1:
+                levels.append(band_levels(read, size, sample_rate, config))
+            sizes.append(size)
+    if n_channels < 2:
+        return spans, {}, sizes
+
+    def read_excerpt(channel: int, start: int, stop: int) -> NDArray[np.floating]:
+        with _channel_samples(path, channel, n_frames, decoded) as (read, _):
+            return read(start, stop)
+
+    copies = duplicate_channels(spans, levels, read_excerpt, sizes, sample_rate, config)
+    own = [channel for channel in range(n_channels) if channel not in copies]
+    attributed = attributed_spans([spans[c] for c in own], [levels[c] for c in own], sample_rate, config)
+    return [attributed[own.index(c)] if c in own else [] for c in range(n_channels)], copies, sizes
 
 
 def _recording_bytes(

@@ -208,8 +208,10 @@ def attributed_spans(
 
 def _moving_mean(values: NDArray[np.float64], width: int) -> NDArray[np.float64]:
     """Mean over the width values centred on each (fewer at the edges)."""
-    total = np.convolve(values, np.ones(width), mode="same")
-    count = np.convolve(np.ones(values.size), np.ones(width), mode="same")
+    # "full" and a slice, not "same": numpy's "same" returns the longer input's length.
+    window, half = np.ones(width), width // 2
+    total = np.convolve(values, window)[half : half + values.size]
+    count = np.convolve(np.ones(values.size), window)[half : half + values.size]
     mean: NDArray[np.float64] = total / count
     return mean
 

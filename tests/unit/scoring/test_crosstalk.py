@@ -100,6 +100,15 @@ def test_two_parties_talking_at_once_both_keep_their_speech() -> None:
     assert all(seconds(s) > 3.0 for s in attributed)
 
 
+def test_channels_shorter_than_the_smoothing_keep_their_own_speech_and_lose_a_leak() -> None:
+    loud, leak = np.full(20, -20.0), np.full(18, -40.0)  # 0.2 s: shorter than the half-second average
+
+    assert attributed_spans([[(0.0, 0.2)], [(0.0, 0.2)]], [loud, leak], RATE, ScoreConfig(min_speech_s=0.1)) == [
+        [(0.0, 0.2)],
+        [],
+    ]
+
+
 def test_one_channel_is_returned_as_it_is() -> None:
     assert attributed_spans([[(0.5, 2.0)]], [np.zeros(300)], RATE, CONFIG) == [[(0.5, 2.0)]]
 
