@@ -323,6 +323,13 @@ class ScoreConfig(_Frozen):
     )
     min_speech_s: float = Field(default=0.3, ge=0.0, le=60.0, description="shorter speech spans are dropped")
     min_gap_s: float = Field(default=0.4, ge=0.0, le=60.0, description="shorter pauses inside speech are bridged")
+    crosstalk_db: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=80.0,
+        description="on a call of several channels, a channel's speech where another channel is this much louder "
+        "in the speech band is that channel's leak (crosstalk, echo), not this channel's speech",
+    )
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ScoreConfig:

@@ -213,6 +213,7 @@ CALLS_SCHEMA = pa.schema(
         pa.field("path", pa.string(), nullable=False),
         pa.field("channel", pa.int16(), nullable=False),
         pa.field("n_channels", pa.int16(), nullable=False),
+        pa.field("duplicate_of_channel", pa.int16()),
         pa.field("sample_rate", pa.int32(), nullable=False),
         pa.field("duration_s", pa.float64(), nullable=False),
         pa.field("speech_s", pa.float64(), nullable=False),
@@ -224,6 +225,11 @@ CALLS_SCHEMA = pa.schema(
         *_SCORED,
     ]
 )
+"""One row per recording channel. ``duplicate_of_channel`` names the lower channel this one is a copy
+of (a mono mix recorded on both channels, ``scoring.crosstalk.duplicate_channels``): the recording was
+scored once, as that channel, whose figures the row repeats and whose predictions rows are its windows.
+Null for a channel of its own, and in rows written before the column existed (readers that ask for it
+get nulls there only when they read all columns; added in place, no reader of older tables breaks)."""
 
 # Featurize's error columns plus the model that met the error, before run_at.
 SCORE_ERRORS_SCHEMA = ERRORS_SCHEMA.insert(

@@ -7,9 +7,10 @@ A run:
    for this ``model_id`` (and those with an error row for it, unless ``retry_errors``),
    and cuts the rest into deterministic shards (``ser_batch.shards``).
 2. ``score_shard`` decodes every channel of a recording separately, at its own rate,
-   finds speech windows on it (``ser_batch.scoring.segments``), featurizes each window with the
-   model's own feature set (``ser_batch.scoring.calls``), predicts all windows of the
-   recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
+   finds speech on it (``ser_batch.scoring.segments``), keeps the speech each channel carries
+   itself and scores a copied channel once (``ser_batch.scoring.crosstalk``), cuts it into
+   windows and featurizes each with the model's own feature set (``ser_batch.scoring.calls``),
+   predicts all windows of the recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
    part files named by run date and shard id (``ser_batch.storage.tables``).
 
 ``model_id`` is ``<model>-<feature set>-<first 12 hex of sha256(metadata.json, model.keras)>``:
@@ -17,11 +18,13 @@ two trainings never share it, so a new model scores everything again, and an unc
 model directory never does.
 
 The model is loaded once per process (see ``load_model_once``). Memory per recording is
-bounded whatever its length: channels are decoded one at a time from a local file (remote
-recordings are first downloaded to a temporary file, not into memory); a channel of up to
-``WHOLE_CHANNEL_SAMPLES`` is decoded whole (32 MB at most), a longer one is read in blocks
-(the VAD then keeps ~40 bytes per 10 ms frame: 14 MB for an hour), plus the window
-features (~1 KB per window) of the shard's recordings until they are predicted together.
+bounded whatever its length: channels are decoded from a local file (remote recordings are
+first downloaded to a temporary file, not into memory); channels of up to
+``WHOLE_CHANNEL_SAMPLES`` are decoded whole, each once, and kept until the recording is
+featurized (32 MB a channel at most: the crosstalk test compares all channels before any is
+featurized), longer ones are read in blocks (the VAD then keeps ~40 bytes per 10 ms frame:
+14 MB for an hour), plus the window features (~1 KB per window) of the shard's recordings
+until they are predicted together.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from ser_batch.jobs.guard import NO_GUARD, FileGuard
 from ser_batch.model.artifact import Artifact
 from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, WORKER_STAGE, ModelIdentity, error_row, run_date_value
 from ser_batch.scoring.calls import call_columns, segment_columns
-from ser_batch.scoring.segments import speech_windows
+from ser_batch.scoring.crosstalk import attributed_spans, band_levels, duplicate_channels
+from ser_batch.scoring.segments import streamed_speech_spans, windows
 from ser_batch.shards import FileInfo, ScoreShardSummary, Shard
 from ser_batch.storage.audio import audio_info, channel_reader, decoded_length, read_channel
 from ser_batch.storage.files import PER_FILE_ERRORS, local_copy
@@ -59,15 +63,21 @@ WHOLE_CHANNEL_SAMPLES = 1 << 23
 """Channels up to this many samples (17 min at 8 kHz, 32 MB as float32) are decoded whole; longer ones are streamed."""
 _REGION_S = 60.0  # a streamed channel is featurized this many seconds of windows at a time
 _VAD_BYTES_PER_S = 4000  # the VAD keeps ~40 bytes per 10 ms frame of a channel
+_LEVEL_BYTES_PER_S = 1200  # speech-band levels kept for every channel (float32 per 10 ms frame, and its masks)
 
 
 @dataclass(frozen=True)
 class ChannelWindows:
-    """One decoded channel's speech windows and their feature vectors."""
+    """One decoded channel's speech windows and their feature vectors.
+
+    A channel that copies an earlier one (``duplicate_of``, ``scoring.crosstalk.duplicate_channels``)
+    has no windows of its own: it is scored once, as that channel.
+    """
 
     channel: int
     windows: list[Span]
     features: NDArray[np.float32]
+    duplicate_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -240,26 +250,30 @@ def score_files(
     audio_s = speech_s = 0.0
     for info, channels, sample_rate, duration_s in recordings:
         key = {"path": info.uri, "content_key": info.content_key, **stamp}
+        calls: dict[int, dict[str, Any]] = {}
         for channel in channels:
-            probs = probabilities[offset : offset + len(channel.windows)]
-            offset += len(channel.windows)
-            segments = segment_columns(channel.windows, probs, artifact.classes)
-            rows["predictions"].extend(
-                {**key, "channel": channel.channel, **dict(zip(segments, values, strict=True))}
-                for values in zip(*segments.values(), strict=True)
-            )
-            call = call_columns(channel.windows, probs, artifact.classes)
+            if channel.duplicate_of is None:
+                probs = probabilities[offset : offset + len(channel.windows)]
+                offset += len(channel.windows)
+                segments = segment_columns(channel.windows, probs, artifact.classes)
+                rows["predictions"].extend(
+                    {**key, "channel": channel.channel, **dict(zip(segments, values, strict=True))}
+                    for values in zip(*segments.values(), strict=True)
+                )
+                calls[channel.channel] = call_columns(channel.windows, probs, artifact.classes)
+                speech_s += calls[channel.channel]["speech_s"]
             rows["calls"].append(
                 {
                     **key,
                     "channel": channel.channel,
                     "n_channels": len(channels),
+                    "duplicate_of_channel": channel.duplicate_of,
                     "sample_rate": sample_rate,
                     "duration_s": duration_s,
-                    **call,
+                    # A copy carries the figures of the channel it copies, whose predictions rows are its own.
+                    **calls[channel.channel if channel.duplicate_of is None else channel.duplicate_of],
                 }
             )
-            speech_s += call["speech_s"]
         audio_s += duration_s
     tables = {name: pa.Table.from_pylist(rows[name], schema=SCORE_SCHEMAS[name]) for name in SCORE_TABLES}
     return Scores(tables, n_scored=len(recordings), audio_s=audio_s, speech_s=speech_s)
@@ -285,12 +299,17 @@ def read_recording_windows(
     storage_options: dict[str, Any] | None = None,
     guard: FileGuard = NO_GUARD,
 ) -> tuple[list[ChannelWindows], int, float]:
-    """Decode each channel of one recording in turn, find its speech windows and featurize them.
+    """Decode each channel of one recording, find its speech windows and featurize them.
 
-    A channel of up to ``WHOLE_CHANNEL_SAMPLES`` samples is decoded whole; a longer one is
-    read in blocks, twice for the VAD and then one region of windows at a time, so memory
-    does not grow with its length beyond the VAD's ~40 bytes per 10 ms frame. That memory,
-    estimated from the header, is checked against ``guard`` before decoding.
+    First every channel in turn: its speech spans and, with several channels, its speech-band
+    levels. Then, with several channels, copies of an earlier channel are found (scored once)
+    and each channel keeps only the speech it carries itself, not the other parties' leaks
+    (``ser_batch.scoring.crosstalk``). Then the windows of each channel are featurized.
+    Channels of up to ``WHOLE_CHANNEL_SAMPLES`` samples are decoded whole, once, and kept
+    until the recording is done; longer ones are read in blocks (three times for the spans
+    and levels, then one region of windows at a time), so memory does not grow with their
+    length beyond ~40 bytes per 10 ms frame. That memory, estimated from the header, is
+    checked against ``guard`` before decoding.
 
     Returns:
         ``(channels, sample_rate, duration_s)``: one ``ChannelWindows`` per channel, in order,
@@ -311,39 +330,86 @@ def read_recording_windows(
             _recording_bytes(sample_rate, n_channels, n_frames, config, features),
             f"to score {n_frames / sample_rate:.0f} s of {n_channels} channels at {sample_rate} Hz",
         )
-        streamed = n_frames > WHOLE_CHANNEL_SAMPLES
-        if streamed:
+        if n_frames > WHOLE_CHANNEL_SAMPLES:
             n_frames = decoded_length(path)
-        channels, n_samples = [], 0
+            decoded: dict[int, NDArray[np.float32]] | None = None
+        else:
+            decoded = {}
+        spans, copies, sizes = _channel_speech(path, n_channels, n_frames, decoded, sample_rate, config, progress)
+        channels = []
+        width = len(feature_names(features))
         for channel in range(n_channels):
-            progress.stage = "decode"
-            with _channel_samples(path, channel, n_frames if streamed else None) as (read, size):
-                n_samples = max(n_samples, size)
-                progress.stage = "segment"
-                windows = speech_windows(read, size, sample_rate, config)
-                progress.stage = "features"
-                channels.append(
-                    ChannelWindows(channel, windows, _region_features(read, windows, sample_rate, features))
+            if channel in copies:
+                channels.append(ChannelWindows(channel, [], np.zeros((0, width), np.float32), copies[channel]))
+                continue
+            with _channel_samples(path, channel, n_frames, decoded) as (read, size):
+                placed = windows(
+                    spans[channel],
+                    window_s=config.window_s,
+                    hop_s=config.hop_s,
+                    min_window_s=config.min_window_s,
+                    duration_s=size / sample_rate,
                 )
-            del read  # it holds a whole channel's samples: free them before the next channel is decoded
-    return channels, sample_rate, n_samples / sample_rate
+                progress.stage = "features"
+                channels.append(ChannelWindows(channel, placed, _region_features(read, placed, sample_rate, features)))
+            if decoded is not None:
+                decoded.pop(channel)  # its samples are no longer needed
+    return channels, sample_rate, max(sizes, default=0) / sample_rate
+
+
+def _channel_speech(
+    path: str,
+    n_channels: int,
+    n_frames: int,
+    decoded: dict[int, NDArray[np.float32]] | None,
+    sample_rate: int,
+    config: ScoreConfig,
+    progress: _Progress,
+) -> tuple[list[list[Span]], dict[int, int], list[int]]:
+    """Each channel's own speech spans (none for a copy), the copies ``{channel: original}`` and the channels' lengths."""
+    spans, levels, sizes = [], [], []
+    for channel in range(n_channels):
+        progress.stage = "decode"
+        with _channel_samples(path, channel, n_frames, decoded) as (read, size):
+            progress.stage = "segment"
+            spans.append(streamed_speech_spans(read, size, sample_rate, config))
+            if n_channels > 1:
+                levels.append(band_levels(read, size, sample_rate, config))
+            sizes.append(size)
+    if n_channels < 2:
+        return spans, {}, sizes
+
+    def read_excerpt(channel: int, start: int, stop: int) -> NDArray[np.floating]:
+        with _channel_samples(path, channel, n_frames, decoded) as (read, _):
+            return read(start, stop)
+
+    copies = duplicate_channels(spans, levels, read_excerpt, sizes, sample_rate, config)
+    own = [channel for channel in range(n_channels) if channel not in copies]
+    attributed = attributed_spans([spans[c] for c in own], [levels[c] for c in own], sample_rate, config)
+    return [attributed[own.index(c)] if c in own else [] for c in range(n_channels)], copies, sizes
 
 
 def _recording_bytes(
     sample_rate: int, n_channels: int, n_frames: int, config: ScoreConfig, features: FeatureConfig
 ) -> int:
     seconds = n_frames / sample_rate
-    channel = 4 * min(n_frames, WHOLE_CHANNEL_SAMPLES) + _VAD_BYTES_PER_S * seconds
+    # Whole channels are all kept until the recording is done; streamed ones hold no samples.
+    decoded = 4 * n_frames * n_channels if n_frames <= WHOLE_CHANNEL_SAMPLES else 0
+    spans = _VAD_BYTES_PER_S * seconds + _LEVEL_BYTES_PER_S * seconds * n_channels
     region = 4 * _REGION_S * sample_rate + feature_bytes(round(_REGION_S * features.sample_rate), features)
     windows = 4 * n_channels * seconds / config.hop_s * len(feature_names(features))
-    return round(channel + region + windows)
+    return round(decoded + spans + region + windows)
 
 
 @contextmanager
-def _channel_samples(path: str, channel: int, n_frames: int | None) -> Iterator[tuple[SampleReader, int]]:
-    """A reader of one channel and its length: decoded whole (``n_frames`` None) or read on demand."""
-    if n_frames is None:
-        waveform = read_channel(path, channel)
+def _channel_samples(
+    path: str, channel: int, n_frames: int, decoded: dict[int, NDArray[np.float32]] | None
+) -> Iterator[tuple[SampleReader, int]]:
+    """A reader of one channel and its length: decoded whole once and kept in ``decoded``, or (None) read on demand."""
+    if decoded is not None:
+        if channel not in decoded:
+            decoded[channel] = read_channel(path, channel)
+        waveform = decoded[channel]
         yield (lambda start, stop: waveform[start:stop]), waveform.size
         return
     with channel_reader(path, channel) as read:

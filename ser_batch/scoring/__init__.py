@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from ser_batch.scoring.calls import ANGRY, CallSummary, call_columns, call_summary, segment_columns
+from ser_batch.scoring.crosstalk import (
+    DUPLICATE_CORRELATION,
+    EXCERPT_S,
+    SPEECH_BAND_HZ,
+    attributed_spans,
+    band_levels,
+    duplicate_channels,
+    frame_centres,
+    frame_geometry,
+    max_correlation,
+    similar_levels,
+)
 from ser_batch.scoring.segments import speech_spans, speech_windows, streamed_speech_spans, windows
 from ser_batch.scoring.timeline import (
     EMOTION_COLOURS,
@@ -14,12 +26,22 @@ from ser_batch.scoring.timeline import (
 
 __all__ = [
     "ANGRY",
+    "DUPLICATE_CORRELATION",
+    "EMOTION_COLOURS",
+    "EXCERPT_S",
+    "SPEECH_BAND_HZ",
     "CallSummary",
     "ChannelTimeline",
-    "EMOTION_COLOURS",
+    "attributed_spans",
+    "band_levels",
     "call_columns",
     "call_summary",
+    "duplicate_channels",
+    "frame_centres",
+    "frame_geometry",
+    "max_correlation",
     "segment_columns",
+    "similar_levels",
     "speech_intervals",
     "speech_spans",
     "speech_windows",

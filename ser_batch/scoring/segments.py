@@ -131,12 +131,14 @@ def windows(
     min_window_s: float,
     duration_s: float,
 ) -> list[Span]:
-    """Cut speech spans into fixed-length scoring windows.
+    """Cut speech spans into scoring windows that start ``hop_s`` apart, none closer.
 
-    Each span gets windows of ``window_s`` starting every ``hop_s``; the last one is
-    moved back to end exactly at the span's end, so every window starts and ends
-    inside its span. A span shorter than ``window_s`` is one window of its own
-    length, or none if it is shorter than ``min_window_s``.
+    Windows of ``window_s`` start every ``hop_s`` from a span's start; the last one runs on
+    to the span's end instead of leaving its tail unscored or starting a near-duplicate
+    window (a 3.02 s turn was two windows 0.02 s apart), so it is from ``window_s`` to
+    just under ``window_s + hop_s`` long. A span shorter than ``window_s`` is one window
+    of its own length, or none if it is shorter than ``min_window_s``. Every window
+    starts and ends inside its span, and together they cover it.
 
     Args:
         spans: ``(start_s, end_s)`` speech spans in seconds, non-overlapping (as
@@ -147,14 +149,14 @@ def windows(
         duration_s: length of the recording in seconds, >= 0.
 
     Returns:
-        ``(start_s, end_s)`` windows sorted by start; they overlap when
-        ``hop_s < window_s`` but never leave their span or the file.
+        ``(start_s, end_s)`` windows sorted by start; they overlap when ``hop_s < window_s``
+        but never leave their span or the file.
 
     Raises:
         ConfigError: if the lengths break the bounds above or a span ends before it starts.
 
-    >>> windows([(1.0, 5.0), (8.0, 8.5), (9.0, 10.5)], window_s=3.0, hop_s=1.5, min_window_s=1.0, duration_s=10.0)
-    [(1.0, 4.0), (2.0, 5.0), (9.0, 10.0)]
+    >>> windows([(0.0, 3.02), (4.0, 11.2), (12.0, 12.5)], window_s=3.0, hop_s=1.5, min_window_s=1.0, duration_s=13.0)
+    [(0.0, 3.02), (4.0, 7.0), (5.5, 8.5), (7.0, 11.2)]
     """
     if not (window_s > 0 and 0 < hop_s <= window_s and 0 < min_window_s <= window_s and duration_s >= 0):
         raise ConfigError(
@@ -169,13 +171,10 @@ def windows(
         length = end - start
         if length < min_window_s:
             continue
-        if length <= window_s:
-            result.append((start, end))
-            continue
-        # 1e-9 keeps a span of exactly window_s + k * hop_s from getting a duplicate last window.
-        n_windows = math.ceil((length - window_s) / hop_s - 1e-9) + 1
+        # 1e-9: a span of exactly window_s + k * hop_s gets k + 1 windows, the last not stretched by rounding.
+        n_windows = max(1, math.floor((length - window_s) / hop_s + 1e-9) + 1)
         result.extend((start + k * hop_s, start + k * hop_s + window_s) for k in range(n_windows - 1))
-        result.append((end - window_s, end))
+        result.append((start + (n_windows - 1) * hop_s, end))
     return result
 
 
