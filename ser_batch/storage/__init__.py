@@ -68,6 +68,7 @@ from ser_batch.storage.score_index import (
     write_score_index,
 )
 from ser_batch.storage.tables import (
+    check_score_layout,
     errors_root,
     features_root,
     has_augmented,
@@ -103,6 +104,7 @@ __all__ = [
     "audio_info",
     "channel_reader",
     "check_lease_free",
+    "check_score_layout",
     "check_writable",
     "create_exclusive",
     "decoded_length",
