@@ -199,7 +199,10 @@ def finish_scoring(
         ``replaced_rows_removed``: rows of earlier content (or duplicates) deleted.
     """
     parts = [score_index.shard_index(s.recordings, s.shard_id) for s in summaries]
-    index = score_index.merge_indexes(plan.index, *parts)
+    # a shard of the same recordings as an earlier one (a retried error) overwrote that one's parts
+    rewritten = {part for index in parts for stored in index.featurized.values() for _, part in stored}
+    rewritten |= {part for index in parts for stored in index.failed.values() for _, part in stored}
+    index = score_index.merge_indexes(score_index.index_without_parts(plan.index, rewritten), *parts)
     removed = mirror_removals(index, plan.plan.reconcile) if replace_changed else {}
     n_rows = score_index.prune_score_parts(dest, removed, storage_options=storage_options)
     if summaries or removed:

@@ -191,6 +191,20 @@ def index_without(done: DoneIndex, removed: dict[str, set[str]]) -> DoneIndex:
     return DoneIndex(keep(done.featurized), keep(done.failed))
 
 
+def index_without_parts(done: DoneIndex, parts: set[str]) -> DoneIndex:
+    """``done`` less every entry in ``parts`` (part files since rewritten whole).
+
+    >>> index_without_parts(DoneIndex({"/x.wav": [("1:a", "p1")]}, {"/x.wav": [("1:a", "p2")]}), {"p2"}).failed
+    {}
+    """
+
+    def keep(entries: Entries) -> Entries:
+        kept = {path: [(k, part) for k, part in stored if part not in parts] for path, stored in entries.items()}
+        return {path: stored for path, stored in kept.items() if stored}
+
+    return DoneIndex(keep(done.featurized), keep(done.failed))
+
+
 def prune_score_parts(dest: str, removed: dict[str, set[str]], *, storage_options: dict[str, Any] | None = None) -> int:
     """Delete the rows of the given paths from the calls, predictions and errors parts of each named part; return how many."""
     protocol = dest.split("://", 1)[0] if files.is_remote(dest) else None
