@@ -26,7 +26,7 @@ from ser_batch.config import (
     TrainConfig,
     channel_roles,
 )
-from ser_batch.errors import ConfigError, SerBatchError
+from ser_batch.errors import SerBatchError
 
 Handler = Callable[[argparse.Namespace], int]
 _STARTED = time.perf_counter()
@@ -40,13 +40,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
     return value
-
-
-def _channel_roles(text: str) -> tuple[str, ...]:
-    try:
-        return channel_roles(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -238,6 +231,8 @@ def _check_score(args: argparse.Namespace) -> None:
     from ser_batch.jobs.score import check_model
 
     score_config(window_s=args.window_s, hop_s=args.hop_s)
+    if args.channel_roles is not None:
+        channel_roles(args.channel_roles)
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # run dates, and the dates of recordings without date folders, are in $SER_BATCH_TIMEZONE
@@ -262,7 +257,7 @@ def _score(args: argparse.Namespace) -> int:
         since=args.since,
         window_s=args.window_s,
         hop_s=args.hop_s,
-        channel_roles=None if args.channel_roles is None else list(args.channel_roles),
+        channel_roles=None if args.channel_roles is None else list(channel_roles(args.channel_roles)),
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
         file_timeout_s=args.file_timeout,
@@ -416,7 +411,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--channel-roles",
-        type=_channel_roles,
         metavar="ROLE,ROLE",
         help="name the channels in order, e.g. agent,customer: the role column of calls and predictions "
         "(null for recordings with another number of channels, mono ones included)",
