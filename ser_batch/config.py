@@ -290,6 +290,9 @@ class TrainConfig(_Frozen):
 class ScoreConfig(_Frozen):
     """How a call channel is cut into speech windows before it is scored (``ser_batch.scoring.segments``).
 
+    Also what the channels are called (``channel_roles``) and in which time zone the day of a
+    recording without a date folder is taken (``timezone``).
+
     All durations are in seconds, all levels in dB relative to full scale (a
     constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).
 
