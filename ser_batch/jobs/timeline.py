@@ -79,6 +79,8 @@ def read_call_timeline(
     latest = calls.take([int(np.argmax(calls.column("scored_at").cast(pa.int64()).to_numpy()))]).to_pylist()[0]
     chosen = {key: latest[key] for key in ("model_id", "content_key", "scored_at", "call_date")}
     windows = _matching(predictions, chosen)
+    calls = _matching(calls, chosen)
+    roles = dict(zip(calls.column("channel").to_pylist(), calls.column("role").to_pylist(), strict=True))
     channels = []
     for channel in range(int(latest["n_channels"])):
         rows = windows.filter(pc.equal(windows.column("channel"), channel)).sort_by("start_s")
@@ -89,6 +91,7 @@ def read_call_timeline(
                 end_s=rows.column("end_s").to_numpy().astype(np.float64),
                 emotion=tuple(str(name) for name in rows.column("emotion").to_pylist()),
                 confidence=rows.column("confidence").to_numpy().astype(np.float64),
+                role=roles.get(channel),
             )
         )
     return CallTimeline(

@@ -47,17 +47,21 @@ def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named_and_a_call_d
         model_id="mlp-stats8k-bbbbbbbbbbbb",
         scored_at=datetime(2026, 11, 2, tzinfo=UTC),
         run_date=date(2026, 11, 2),
+        roles=("agent", "customer"),
     )
     write_scored(tmp_path / "out", [old], shard="a")
     write_scored(tmp_path / "out", [new], shard="b")
 
     latest = read_call_timeline(str(tmp_path / "out"), path)
-    named = read_call_timeline(str(tmp_path / "out"), path, model_id="mlp-stats8k-aaaaaaaaaaaa")
+    old_id = "mlp-stats8k-aaaaaaaaaaaa"
+    named = read_call_timeline(str(tmp_path / "out"), path, model_id=old_id)
     that_day = read_call_timeline(str(tmp_path / "out"), path, call_date="2026-11-23")
 
     assert (latest.model_id, latest.run_date) == ("mlp-stats8k-bbbbbbbbbbbb", "2026-11-02")
     assert latest.call_date == "2026-11-23"
     assert [c.emotion for c in latest.channels] == [("sad",), ()]  # the silent channel is kept, empty
+    assert [c.role for c in latest.channels] == ["agent", "customer"]
+    assert [c.role for c in read_call_timeline(str(tmp_path / "out"), path, model_id=old_id).channels] == [None, None]
     assert (named.model_id, named.run_date) == ("mlp-stats8k-aaaaaaaaaaaa", "2026-11-01")
     assert [list(c.start_s) for c in named.channels] == [[1.0, 2.5], [8.0, 9.5]]
     assert (that_day.model_id, [c.emotion for c in that_day.channels]) == (latest.model_id, [("sad",), ()])
