@@ -27,6 +27,7 @@ other work: wall times are noisy, compare within a row.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -93,9 +94,10 @@ def s3_listing(local: list[FileInfo], folder: Path) -> list[FileInfo]:
     return sorted(infos, key=lambda info: info.uri)
 
 
-def _rows(files: list[FileInfo], table: str, model_id: str, per_file: int) -> pa.Table:
+def _rows(files: list[FileInfo], table: str, model_id: str, per_file: int, day: str) -> pa.Table:
     names = schema.SCORE_SCHEMAS[table].names
-    stamp = {"model_id": model_id, "scored_at": time.time(), "emotion": "neutral", "confidence": 0.5}
+    stamp = {"model_id": model_id, "scored_at": time.time(), "emotion": "neutral", "confidence": 0.5,
+             "run_date": datetime.date.fromisoformat(day), "call_date": day}  # fmt: skip
     columns: dict[str, list[object]] = {name: [] for name in names}
     for info in files:
         for index in range(per_file):
@@ -130,16 +132,16 @@ def history(dest: str, files: list[FileInfo], model_id: str, *, nights: int, per
     for index in range(n_shards):
         chunk = files[start : start + size + (index < extra)]
         start += len(chunk)
-        run_date = time.strftime("%Y-%m-%d", time.gmtime(1764547200 + 86400 * (index // per_night)))
+        day = time.strftime("%Y-%m-%d", time.gmtime(1764547200 + 86400 * (index // per_night)))  # a night's calls
         part = shard_id(chunk, model_id)
         tables = {
             "errors": empty,
-            "predictions": _rows(chunk, "predictions", model_id, 20),
-            "calls": _rows(chunk, "calls", model_id, 2),
+            "predictions": _rows(chunk, "predictions", model_id, 20, day),
+            "calls": _rows(chunk, "calls", model_id, 2, day),
         }
-        storage.write_scores(tables, dest, run_date, part)
+        storage.write_scores(tables, dest, part, call_dates=[day])
         for info in chunk:
-            scored.setdefault(info.uri, []).append((info.content_key, score_index.score_part_name(run_date, part)))
+            scored.setdefault(info.uri, []).append((info.content_key, score_index.score_part_name(day, part)))
     score_index.write_score_index(dest, model_id, DoneIndex(scored))
     return 2 * n_shards
 

@@ -24,6 +24,7 @@ from ser_batch.config import (
     MODELS,
     SEED_CLASSES,
     TrainConfig,
+    channel_roles,
 )
 from ser_batch.errors import SerBatchError
 
@@ -230,9 +231,11 @@ def _check_score(args: argparse.Namespace) -> None:
     from ser_batch.jobs.score import check_model
 
     score_config(window_s=args.window_s, hop_s=args.hop_s)
+    if args.channel_roles is not None:
+        channel_roles(args.channel_roles)
     if args.since is not None:
         parse_date(args.since)
-    timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
+    timezone_name()  # run dates, and the dates of recordings without date folders, are in $SER_BATCH_TIMEZONE
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     options = storage_options_from_env()
     identity = check_scoring(args.source, args.dest, args.model, storage_options=options)
@@ -242,6 +245,7 @@ def _check_score(args: argparse.Namespace) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from flows.score import score
+    from ser_batch.jobs.report import format_days
 
     summary = score(
         source=args.source,
@@ -253,6 +257,7 @@ def _score(args: argparse.Namespace) -> int:
         since=args.since,
         window_s=args.window_s,
         hop_s=args.hop_s,
+        channel_roles=None if args.channel_roles is None else list(channel_roles(args.channel_roles)),
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
         file_timeout_s=args.file_timeout,
@@ -261,12 +266,11 @@ def _score(args: argparse.Namespace) -> int:
     )
     calls = f"{args.dest.rstrip('/')}/calls"
     _print_passed_over(summary)
-    print(f"\ncalls:       {calls}/run_date={summary['run_date']}/part-*.parquet (one row per recording channel)")
+    days = format_days(summary["call_dates"])
+    print(f"\ncalls:       {calls}/call_date=YYYY-MM-DD/part-*.parquet (one row per recording channel; {days})")
+    print(f"predictions: {args.dest.rstrip('/')}/predictions/call_date=YYYY-MM-DD/part-*.parquet (one row per segment)")
     print(
-        f"predictions: {args.dest.rstrip('/')}/predictions/run_date={summary['run_date']}/part-*.parquet (one row per segment)"
-    )
-    print(
-        f"query:       duckdb -c \"SELECT channel, dominant_emotion, count(*) FROM read_parquet('{calls}/*/*.parquet', "
+        f"query:       duckdb -c \"SELECT call_date, role, dominant_emotion, count(*) FROM read_parquet('{calls}/*/*.parquet', "
         f"hive_partitioning=true) WHERE model_id = '{summary['model_id']}' GROUP BY ALL ORDER BY ALL\""
     )
     if args.json:
@@ -402,7 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--since",
         metavar="YYYY-MM-DD",
-        help="only recordings of this day or later: by their .../YYYY/MM/DD/ folders, else their modification date (UTC)",
+        help="only recordings of this day or later: by their .../YYYY/MM/DD/ folders, else their modification date "
+        "in $SER_BATCH_TIMEZONE (default UTC)",
+    )
+    score.add_argument(
+        "--channel-roles",
+        metavar="ROLE,ROLE",
+        help="name the channels in order, e.g. agent,customer: the role column of calls and predictions "
+        "(null for recordings with another number of channels, mono ones included)",
     )
     score.add_argument("--window-s", type=float, default=3.0, help="scored window length in seconds (default 3.0)")
     score.add_argument(

@@ -49,7 +49,14 @@ def run_demo(folder: str, *, dask_address: str | None, n_workers: int | None, st
     step("make demo call recordings", lambda: _kept(recordings) or write_demo_calls(recordings))
     summary = step(
         "score them",
-        lambda: score(source=recordings, dest=scores, model_dir=model, dask_address=dask_address, settle_s=0),
+        lambda: score(
+            source=recordings,
+            dest=scores,
+            model_dir=model,
+            dask_address=dask_address,
+            channel_roles=["agent", "customer"],
+            settle_s=0,
+        ),
     )
     sql = jobs.calls_query(scores, summary["model_id"])
     table = step("query the calls table", lambda: jobs.query_result(sql))
@@ -61,7 +68,7 @@ def run_demo(folder: str, *, dask_address: str | None, n_workers: int | None, st
         f"""
 ==== ser-batch demo: featurize -> train -> score in {total:.0f} s ====
 
-The calls table: one row per recording and channel (channel 0 is the agent, 1 the customer).
+The calls table: one row per recording and channel (channel 0 is the agent, 1 the customer: --channel-roles).
 The recordings: {calls}, and one corrupt file (in {scores}/errors).
 
 $ {bin_dir}/duckdb -c "{sql}"
@@ -76,9 +83,9 @@ Where each table lives (Parquet; query with DuckDB, pandas or Dask):
   augmented    {features}/augmented/feature_set={DEFAULT_FEATURE_SET}/...   training copies of labelled clips
   errors       {features}/errors/   why files could not be featurized
   model        {model}/   model.keras, metadata.json, confusion_matrix.png
-  predictions  {scores}/predictions/run_date={summary["run_date"]}/   one row per scored window
-  calls        {scores}/calls/run_date={summary["run_date"]}/   one row per recording channel
-  errors       {scores}/errors/run_date={summary["run_date"]}/   recordings that could not be scored
+  predictions  {scores}/predictions/call_date=*/   one row per scored window, by the call's date
+  calls        {scores}/calls/call_date=*/   one row per recording channel
+  errors       {scores}/errors/call_date=*/   recordings that could not be scored
   pictures     {scores}/plots/   emotion timelines of the angriest calls
 
 THE DEMO MODEL MEANS NOTHING: it was trained on synthetic tones shaped per emotion, not on speech,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 from flows.isolation import RunGuard
 from flows.report import publish_report
 from flows.runner import dask_runner, retry_unless_permanent, run_shards
-from flows.settings import storage_options_from_env, today, unseal_storage_options
+from flows.settings import storage_options_from_env, timezone_name, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
 from ser_batch.config import DEFAULT_FILE_TIMEOUT_S, DEFAULT_SETTLE_S, ScoreConfig, score_config
 from ser_batch.shards import ScoreShardSummary, Shard
@@ -59,21 +60,22 @@ def score(
     dask_address: str | None = None,
     n_workers: int | None = None,
     shard_size: int = 50,
-    since: str | None = None,
+    since: date | None = None,
     window_s: float = 3.0,
     hop_s: float = 1.5,
-    run_date: str | None = None,
+    channel_roles: list[str] | None = None,
+    run_date: date | None = None,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
     settle_s: float = DEFAULT_SETTLE_S,
     lease_wait_s: float = 0.0,
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls."""
+    """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls, by call date."""
     started = time.perf_counter()
     logger = get_run_logger()
-    config = score_config(window_s=window_s, hop_s=hop_s)
-    run_date = schema.run_date_value(run_date or today())
+    config = score_config(window_s=window_s, hop_s=hop_s, channel_roles=channel_roles, timezone=timezone_name())
+    day = schema.date_value(run_date or today(), name="run_date")
     options = storage_options_from_env()
     with storage.hold_lease(dest, job="score", wait_s=lease_wait_s, storage_options=options) as lease:
         plan = jobs.plan_scoring(
@@ -82,6 +84,7 @@ def score(
             model_dir,
             shard_size=shard_size,
             since=since,
+            timezone=config.timezone,
             retry_errors=retry_errors,
             settle_s=settle_s,
             storage_options=options,
@@ -92,12 +95,12 @@ def score(
             plan.plan.n_seen,
             plan.plan.n_done,
             plan.plan.n_pending,
-            run_date,
+            day,
         )
         summaries = []
         if plan.plan.pending:
             jobs.check_model(plan.model, storage_options=options)  # a broken MODEL_DIR fails here, not on every worker
-            jobs.start_scoring(dest, plan, run_date=run_date, storage_options=options)
+            jobs.start_scoring(dest, plan, run_date=day, timezone=config.timezone, storage_options=options)
             summaries = run_shards(
                 score_shard,
                 plan.plan,
@@ -108,7 +111,7 @@ def score(
                 dest=dest,
                 model_dir=model_dir,
                 config=config,
-                run_date=run_date,
+                run_date=day,
             )
 
         def report(summary: dict[str, Any]) -> None:
@@ -119,7 +122,7 @@ def score(
             dest,
             plan,
             summaries,
-            run_date=run_date,
+            run_date=day,
             started=started,
             max_error_ratio=max_error_ratio,
             lease=lease,

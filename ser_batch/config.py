@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -288,6 +290,9 @@ class TrainConfig(_Frozen):
 class ScoreConfig(_Frozen):
     """How a call channel is cut into speech windows before it is scored (``ser_batch.scoring.segments``).
 
+    Also what the channels are called (``channel_roles``) and in which time zone the day of a
+    recording without a date folder is taken (``timezone``).
+
     All durations are in seconds, all levels in dB relative to full scale (a
     constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).
 
@@ -330,6 +335,30 @@ class ScoreConfig(_Frozen):
         description="on a call of several channels, a channel's speech where another channel is this much louder "
         "in the speech band is that channel's leak (crosstalk, echo), not this channel's speech",
     )
+    channel_roles: tuple[str, ...] | None = Field(
+        default=None,
+        description="a role per channel, in channel order (e.g. agent, customer): the role column of recordings "
+        "with that many channels; null for other recordings (mono ones included) and when not given",
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of a recording's date when it has no YYYY/MM/DD folder: its modification "
+        "time's date there (SER_BATCH_TIMEZONE)",
+    )
+
+    @field_validator("channel_roles")
+    @classmethod
+    def _check_roles(cls, roles: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if roles is None else channel_roles(roles)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return name
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ScoreConfig:
@@ -340,6 +369,31 @@ class ScoreConfig(_Frozen):
         if self.vad_hop_s > self.vad_frame_s:
             raise ValueError(f"vad_hop_s {self.vad_hop_s} > vad_frame_s {self.vad_frame_s}: frames would skip samples")
         return self
+
+
+def channel_roles(roles: str | Sequence[str]) -> tuple[str, ...]:
+    """Channel role names, one per channel in channel order, checked: at least two, none empty, all different.
+
+    Args:
+        roles: the names, or one comma-separated text of them (``--channel-roles agent,customer``).
+
+    Raises:
+        ConfigError: naming what is wrong, in one line.
+
+    >>> channel_roles("agent, customer")
+    ('agent', 'customer')
+    """
+    shown = roles if isinstance(roles, str) else ",".join(str(role) for role in roles)
+    names = tuple(str(role).strip() for role in (roles.split(",") if isinstance(roles, str) else roles))
+    if len(names) < 2:
+        raise ConfigError(
+            f"channel roles {shown!r}: give one name per channel, at least two, comma-separated (e.g. agent,customer)"
+        )
+    if not all(names):
+        raise ConfigError(f"channel roles {shown!r}: a role name is empty (e.g. agent,customer)")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"channel roles {shown!r}: each channel needs a different name")
+    return names
 
 
 def score_config(**settings: Any) -> ScoreConfig:

@@ -5,11 +5,14 @@ Layout of DEST (see DESIGN.md, Output contract; ``ser_batch.storage.tables`` rea
     DEST/features/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet
     DEST/augmented/feature_set=<name>/corpus=<corpus>/part-<shard-id>.parquet (copies of labelled clips)
     DEST/errors/feature_set=<name>/part-<shard-id>.parquet        (featurize)
-    DEST/predictions/run_date=YYYY-MM-DD/part-<shard-id>.parquet  (score: one row per segment)
-    DEST/calls/run_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
-    DEST/errors/run_date=YYYY-MM-DD/part-<shard-id>.parquet       (score)
+    DEST/predictions/call_date=YYYY-MM-DD/part-<shard-id>.parquet  (score: one row per segment)
+    DEST/calls/call_date=YYYY-MM-DD/part-<shard-id>.parquet        (score: one row per recording channel)
+    DEST/errors/call_date=YYYY-MM-DD/part-<shard-id>.parquet       (score)
 
-The folder keys (``feature_set``, ``corpus``, ``run_date``) live in the path only, as Hive
+A scoring row's ``call_date`` is the day of its recording (``shards.recording_date``), not the
+day it was scored (the ``run_date`` column): a shard writes one part per call date of its recordings.
+
+The folder keys (``feature_set``, ``corpus``, ``call_date``) live in the path only, as Hive
 partitioning has it: a part file holds every other column of its schema
 (``part_file_schema``), so pandas, pyarrow, Dask, DuckDB and polars each take the keys from
 the folders without two types of one column to merge. Seconds columns are rounded to the
@@ -133,8 +136,11 @@ FEATURE_KEYS: tuple[str, ...] = ("feature_set", "corpus")
 FEATURIZE_ERROR_KEYS: tuple[str, ...] = ("feature_set",)
 """Folder keys of a featurize DEST's ``errors`` table."""
 
-SCORE_KEYS: tuple[str, ...] = ("run_date",)
-"""Folder keys of a scoring DEST's ``errors``, ``predictions`` and ``calls`` tables."""
+SCORE_KEYS: tuple[str, ...] = ("call_date",)
+"""Folder keys of a scoring DEST's ``errors``, ``predictions`` and ``calls`` tables: the recording's day."""
+
+EARLIER_SCORE_KEYS: tuple[str, ...] = ("run_date",)
+"""Folder keys of scoring DESTs written before ``call_date`` (by the day of the run); refused, see ``tables.check_score_layout``."""
 
 SECONDS_COLUMNS: frozenset[str] = frozenset({"duration_s", "start_s", "end_s", "speech_s", "peak_angry_s"})
 """Columns in seconds; part files store them rounded to the millisecond."""
@@ -193,12 +199,20 @@ _SCORED = (
     pa.field("model_id", pa.string(), nullable=False),
     pa.field("content_key", pa.string(), nullable=False),
     pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    pa.field("run_date", pa.date32(), nullable=False),
+    pa.field("call_date", pa.string(), nullable=False),
 )
+"""Columns of every scoring row: who scored it and when; ``run_date`` is the run's day (in ``SER_BATCH_TIMEZONE``),
+``call_date`` (``YYYY-MM-DD``, the folder key, not stored in part files) the recording's."""
+
+ROLE_FIELD = pa.field("role", pa.string())
+"""The channel's role (``--channel-roles``, e.g. ``agent``, ``customer``); null when none was given or it is unknown."""
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
         pa.field("channel", pa.int16(), nullable=False),
+        ROLE_FIELD,
         pa.field("start_s", pa.float64(), nullable=False),
         pa.field("end_s", pa.float64(), nullable=False),
         pa.field("emotion", pa.string(), nullable=False),
@@ -212,6 +226,7 @@ CALLS_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
         pa.field("channel", pa.int16(), nullable=False),
+        ROLE_FIELD,
         pa.field("n_channels", pa.int16(), nullable=False),
         pa.field("duplicate_of_channel", pa.int16()),
         pa.field("sample_rate", pa.int32(), nullable=False),
@@ -231,9 +246,11 @@ scored once, as that channel, whose figures the row repeats and whose prediction
 Null for a channel of its own, and in rows written before the column existed (readers that ask for it
 get nulls there only when they read all columns; added in place, no reader of older tables breaks)."""
 
-# Featurize's error columns plus the model that met the error, before run_at.
-SCORE_ERRORS_SCHEMA = ERRORS_SCHEMA.insert(
-    ERRORS_SCHEMA.get_field_index("run_at"), pa.field("model_id", pa.string(), nullable=False)
+# Featurize's error columns plus the model that met the error, before run_at, and the run's and the call's dates.
+SCORE_ERRORS_SCHEMA = (
+    ERRORS_SCHEMA.insert(ERRORS_SCHEMA.get_field_index("run_at"), pa.field("model_id", pa.string(), nullable=False))
+    .append(_SCORED[3])
+    .append(_SCORED[4])
 )
 
 SCORE_SCHEMAS: dict[str, pa.Schema] = {
@@ -242,25 +259,33 @@ SCORE_SCHEMAS: dict[str, pa.Schema] = {
     "calls": CALLS_SCHEMA,
 }
 
-_RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def run_date_value(run_date: str) -> str:
-    """A ``run_date`` partition value, checked: only a real ``YYYY-MM-DD`` date reaches a path.
+def date_value(value: str | date, *, name: str = "date") -> str:
+    """A date as ``YYYY-MM-DD``, checked: only a real date in that exact form reaches a path (``call_date``, ``run_date``).
+
+    Args:
+        value: the text, or a ``datetime.date`` (a ``datetime`` counts as its date).
+        name: what the date is, for the message.
 
     Raises:
         ConfigError: if it is not a valid date in that exact form.
 
-    >>> run_date_value("2026-11-24")
-    '2026-11-24'
+    >>> date_value("2026-11-24"), date_value(date(2024, 2, 29), name="run_date")
+    ('2026-11-24', '2024-02-29')
     """
-    if not isinstance(run_date, str) or not _RUN_DATE.match(run_date):
-        raise ConfigError(f"run_date {run_date!r} is not a date in the form YYYY-MM-DD")
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ConfigError(f"{name} {value!r} is not a date in the form YYYY-MM-DD")
     try:
-        date.fromisoformat(run_date)
+        date.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"run_date {run_date!r} is not a calendar date") from None
-    return run_date
+        raise ConfigError(f"{name} {value!r} is not a calendar date") from None
+    return value
 
 
 def error_row(

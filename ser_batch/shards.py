@@ -296,7 +296,7 @@ class ScoreShardSummary:
     cpu_s: float
     model_loaded: bool
     part_files: tuple[str, ...]
-    recordings: tuple[tuple[str, str, bool], ...] = ()  # (path, content key, scored) of each input
+    recordings: tuple[tuple[str, str, bool, str], ...] = ()  # (path, content key, scored, call date) of each input
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from ser_batch.jobs.guard import (
 )
 from ser_batch.jobs.plan import (
     AUGMENTATION_POLICY,
+    call_date,
     check_locations,
     check_scoring,
     is_labelled,
@@ -29,6 +30,7 @@ from ser_batch.jobs.plan import (
 from ser_batch.jobs.report import (
     check_error_ratio,
     featurize_summary,
+    format_days,
     format_featurize_summary,
     format_score_summary,
     format_skipped,
@@ -88,6 +90,7 @@ __all__ = [
     "WORKER_DIED",
     "augment_files",
     "augment_shard",
+    "call_date",
     "calls_query",
     "check_error_ratio",
     "check_locations",
@@ -103,6 +106,7 @@ __all__ = [
     "featurize_shard",
     "featurize_summary",
     "finish_scoring",
+    "format_days",
     "format_evaluation",
     "format_featurize_summary",
     "format_score_summary",

@@ -103,15 +103,13 @@ def complete_scoring(
             plan.plan.n_pending,
             max_error_ratio,
             inputs="recordings",
-            errors_at=f"{dest}/errors/run_date={run_date}",
+            errors_at=f"{dest}/errors (run_date {run_date})",
         )
     except RunError as error:
         failure = error
     lease.check()
     summary.update(
-        finish_scoring(
-            dest, plan, summaries, run_date=run_date, replace_changed=failure is None, storage_options=storage_options
-        )
+        finish_scoring(dest, plan, summaries, replace_changed=failure is None, storage_options=storage_options)
     )
     report(summary)
     if failure is not None:
@@ -187,23 +185,24 @@ def finish_scoring(
     plan: ScorePlan,
     summaries: Sequence[ScoreShardSummary],
     *,
-    run_date: str,
     replace_changed: bool = True,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Index what this run wrote, and keep one current row per recording channel of this model.
 
-    A recording whose content changed keeps the calls, predictions and error rows of its
-    current content only (with ``replace_changed``; a run that failed its error ratio keeps both
-    until the next run that does not). The model's index is rewritten and this run's note removed.
+    A recording whose content changed, or whose error is retried, keeps the calls, predictions and
+    error rows of its current content only (with ``replace_changed``; a run that failed its error
+    ratio keeps both until the next run that does not), whichever ``call_date`` folders hold them:
+    its index entries name each row's part. The model's index is rewritten and this run's note removed.
 
     Returns:
         ``replaced_rows_removed``: rows of earlier content (or duplicates) deleted.
     """
-    parts = [
-        score_index.shard_index(s.recordings, score_index.score_part_name(run_date, s.shard_id)) for s in summaries
-    ]
-    index = score_index.merge_indexes(plan.index, *parts)
+    parts = [score_index.shard_index(s.recordings, s.shard_id) for s in summaries]
+    # a shard of the same recordings as an earlier one (a retried error) overwrote that one's parts
+    rewritten = {part for index in parts for stored in index.featurized.values() for _, part in stored}
+    rewritten |= {part for index in parts for stored in index.failed.values() for _, part in stored}
+    index = score_index.merge_indexes(score_index.index_without_parts(plan.index, rewritten), *parts)
     removed = mirror_removals(index, plan.plan.reconcile) if replace_changed else {}
     n_rows = score_index.prune_score_parts(dest, removed, storage_options=storage_options)
     if summaries or removed:

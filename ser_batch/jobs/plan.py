@@ -6,8 +6,9 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ser_batch import schema, shards, storage
 from ser_batch.config import FeatureConfig
@@ -175,31 +176,38 @@ def _chain(first: shards.FileInfo, rest: Any) -> Any:
 
 
 def parse_date(value: str | date) -> date:
-    """A ``YYYY-MM-DD`` date.
+    """A ``YYYY-MM-DD`` date, from text or a ``datetime.date`` (as Prefect passes ``-p since=2026-11-24`` or a date).
 
     Raises:
         ConfigError: if the text is not such a date.
 
-    >>> parse_date("2026-11-24")
-    datetime.date(2026, 11, 24)
+    >>> parse_date("2026-11-24"), parse_date(date(2026, 11, 24))
+    (datetime.date(2026, 11, 24), datetime.date(2026, 11, 24))
     """
+    if isinstance(value, datetime):
+        return value.date()
     if isinstance(value, date):
         return value
     try:
-        return date.fromisoformat(schema.run_date_value(value))
+        return date.fromisoformat(schema.date_value(value))
     except ConfigError:
         raise ConfigError(f"date {value!r} is not a date in the form YYYY-MM-DD") from None
 
 
-def recording_date(info: FileInfo) -> date | None:
-    """The day a recording belongs to, for ``since``.
+def recording_date(info: FileInfo, timezone: str = "UTC") -> date | None:
+    """The day a recording belongs to: its ``call_date`` partition and what ``since`` compares.
 
     The last ``YYYY/MM/DD`` folder triple in its path (``s3://calls/archive/2026/11/24/x.wav``
-    is 2026-11-24) when it forms a real date; otherwise its modification time's UTC date;
-    None when the store gives neither.
+    is 2026-11-24) when it forms a real date; otherwise the date of its modification time in
+    ``timezone`` (an IANA name); None when the store gives neither.
+
+    Raises:
+        ConfigError: if ``timezone`` is not a known IANA time zone.
 
     >>> recording_date(FileInfo("s3://calls/2026/11/24/a.wav", 1, "1:x"))
     datetime.date(2026, 11, 24)
+    >>> recording_date(FileInfo("/calls/a.wav", 1, "1:x", 1795489200.0), "America/New_York")  # 2026-11-24 03:00 UTC
+    datetime.date(2026, 11, 23)
     """
     for year, month, day in reversed(_DATE_FOLDERS.findall(info.uri.replace("\\", "/"))):
         try:
@@ -208,13 +216,27 @@ def recording_date(info: FileInfo) -> date | None:
             continue
     if info.modified_s is None:
         return None
-    return datetime.fromtimestamp(info.modified_s, UTC).date()
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"time zone {timezone!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)") from None
+    return datetime.fromtimestamp(info.modified_s, zone).date()
 
 
-def recordings_since(files: Iterable[FileInfo], since: date | None) -> Iterator[FileInfo]:
-    """The recordings dated on or after ``since`` (all with None); undated ones are kept."""
+def call_date(info: FileInfo, timezone: str, run_date: str) -> str:
+    """A recording's ``call_date`` partition value: ``recording_date``, or ``run_date`` when the store gives no date.
+
+    >>> call_date(FileInfo("/calls/a.wav", 1, "1:x"), "UTC", "2026-11-30")
+    '2026-11-30'
+    """
+    day = recording_date(info, timezone)
+    return schema.date_value(day if day is not None else run_date, name="run_date")
+
+
+def recordings_since(files: Iterable[FileInfo], since: date | None, timezone: str = "UTC") -> Iterator[FileInfo]:
+    """The recordings dated (``recording_date`` in ``timezone``) on or after ``since`` (all with None); undated ones are kept."""
     for info in files:
-        day = recording_date(info) if since is not None else None
+        day = recording_date(info, timezone) if since is not None else None
         if day is None or since is None or day >= since:
             yield info
 
@@ -230,6 +252,7 @@ def check_scoring(
     identity = read_model_identity(model_dir, storage_options=storage_options)
     next(storage.list_files(source, storage_options=storage_options), None)
     storage.check_writable(dest, storage_options=storage_options)
+    storage.check_score_layout(dest, storage_options=storage_options)
     return identity
 
 
@@ -240,6 +263,7 @@ def plan_scoring(
     *,
     shard_size: int,
     since: str | date | None = None,
+    timezone: str = "UTC",
     retry_errors: bool = False,
     settle_s: float = 0.0,
     storage_options: dict[str, Any] | None = None,
@@ -249,10 +273,13 @@ def plan_scoring(
     What DEST holds comes from the model's index (``ser_batch.storage.score_index``): one
     read, however many nights DEST holds. Runs that died are folded into it first, and
     predictions parts their killed shards left without a calls part are removed.
+    ``since`` (text ``YYYY-MM-DD`` or a date) keeps the recordings whose ``recording_date`` in
+    ``timezone`` is on or after it.
 
     Raises:
-        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0 or ``since`` is not a date.
-        StorageError, SchemaError: as ``check_scoring``.
+        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0, ``since`` is not a date or ``timezone`` unknown.
+        StorageError, SchemaError: as ``check_scoring``; SchemaError also for a DEST of the earlier
+            ``run_date`` layout (``storage.check_score_layout``).
     """
     _check_shard_size(shard_size)
     cutoff = settled_before(settle_s)
@@ -262,10 +289,11 @@ def plan_scoring(
     files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
+    storage.check_score_layout(dest, storage_options=storage_options)
     loaded = score_index.load_score_index(dest, identity.model_id, storage_options=storage_options)
     listed = _Counted(files if first is None else _chain(first, files))
     plan = plan_shards(
-        recordings_since(listed, since_date),
+        recordings_since(listed, since_date, timezone),
         loaded.done,
         fingerprint=identity.model_id,
         shard_size=shard_size,
@@ -278,10 +306,16 @@ def plan_scoring(
     return ScorePlan(identity, plan, listed.count, loaded.n_orphans_removed, index=loaded.done, run_id=uuid.uuid4().hex)
 
 
-def start_scoring(dest: str, plan: ScorePlan, *, run_date: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Note in DEST that this run is about to write ``run_date``'s parts, so a run that dies is found and indexed later."""
+def start_scoring(
+    dest: str, plan: ScorePlan, *, run_date: str, timezone: str = "UTC", storage_options: dict[str, Any] | None = None
+) -> None:
+    """Note in DEST the call dates this run is about to write parts under, so a run that dies is found and indexed later.
+
+    Its recordings' ``call_date`` values (``call_date`` in ``timezone``, ``run_date`` for undated ones).
+    """
+    days = sorted({call_date(info, timezone, run_date) for info in plan.plan.pending})
     score_index.start_run_note(
-        dest, plan.run_id, model_id=plan.model.model_id, run_date=run_date, storage_options=storage_options
+        dest, plan.run_id, model_id=plan.model.model_id, call_dates=days, storage_options=storage_options
     )
 
 

@@ -129,6 +129,7 @@ def score_summary(
     return {
         "dest": dest,
         "run_date": run_date,
+        "call_dates": sorted({day for s in summaries for *_, day in s.recordings}),
         "model_id": plan.model.model_id,
         "recordings_listed": plan.n_listed,
         "recordings_seen": plan.plan.n_seen,
@@ -172,12 +173,26 @@ def format_score_summary(summary: dict[str, Any]) -> str:
             f"skipped          {format_skipped(summary['skipped_extensions'])}",
             f"unreadable       {len(summary['unreadable_folders'])} folders of SOURCE",
             f"replaced         {summary['replaced_rows_removed']} rows of earlier content of re-scored recordings",
-            f"failed           {summary['failed']} (see {summary['dest']}/errors/run_date={summary['run_date']})",
+            f"call dates       {format_days(summary['call_dates'])}",
+            f"failed           {summary['failed']} (see {summary['dest']}/errors, run_date {summary['run_date']})",
             f"audio            {summary['audio_min']} min ({summary['speech_min']} min of speech scored)",
             f"throughput       {summary['audio_min_per_s']} min of audio/s ({summary['wall_s']} s wall, start-up included); "
             f"{summary['audio_min_per_worker_s']} min/s per worker while scoring, {summary['audio_min_per_cpu_s']} per CPU-second",
         ]
     )
+
+
+def format_days(days: Sequence[str]) -> str:
+    """The call dates a run wrote, in one short line.
+
+    >>> format_days(["2026-11-23", "2026-11-24", "2026-11-27"]), format_days([])
+    ('2026-11-23 to 2026-11-27 (3 days)', 'none')
+    """
+    if not days:
+        return "none"
+    if len(days) == 1:
+        return days[0]
+    return f"{days[0]} to {days[-1]} ({len(days)} days)"
 
 
 def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, inputs: str, errors_at: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ser_batch.errors import SerBatchError, StorageError
+from ser_batch.jobs.report import format_days
 from ser_batch.jobs.timeline import write_call_timeline
 from ser_batch.shards import ScoreShardSummary, ShardSummary
 from ser_batch.storage import files
@@ -260,7 +261,7 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-_CALL_COLUMNS = ("path", "channel", "speech_s", "share_angry", "peak_angry_s", "peak_angry_probability")
+_CALL_COLUMNS = ("path", "channel", "role", "speech_s", "share_angry", "peak_angry_s", "peak_angry_probability")
 
 
 def score_report(
@@ -291,19 +292,17 @@ def score_report(
     top = [_top_call_row(rank, row) for rank, row in enumerate(angry[:TOP_CALLS], start=1)]
     if draw and not files.is_remote(dest):
         pictures = {}
+        days = {path: day for s in summaries for path, *_, day in s.recordings}
         for row in top:
             if row["path"] not in pictures:
-                pictures[row["path"]] = _picture(dest, row["path"], summary, storage_options)
+                pictures[row["path"]] = _picture(dest, row["path"], days.get(row["path"]), summary, storage_options)
             row["picture"] = pictures[row["path"]]
     errors = errors_by_reason(
         _read_rows(
             _parts_under(summaries, files.join(dest, "errors")), ("stage", "error_type", "message"), storage_options
         )
     )
-    where = {
-        name: shown_uri(files.join(dest, name, f"run_date={summary['run_date']}"))
-        for name in ("calls", "predictions", "errors")
-    }
+    where = {name: shown_uri(files.join(dest, name)) for name in ("calls", "predictions", "errors")}
     hours = summary["audio_min"] / 60
     counts = [
         {"": "recordings seen", "count": summary["recordings_seen"]},
@@ -317,7 +316,7 @@ def score_report(
     markdown = "\n\n".join(
         [
             f"# score: {summary['scored']} recordings, {hours:.2f} h of audio scored, {summary['failed']} failed",
-            f"Model `{summary['model_id']}`, run date {summary['run_date']}.",
+            f"Model `{summary['model_id']}`, run date {summary['run_date']}, calls of {format_days(summary['call_dates'])}.",
             markdown_table(counts),
             f"**Audio** {hours:.2f} h ({summary['speech_min'] / 60:.2f} h of speech scored). **Throughput** "
             f"{summary['audio_min_per_s']} min of audio per second ({summary['wall_s']} s wall, start-up included); "
@@ -328,8 +327,10 @@ def score_report(
             markdown_table(errors, empty="no errors"),
             "## Where",
             "\n".join(f"- {name}: `{uri}`" for name, uri in where.items()),
-            f'```\nduckdb -c "SELECT path, channel, round(share_angry, 3) AS share_angry, peak_angry_s '
-            f"FROM read_parquet('{where['calls']}/*.parquet') ORDER BY share_angry DESC LIMIT 20\"\n"
+            f'```\nduckdb -c "SELECT path, channel, role, round(share_angry, 3) AS share_angry, peak_angry_s '
+            f"FROM read_parquet('{where['calls']}/*/*.parquet', hive_partitioning = true) "
+            f"WHERE model_id = '{summary['model_id']}' AND run_date = DATE '{summary['run_date']}' "
+            'ORDER BY share_angry DESC LIMIT 20"\n'
             f"ser-batch plot-call {shown_uri(dest)} PATH    # one recording's emotion timeline as a PNG\n```",
         ]
     )
@@ -342,6 +343,7 @@ def _top_call_row(rank: int, row: dict[str, Any]) -> dict[str, Any]:
         "rank": rank,
         "path": row["path"],
         "channel": row["channel"],
+        "role": row["role"],
         "share_angry": round(float(row["share_angry"]), 3),
         "speech_s": round(float(row["speech_s"]), 1),
         "peak_angry_s": None if peak is None else round(float(peak), 1),
@@ -350,10 +352,12 @@ def _top_call_row(rank: int, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _picture(dest: str, path: str, summary: dict[str, Any], storage_options: dict[str, Any] | None) -> str | None:
+def _picture(
+    dest: str, path: str, call_date: str | None, summary: dict[str, Any], storage_options: dict[str, Any] | None
+) -> str | None:
     try:
         written = write_call_timeline(
-            dest, path, model_id=summary["model_id"], run_date=summary["run_date"], storage_options=storage_options
+            dest, path, model_id=summary["model_id"], call_date=call_date, storage_options=storage_options
         )
         return files.local_path(written)
     except SerBatchError:  # a picture is not worth failing the report (e.g. DEST/plots unwritable)
@@ -369,11 +373,11 @@ def calls_query(dest: str, model_id: str) -> str:
     """A DuckDB query of DEST's calls table for one model: one row per recording channel.
 
     >>> print(calls_query("demo/scores", "m-1"))  # doctest: +ELLIPSIS
-    SELECT regexp_extract(path, '[^/]+$') AS recording, channel, ... WHERE model_id = 'm-1' ORDER BY recording, channel
+    SELECT regexp_extract(path, '[^/]+$') AS recording, channel, role, ... WHERE model_id = 'm-1' ORDER BY recording, channel
     """
     calls = files.join(dest, "calls", "*", "*.parquet")
     return (
-        "SELECT regexp_extract(path, '[^/]+$') AS recording, channel, round(speech_s, 1) AS speech_s, "
+        "SELECT regexp_extract(path, '[^/]+$') AS recording, channel, role, round(speech_s, 1) AS speech_s, "
         "dominant_emotion, round(share_angry, 2) AS share_angry, round(peak_angry_s, 1) AS peak_angry_s "
         f"FROM read_parquet('{calls}', hive_partitioning = true) WHERE model_id = '{model_id}' ORDER BY recording, channel"
     )

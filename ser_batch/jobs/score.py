@@ -3,7 +3,8 @@
 A run:
 
 1. ``ser_batch.jobs.plan.plan_scoring`` lists SOURCE, keeps the recordings dated on or after ``since``
-   (``recording_date``), drops those whose (path, content key) DEST/calls already holds
+   (``recording_date``: a ``YYYY/MM/DD`` folder, else the modification date in ``ScoreConfig.timezone``),
+   drops those whose (path, content key) DEST/calls already holds
    for this ``model_id`` (and those with an error row for it, unless ``retry_errors``),
    and cuts the rest into deterministic shards (``ser_batch.shards``).
 2. ``score_shard`` decodes every channel of a recording separately, at its own rate,
@@ -11,7 +12,8 @@ A run:
    itself and scores a copied channel once (``ser_batch.scoring.crosstalk``), cuts it into
    windows and featurizes each with the model's own feature set (``ser_batch.scoring.calls``),
    predicts all windows of the recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
-   part files named by run date and shard id (``ser_batch.storage.tables``).
+   part files in the folder of each recording's date (``call_date``) named by shard id
+   (``ser_batch.storage.tables``); every row also carries the ``run_date`` and the channel's ``role``.
 
 ``model_id`` is ``<model>-<feature set>-<first 12 hex of sha256(metadata.json, model.keras)>``:
 two trainings never share it, so a new model scores everything again, and an unchanged
@@ -34,8 +36,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -48,8 +50,9 @@ from ser_batch.config import FeatureConfig, ScoreConfig, feature_config
 from ser_batch.features.extract import feature_bytes, feature_names, warm_up
 from ser_batch.features.windows import window_features_at, window_groups, window_samples
 from ser_batch.jobs.guard import NO_GUARD, FileGuard
+from ser_batch.jobs.plan import call_date
 from ser_batch.model.artifact import Artifact
-from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, WORKER_STAGE, ModelIdentity, error_row, run_date_value
+from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, WORKER_STAGE, ModelIdentity, date_value, error_row
 from ser_batch.scoring.calls import call_columns, segment_columns
 from ser_batch.scoring.crosstalk import attributed_spans, band_levels, duplicate_channels
 from ser_batch.scoring.segments import streamed_speech_spans, windows
@@ -82,12 +85,13 @@ class ChannelWindows:
 
 @dataclass(frozen=True)
 class Scores:
-    """In-memory result of scoring some recordings: the three tables and totals."""
+    """In-memory result of scoring some recordings: the three tables, totals, and each recording's ``call_date``."""
 
     tables: dict[str, pa.Table]
     n_scored: int
     audio_s: float
     speech_s: float
+    call_dates: dict[str, str] = field(default_factory=dict)  # path -> YYYY-MM-DD
 
 
 # One model per worker process, kept in this module. Dask workers are long-lived processes
@@ -147,16 +151,16 @@ def score_shard(
 ) -> ScoreShardSummary:
     """Score one shard of recordings and write its part files under deterministic names.
 
-    Re-running the same shard for the same ``run_date`` overwrites the same files. The
-    model is taken from this process's cache (``load_model_once``). BLAS/OpenMP is limited
-    to one thread: workers are processes, one per core.
+    Each recording's rows go to its ``call_date`` folder (``jobs.plan.call_date``); re-running the
+    same shard overwrites the same files. The model is taken from this process's cache
+    (``load_model_once``). BLAS/OpenMP is limited to one thread: workers are processes, one per core.
 
     Args:
         shard: recordings with their content keys, from ``plan_scoring``.
         dest: local folder or ``s3://`` prefix of the outputs.
         model_dir: the model directory.
-        config: VAD and window settings.
-        run_date: the ``YYYY-MM-DD`` partition to write (validated; never from file names).
+        config: VAD and window settings, channel roles and the time zone of recording dates.
+        run_date: the ``YYYY-MM-DD`` day of the run, stored as a column (the call date of an undated recording).
         storage_options: fsspec options for remote SOURCE, DEST and MODEL_DIR.
         guard: known poison recordings, the memory and the time one may take (``jobs.guard``).
 
@@ -166,14 +170,22 @@ def score_shard(
         StorageError, SchemaError: if the model cannot be loaded or DEST written.
     """
     started, started_at, cpu = time.perf_counter(), time.time(), time.process_time()
-    run_date = run_date_value(run_date)
+    run_date = date_value(run_date, name="run_date")
     identity = read_model_identity(model_dir, storage_options=storage_options)
     artifact, loaded = load_model_once(identity, storage_options=storage_options)
     with threadpool_limits(limits=1):
         if loaded and guard.time_limit_s is not None:  # a fresh process: its one-off costs are not the first file's
             warm_up(feature_config(artifact.feature_set))
-        scores = score_files(shard.files, artifact, config, storage_options=storage_options, guard=guard)
-    written = write_scores(scores.tables, dest, run_date, shard.shard_id, storage_options=storage_options)
+        scores = score_files(
+            shard.files, artifact, config, run_date=run_date, storage_options=storage_options, guard=guard
+        )
+    written = write_scores(
+        scores.tables,
+        dest,
+        shard.shard_id,
+        call_dates=scores.call_dates.values(),
+        storage_options=storage_options,
+    )
     calls = scores.tables["calls"]
     return ScoreShardSummary(
         shard_id=shard.shard_id,
@@ -199,6 +211,7 @@ def score_files(
     artifact: Artifact,
     config: ScoreConfig,
     *,
+    run_date: str | None = None,
     storage_options: dict[str, Any] | None = None,
     guard: FileGuard = NO_GUARD,
 ) -> Scores:
@@ -206,19 +219,31 @@ def score_files(
 
     Recordings are decoded and featurized one by one under ``guard`` (``score_shard``); the model
     then predicts the windows of all of them in one batch (a Keras call costs ~100 ms whatever its
-    size up to thousands of rows).
+    size up to thousands of rows). A channel's ``role`` is ``config.channel_roles[channel]`` for a
+    recording with as many channels as roles, else null (mono recordings carry both parties).
+
+    Args:
+        files: the recordings.
+        artifact: the loaded model.
+        config: VAD and window settings, channel roles and the time zone of recording dates.
+        run_date: the run's ``YYYY-MM-DD`` (default: today in UTC).
+        storage_options: fsspec options for remote recordings.
+        guard: known poison recordings, the memory and the time one may take.
 
     Returns:
         The ``errors``, ``predictions`` and ``calls`` tables (``schema.SCORE_SCHEMAS``): every
-        input has calls rows (one per channel, also without speech) or one error row.
+        input has calls rows (one per channel, also without speech) or one error row; and each
+        input's ``call_date``.
 
     Raises:
         OSError: on a read failure that may be transient.
     """
     now = datetime.now(UTC)
+    run_day = date.fromisoformat(date_value(run_date or now.date().isoformat(), name="run_date"))
+    days = {info.uri: call_date(info, config.timezone, run_day.isoformat()) for info in files}
     features = feature_config(artifact.feature_set)
     model_id = artifact.identity.model_id
-    stamp = {"model_id": model_id, "scored_at": now}
+    stamp = {"model_id": model_id, "scored_at": now, "run_date": run_day}
     rows: dict[str, list[dict[str, Any]]] = {"errors": [], "predictions": [], "calls": []}
     recordings: list[tuple[FileInfo, list[ChannelWindows], int, float]] = []
     for info in files:
@@ -236,7 +261,7 @@ def score_files(
             row = error_row(
                 info.uri, info.content_key, error, stage=progress.stage, feature_set=features.name, run_at=now
             )
-            rows["errors"].append({**row, "model_id": model_id})
+            rows["errors"].append({**row, "model_id": model_id, "run_date": run_day, "call_date": days[info.uri]})
             continue
         recordings.append((info, channels, sample_rate, duration_s))
     channels_scored = [channel for _, channels, _, _ in recordings for channel in channels]
@@ -249,15 +274,17 @@ def score_files(
     offset = 0
     audio_s = speech_s = 0.0
     for info, channels, sample_rate, duration_s in recordings:
-        key = {"path": info.uri, "content_key": info.content_key, **stamp}
+        key = {"path": info.uri, "content_key": info.content_key, **stamp, "call_date": days[info.uri]}
+        roles = config.channel_roles if config.channel_roles and len(config.channel_roles) == len(channels) else None
         calls: dict[int, dict[str, Any]] = {}
         for channel in channels:
+            role = None if roles is None else roles[channel.channel]
             if channel.duplicate_of is None:
                 probs = probabilities[offset : offset + len(channel.windows)]
                 offset += len(channel.windows)
                 segments = segment_columns(channel.windows, probs, artifact.classes)
                 rows["predictions"].extend(
-                    {**key, "channel": channel.channel, **dict(zip(segments, values, strict=True))}
+                    {**key, "channel": channel.channel, "role": role, **dict(zip(segments, values, strict=True))}
                     for values in zip(*segments.values(), strict=True)
                 )
                 calls[channel.channel] = call_columns(channel.windows, probs, artifact.classes)
@@ -266,6 +293,7 @@ def score_files(
                 {
                     **key,
                     "channel": channel.channel,
+                    "role": role,
                     "n_channels": len(channels),
                     "duplicate_of_channel": channel.duplicate_of,
                     "sample_rate": sample_rate,
@@ -276,13 +304,13 @@ def score_files(
             )
         audio_s += duration_s
     tables = {name: pa.Table.from_pylist(rows[name], schema=SCORE_SCHEMAS[name]) for name in SCORE_TABLES}
-    return Scores(tables, n_scored=len(recordings), audio_s=audio_s, speech_s=speech_s)
+    return Scores(tables, n_scored=len(recordings), audio_s=audio_s, speech_s=speech_s, call_dates=days)
 
 
-def recording_outcomes(files: Sequence[FileInfo], scores: Scores) -> tuple[tuple[str, str, bool], ...]:
-    """``(path, content_key, scored)`` of each input of ``score_files``: False for those with an error row."""
+def recording_outcomes(files: Sequence[FileInfo], scores: Scores) -> tuple[tuple[str, str, bool, str], ...]:
+    """``(path, content_key, scored, call_date)`` of each input of ``score_files``: scored False for those with an error row."""
     failed = set(scores.tables["errors"].column("path").to_pylist())
-    return tuple((info.uri, info.content_key, info.uri not in failed) for info in files)
+    return tuple((info.uri, info.content_key, info.uri not in failed, scores.call_dates[info.uri]) for info in files)
 
 
 @dataclass

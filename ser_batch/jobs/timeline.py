@@ -20,11 +20,12 @@ from ser_batch.storage.tables import read_recording_scores
 
 @dataclass(frozen=True)
 class CallTimeline:
-    """What ``timeline_png`` draws for one recording, as one model scored it in one run."""
+    """What ``timeline_png`` draws for one recording, as one model scored it in one run (``run_date``; its ``call_date``)."""
 
     path: str
     model_id: str
     run_date: str
+    call_date: str
     duration_s: float
     channels: tuple[ChannelTimeline, ...]
 
@@ -43,7 +44,7 @@ def read_call_timeline(
     path: str,
     *,
     model_id: str | None = None,
-    run_date: str | None = None,
+    call_date: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> CallTimeline:
     """Read one recording's windows from ``DEST/predictions`` (and its length from ``DEST/calls``).
@@ -52,19 +53,20 @@ def read_call_timeline(
         dest: the scoring DEST (local or ``s3://``).
         path: the recording, as given to ``ser-batch score`` (a relative local path is made absolute).
         model_id: the model whose scores to draw; default the one that scored the recording last.
-        run_date: look in this run date's partition only (a score run's own report), not every one.
+        call_date: look in this call date's partition only (a score run's own report), not every one.
         storage_options: fsspec options for a remote DEST.
 
     Returns:
-        the latest scoring of the recording by that model, every channel (a channel without
-        speech has no windows).
+        the latest scoring of the recording by that model (its rows of the latest ``scored_at``),
+        every channel (a channel without speech has no windows).
 
     Raises:
         ConfigError: if DEST holds no scores of the recording (or none by ``model_id``).
+        SchemaError: for a DEST of the earlier ``run_date`` layout.
         StorageError: if DEST cannot be read.
     """
     uri = recording_uri(path)
-    calls, predictions = read_recording_scores(dest, uri, run_date=run_date, storage_options=storage_options)
+    calls, predictions = read_recording_scores(dest, uri, call_date=call_date, storage_options=storage_options)
     where = files.redact(files.join(dest, "calls"))
     if calls.num_rows == 0:
         raise ConfigError(
@@ -75,10 +77,10 @@ def read_call_timeline(
         if calls.num_rows == 0:
             raise ConfigError(f"{path}: not scored by model {model_id!r} in {where}")
     latest = calls.take([int(np.argmax(calls.column("scored_at").cast(pa.int64()).to_numpy()))]).to_pylist()[0]
-    chosen = {"model_id": latest["model_id"], "content_key": latest["content_key"]}
-    run_date = str(latest.get("run_date", ""))
-    calls = _matching(calls, chosen, run_date)
-    windows = _matching(predictions, chosen, run_date)
+    chosen = {key: latest[key] for key in ("model_id", "content_key", "scored_at", "call_date")}
+    windows = _matching(predictions, chosen)
+    calls = _matching(calls, chosen)
+    roles = dict(zip(calls.column("channel").to_pylist(), calls.column("role").to_pylist(), strict=True))
     channels = []
     for channel in range(int(latest["n_channels"])):
         rows = windows.filter(pc.equal(windows.column("channel"), channel)).sort_by("start_s")
@@ -89,18 +91,24 @@ def read_call_timeline(
                 end_s=rows.column("end_s").to_numpy().astype(np.float64),
                 emotion=tuple(str(name) for name in rows.column("emotion").to_pylist()),
                 confidence=rows.column("confidence").to_numpy().astype(np.float64),
+                role=roles.get(channel),
             )
         )
-    return CallTimeline(uri, str(latest["model_id"]), run_date, float(latest["duration_s"]), tuple(channels))
-
-
-def _matching(table: pa.Table, values: dict[str, Any], run_date: str) -> pa.Table:
-    mask = pc.and_(
-        pc.equal(table.column("model_id"), values["model_id"]),
-        pc.equal(table.column("content_key"), values["content_key"]),
+    return CallTimeline(
+        uri,
+        str(latest["model_id"]),
+        latest["run_date"].isoformat(),
+        str(latest["call_date"]),
+        float(latest["duration_s"]),
+        tuple(channels),
     )
-    if run_date and "run_date" in table.column_names:
-        mask = pc.and_(mask, pc.equal(table.column("run_date").cast(pa.string()), run_date))
+
+
+def _matching(table: pa.Table, values: dict[str, Any]) -> pa.Table:
+    # one scoring's rows: a shard stamps all its rows with one scored_at
+    mask = pa.array([True] * table.num_rows)
+    for name, value in values.items():
+        mask = pc.and_(mask, pc.equal(table.column(name), pa.scalar(value, table.schema.field(name).type)))
     return table.filter(mask)
 
 
@@ -121,7 +129,7 @@ def write_call_timeline(
     output: str | None = None,
     *,
     model_id: str | None = None,
-    run_date: str | None = None,
+    call_date: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Draw one recording's emotion timeline from a scoring DEST into a PNG; return where it was written.
@@ -131,18 +139,18 @@ def write_call_timeline(
         path: the recording (see ``read_call_timeline``).
         output: the PNG's path or URI; default ``timeline_uri(dest, recording)``.
         model_id: the model whose scores to draw; default the latest.
-        run_date: look in this run date's partition only.
+        call_date: look in this call date's partition only.
         storage_options: fsspec options for a remote DEST or output.
 
     Raises:
         ConfigError: if DEST holds no scores of the recording.
         StorageError: if DEST cannot be read or the output written.
     """
-    timeline = read_call_timeline(dest, path, model_id=model_id, run_date=run_date, storage_options=storage_options)
+    timeline = read_call_timeline(dest, path, model_id=model_id, call_date=call_date, storage_options=storage_options)
     name = timeline.path.rstrip("/").rsplit("/", 1)[-1]
-    title = f"{name}: top emotion per window, model {timeline.model_id}"
-    if timeline.run_date:
-        title += f", scored {timeline.run_date}"
+    title = (
+        f"{name} of {timeline.call_date}: top emotion per window, model {timeline.model_id}, scored {timeline.run_date}"
+    )
     png = timeline_png(timeline.channels, duration_s=timeline.duration_s, title=title)
     target = output or timeline_uri(dest, timeline.path)
     with files.storage_errors(target):

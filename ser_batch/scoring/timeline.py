@@ -44,6 +44,7 @@ class ChannelTimeline:
         end_s: window ends in seconds, shape ``(n,)``.
         emotion: each window's top emotion, ``n`` names from ``EMOTIONS``.
         confidence: each window's probability of that emotion in [0, 1], shape ``(n,)``.
+        role: the channel's role (``--channel-roles``, e.g. ``customer``), None when unknown.
     """
 
     channel: int
@@ -51,6 +52,7 @@ class ChannelTimeline:
     end_s: NDArray[np.float64]
     emotion: tuple[str, ...]
     confidence: NDArray[np.float64]
+    role: str | None = None
 
 
 def timeline_size(n_channels: int) -> tuple[int, int]:
@@ -143,5 +145,6 @@ def _draw_channel(axes: Axes, channel: ChannelTimeline, seen: list[str]) -> None
     else:
         axes.text(0.5, 0.5, "no speech", transform=axes.transAxes, ha="center", va="center", color="#7f7f7f")
     axes.set_ylim(0.0, 1.0)
-    axes.set_ylabel(f"channel {channel.channel}\ntop probability", fontsize=9)
+    name = f"channel {channel.channel}" + (f" ({channel.role})" if channel.role else "")
+    axes.set_ylabel(f"{name}\ntop probability", fontsize=9)
     axes.grid(axis="y", alpha=0.3, zorder=1)

@@ -58,6 +58,7 @@ from ser_batch.storage.score_index import (
     LoadedScoreIndex,
     end_run_note,
     index_without,
+    index_without_parts,
     load_score_index,
     merge_indexes,
     prune_score_parts,
@@ -70,6 +71,7 @@ from ser_batch.storage.score_index import (
     write_score_index,
 )
 from ser_batch.storage.tables import (
+    check_score_layout,
     errors_root,
     features_root,
     has_augmented,
@@ -107,6 +109,7 @@ __all__ = [
     "audio_info",
     "channel_reader",
     "check_lease_free",
+    "check_score_layout",
     "check_writable",
     "create_exclusive",
     "decoded_length",
@@ -119,6 +122,7 @@ __all__ = [
     "has_augmented",
     "hold_lease",
     "index_without",
+    "index_without_parts",
     "is_junk",
     "is_remote",
     "join",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ from ser_batch.schema import (
     AUGMENTATION_FIELD,
     CALLS_SCHEMA,
     DATASETS,
+    EARLIER_SCORE_KEYS,
     ERRORS_SCHEMA,
     FEATURE_KEYS,
     FEATURIZE_ERROR_KEYS,
@@ -47,10 +48,10 @@ from ser_batch.schema import (
     SCORE_SCHEMAS,
     SCORE_TABLES,
     SECONDS_COLUMNS,
+    date_value,
     part_file_name,
     part_file_schema,
     partition_value,
-    run_date_value,
 )
 from ser_batch.shards import DoneIndex, Entries
 from ser_batch.storage import files
@@ -334,104 +335,154 @@ def prune_rows(
     return int(table.num_rows - kept.num_rows)
 
 
-def score_part(dest: str, table: str, run_date: str, shard_id: str) -> str:
-    """URI of one scoring part file: ``DEST/<table>/run_date=<date>/part-<shard-id>.parquet``.
+def score_part(dest: str, table: str, call_date: str, shard_id: str) -> str:
+    """URI of one scoring part file: ``DEST/<table>/call_date=<date>/part-<shard-id>.parquet``.
 
     Raises:
         ConfigError: for an unknown table, a bad date or a shard id not of ``shards.shard_id``'s form.
     """
     if table not in SCORE_SCHEMAS:
         raise ConfigError(f"unknown scoring table {table!r}; expected one of {sorted(SCORE_SCHEMAS)}")
-    return files.join(dest, table, f"run_date={run_date_value(run_date)}", part_file_name(shard_id))
+    return files.join(dest, table, _call_date_folder(call_date), part_file_name(shard_id))
+
+
+def _call_date_folder(call_date: str) -> str:
+    return f"{SCORE_KEYS[0]}={date_value(call_date, name='call_date')}"
 
 
 def write_scores(
     tables: dict[str, pa.Table],
     dest: str,
-    run_date: str,
     shard_id: str,
     *,
+    call_dates: Iterable[str],
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write one shard's errors, predictions and calls (in that order); return the URIs written.
+    """Write one shard's errors, predictions and calls, one part file per call date; return the URIs written.
 
-    An empty table removes its part file instead, so a retried shard never leaves a stale
-    part of an earlier attempt behind. ``calls`` goes last: a shard whose calls part exists
-    is complete, and ``remove_orphan_predictions`` cleans up after one killed in between.
+    Every table is written for every date before the next table is, ``calls`` last: a shard whose
+    calls part of a date exists has completed that date, and ``remove_orphan_predictions`` cleans up
+    after one killed in between. A date in ``call_dates`` without rows in a table removes that part
+    file instead, so a retried shard never leaves a stale part of an earlier attempt behind.
+
+    Args:
+        tables: ``errors``, ``predictions`` and ``calls`` (``schema.SCORE_SCHEMAS``), each row with its
+            ``call_date`` (``YYYY-MM-DD``), which names its folder and is not stored in the file.
+        dest: the scoring DEST.
+        shard_id: names the part files.
+        call_dates: the call dates of all the shard's recordings (those of every row included).
+        storage_options: fsspec options for a remote DEST.
+
+    Raises:
+        ConfigError: if a call date is not a date, or a row's is not in ``call_dates``.
     """
+    days = sorted({date_value(day, name="call_date") for day in call_dates})
     written = []
     for name in SCORE_TABLES:
-        uri = score_part(dest, name, run_date, shard_id)
-        table = tables[name]
-        if table.num_rows:
-            part = _part_bytes(table.cast(SCORE_SCHEMAS[name]), SCORE_KEYS)
-            files.write_bytes_atomic(uri, part, storage_options=storage_options)
-            written.append(uri)
-        else:
-            files.remove(uri, storage_options=storage_options)
+        table = tables[name].cast(SCORE_SCHEMAS[name])
+        column = table.column(SCORE_KEYS[0])
+        stray = set(column.to_pylist()) - set(days)
+        if stray:
+            raise ConfigError(f"rows of call dates {sorted(stray)} not in the shard's call dates {days}")
+        for day in days:
+            uri = score_part(dest, name, day, shard_id)
+            rows = table.filter(pc.equal(column, day))
+            if rows.num_rows:
+                files.write_bytes_atomic(uri, _part_bytes(rows, SCORE_KEYS), storage_options=storage_options)
+                written.append(uri)
+            else:
+                files.remove(uri, storage_options=storage_options)
     return written
+
+
+def check_score_layout(dest: str, *, storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse a scoring DEST of the earlier layout, partitioned by the day of the run (``run_date=`` folders).
+
+    This version partitions by the recording's day (``call_date=``); one DEST holding both would
+    break every Hive reader (DuckDB, pandas, pyarrow) and the plan. Costs one listing per table.
+
+    Raises:
+        SchemaError: naming the folder and what to do, in one line.
+        StorageError: if DEST cannot be listed.
+    """
+    for table in SCORE_TABLES:
+        root = files.join(dest, table)
+        fs, base = files.filesystem(root, storage_options=storage_options)
+        with files.storage_errors(root):
+            names = (
+                [str(name).rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(base, detail=False)]
+                if fs.exists(base)
+                else []
+            )
+        if any(name.startswith(f"{EARLIER_SCORE_KEYS[0]}=") for name in names):
+            shown = files.redact(dest)
+            raise SchemaError(
+                f"{files.redact(root)} holds {EARLIER_SCORE_KEYS[0]}= folders of an earlier ser-batch (rows by the day "
+                f"they were scored; rows are now by the call's date, call_date=): score into a new DEST, or move "
+                f"calls/, predictions/, errors/ and _ser_batch/scored/ out of {shown} to score its recordings again"
+            )
 
 
 def read_scored(
     dest: str,
     model_id: str,
     *,
-    run_dates: Sequence[str] | None = None,
+    call_dates: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> DoneIndex:
     """Index the recordings DEST holds for one model by reading the key columns of its calls and errors parts.
 
     Costs a request per part file: the nightly plan reads ``ser_batch.storage.score_index``
-    instead, and this only to build that index once, or for the run dates of a run that died.
+    instead, and this only to build that index once, or for the call dates of a run that died.
 
     Args:
         dest: the scoring DEST.
         model_id: the model whose rows count.
-        run_dates: only these ``run_date`` folders (None: all).
+        call_dates: only these ``call_date`` folders (None: all).
         storage_options: fsspec options for a remote DEST.
 
     Returns:
         ``featurized``: path -> [(content_key, part)] of recordings with calls rows of ``model_id``
         (scored); ``failed``: the same of its error rows. ``part`` is relative to the table:
-        ``run_date=<date>/part-<shard-id>.parquet``.
+        ``call_date=<date>/part-<shard-id>.parquet``.
     """
     entries: dict[str, Entries] = {"calls": {}, "errors": {}}
     for table, found in entries.items():
-        for root, fs, parts in _score_parts(dest, table, run_dates, storage_options):
+        for root, fs, parts in _score_parts(dest, table, call_dates, storage_options):
             for part, keys in _read_parts(fs, parts, ["path", "content_key", "model_id"], root):
-                relative = f"run_date={part.values['run_date']}/{part.path.rsplit('/', 1)[1]}"
+                relative = f"{_call_date_folder(part.values[SCORE_KEYS[0]])}/{part.path.rsplit('/', 1)[1]}"
                 _add_entries(found, keys.filter(pc.equal(keys.column("model_id"), model_id)), relative)
     return DoneIndex(entries["calls"], entries["errors"])
 
 
 def _score_parts(
-    dest: str, table: str, run_dates: Sequence[str] | None, storage_options: dict[str, Any] | None
+    dest: str, table: str, call_dates: Sequence[str] | None, storage_options: dict[str, Any] | None
 ) -> Iterator[tuple[str, fsspec.AbstractFileSystem, list[_Part]]]:
-    # a scoring table's own parts: all of them, or those of some run dates' folders only
-    if run_dates is None:
+    # a scoring table's own parts: all of them, or those of some call dates' folders only
+    if call_dates is None:
         root = files.join(dest, table)
         yield (root, *_own_parts(root, SCORE_KEYS, storage_options))
         return
-    for day in sorted(set(run_dates)):
-        root = files.join(dest, table, f"run_date={run_date_value(day)}")
-        yield (root, *_own_parts(root, (), storage_options, known={"run_date": day}))
+    for day in sorted(set(call_dates)):
+        root = files.join(dest, table, _call_date_folder(day))
+        yield (root, *_own_parts(root, (), storage_options, known={SCORE_KEYS[0]: day}))
 
 
 def remove_orphan_predictions(
-    dest: str, *, run_dates: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
+    dest: str, *, call_dates: Sequence[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> int:
-    """Delete predictions parts that have no calls part of the same run date and shard; return how many.
+    """Delete predictions parts that have no calls part of the same call date and shard; return how many.
 
     Such a part is left only by a shard killed between its two writes; its recordings have
     no calls rows, so they are scored again. Assumes one scoring run per DEST at a time
     (``ser_batch.storage.lease``). Only ser-batch's own part files are considered
-    (``schema.PART_FILE``); ``run_dates`` limits the search to those folders.
+    (``schema.PART_FILE``); ``call_dates`` limits the search to those folders.
     """
     parts: dict[str, dict[tuple[str, str], str]] = {}
     for name in ("predictions", "calls"):
         parts[name] = {
-            (part.values["run_date"], part.path.rsplit("/", 1)[1]): part.path
-            for _, _, found in _score_parts(dest, name, run_dates, storage_options)
+            (part.values[SCORE_KEYS[0]], part.path.rsplit("/", 1)[1]): part.path
+            for _, _, found in _score_parts(dest, name, call_dates, storage_options)
             for part in found
         }
     orphans = sorted(set(parts["predictions"]) - set(parts["calls"]))
@@ -463,34 +514,50 @@ def read_parts(
     return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
-_RECORDING_CALL_COLUMNS = ("path", "channel", "n_channels", "duration_s", "model_id", "content_key", "scored_at")
+_RECORDING_CALL_COLUMNS = (
+    "path",
+    "channel",
+    "role",
+    "n_channels",
+    "duration_s",
+    "model_id",
+    "content_key",
+    "scored_at",
+    "run_date",
+)
 
 
 def read_recording_scores(
-    dest: str, path: str, *, run_date: str | None = None, storage_options: dict[str, Any] | None = None
+    dest: str, path: str, *, call_date: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> tuple[pa.Table, pa.Table]:
-    """The calls rows of one recording in a scoring DEST (every model; every run date, or ``run_date``'s) and their predictions rows.
+    """The calls rows of one recording in a scoring DEST (every model; every call date, or ``call_date``'s) and their predictions rows.
 
     Only the calls table's key columns are read in full; predictions are read from the parts of
     the shards whose calls rows name the recording (a shard's parts share its id).
 
     Returns:
-        ``(calls, predictions)``, both with ``run_date``; each possibly empty (a recording without
+        ``(calls, predictions)``, both with ``call_date``; each possibly empty (a recording without
         speech has calls rows but no predictions rows; one never scored into DEST has neither).
+
+    Raises:
+        SchemaError: for a DEST of the earlier ``run_date`` layout (``check_score_layout``).
+        StorageError: if DEST cannot be read.
     """
+    check_score_layout(dest, storage_options=storage_options)
+    key = SCORE_KEYS[0]
     calls, predictions = [], []
-    if run_date is None:
+    if call_date is None:
         root = files.join(dest, "calls")
         fs, parts = _own_parts(root, SCORE_KEYS, storage_options)
     else:
-        root = files.join(dest, "calls", f"run_date={run_date_value(run_date)}")
-        fs, parts = _own_parts(root, (), storage_options, known={"run_date": run_date})
-    for part, table in _read_parts(fs, parts, [*_RECORDING_CALL_COLUMNS, "run_date"], root):
+        root = files.join(dest, "calls", _call_date_folder(call_date))
+        fs, parts = _own_parts(root, (), storage_options, known={key: call_date})
+    for part, table in _read_parts(fs, parts, [*_RECORDING_CALL_COLUMNS, key], root):
         rows = table.filter(pc.equal(table.column("path"), path))
         if not rows.num_rows:
             continue
         calls.append(rows)
-        uri = files.join(dest, "predictions", f"run_date={part.values['run_date']}", part.path.rsplit("/", 1)[1])
+        uri = files.join(dest, "predictions", _call_date_folder(part.values[key]), part.path.rsplit("/", 1)[1])
         _, windows_path = files.filesystem(uri, storage_options=storage_options)
         with files.storage_errors(uri):
             if not fs.exists(windows_path):
@@ -498,10 +565,9 @@ def read_recording_scores(
         for _, windows in _read_parts(fs, [_Part(windows_path, part.values)], None, uri):
             predictions.append(windows.filter(pc.equal(windows.column("path"), path)))
     empty_calls = pa.schema(
-        [*(CALLS_SCHEMA.field(n) for n in _RECORDING_CALL_COLUMNS), pa.field("run_date", pa.string())]
+        [*(CALLS_SCHEMA.field(n) for n in _RECORDING_CALL_COLUMNS), pa.field(key, pa.string(), nullable=False)]
     )
-    empty_windows = PREDICTIONS_SCHEMA.append(pa.field("run_date", pa.string()))
     return (
         pa.concat_tables(calls, promote_options="default") if calls else empty_calls.empty_table(),
-        pa.concat_tables(predictions, promote_options="default") if predictions else empty_windows.empty_table(),
+        pa.concat_tables(predictions, promote_options="default") if predictions else PREDICTIONS_SCHEMA.empty_table(),
     )

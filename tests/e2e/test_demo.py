@@ -129,7 +129,7 @@ def test_each_run_of_the_job_publishes_its_report_with_no_secret_in_it(tmp_path,
     assert {"accuracy", "balanced accuracy", "corpus ravdess", "class angry"} <= set(evaluation[2])
     assert "](data:image/png;base64," in artifacts["train-summary"]["data"]
     top = json.loads(artifacts["score-top-anger"]["data"])
-    assert (Path(top[0]["path"]).name, top[0]["channel"]) == ("call-0002.wav", 1)  # the angry customer
+    assert (Path(top[0]["path"]).name, top[0]["channel"], top[0]["role"]) == ("call-0002.wav", 1, "customer")
     assert all(row["share_angry"] > 0 and Path(row["picture"]).is_file() for row in top)
     summary = artifacts["score-summary"]["data"]
     assert (

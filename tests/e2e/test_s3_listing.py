@@ -100,3 +100,41 @@ def test_s3_listing_passes_over_junk_and_counts_files_that_are_not_audio(moto_se
 
     assert [info.uri for info in listed] == [f"s3://{bucket}/{key}" for key in keys[1::-1]]
     assert passed_over == PassedOver(Counter({".pdf": 2, ".jpg": 1}), [])
+
+
+def test_s3_scoring_parts_are_filed_by_call_date_and_a_run_date_layout_is_refused(archive) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from ser_batch.errors import SchemaError
+    from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES
+
+    bucket, options, _ = archive
+    dest = f"s3://{bucket}/scores-{uuid.uuid4().hex[:8]}"
+    storage.check_score_layout(dest, storage_options=options)  # no DEST yet
+    paths = [f"s3://{bucket}/archive/2026/11/{day}/c.wav" for day in (23, 24)]
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    calls = [
+        {"path": path, "content_key": f"e{i}", "model_id": "m", "call_date": f"2026-11-2{3 + i}", "channel": 0,
+         "n_channels": 1, "sample_rate": 8000, "duration_s": 1.0, "speech_s": 0.0, "n_segments": 0,
+         "scored_at": now, "run_date": now.date()}
+        for i, path in enumerate(paths)
+    ]  # fmt: skip
+    tables = {name: SCORE_SCHEMAS[name].empty_table() for name in SCORE_TABLES}
+    tables["calls"] = pa.Table.from_pylist(calls, schema=SCORE_SCHEMAS["calls"])
+    written = storage.write_scores(
+        tables, dest, "a" * 20, call_dates=["2026-11-23", "2026-11-24"], storage_options=options
+    )
+
+    assert sorted(uri.split("/calls/")[1] for uri in written) == [
+        f"call_date=2026-11-23/part-{'a' * 20}.parquet",
+        f"call_date=2026-11-24/part-{'a' * 20}.parquet",
+    ]
+    done = storage.read_scored(dest, "m", call_dates=["2026-11-24"], storage_options=options)
+    assert done.featurized == {paths[1]: [("e1", f"call_date=2026-11-24/part-{'a' * 20}.parquet")]}
+    storage.check_score_layout(dest, storage_options=options)
+    fs, root = storage.filesystem(dest, storage_options=options)
+    fs.pipe(f"{root}/predictions/run_date=2026-11-30/part-{'b' * 20}.parquet", b"PAR1")
+    with pytest.raises(SchemaError, match="run_date= folders of an earlier ser-batch"):
+        storage.check_score_layout(dest, storage_options=options)

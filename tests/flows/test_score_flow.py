@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = feature_config("seed268")
 CLASSES = ("angry", "happy", "sad")
 RUN_DATE = "2026-11-24"
+CATCH_UP = "2026-11-30"
 RATE = 8000
 
 
@@ -80,30 +81,38 @@ def read(dest: Path, table: str, query: str) -> list[tuple]:
     return duckdb.sql(query.replace("TABLE", source)).fetchall()
 
 
-def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(models, cluster, tmp_path, capsys) -> None:
+def test_a_catch_up_run_files_calls_under_their_own_dates_with_roles_and_a_new_model_scores_everything_again(
+    models, cluster, tmp_path, capsys
+) -> None:
     archive, dest = tmp_path / "archive", tmp_path / "out"
     day = archive / "2026" / "11" / "24"
-    write_call(day / "c1.wav", 13.0, [[(1.0, 5.0), (9.0, 12.0)], [(5.5, 8.5)]], seed=1)
+    write_call(archive / "2026" / "11" / "23" / "c1.wav", 13.0, [[(1.0, 5.0), (9.0, 12.0)], [(5.5, 8.5)]], seed=1)
     write_call(day / "c2.wav", 8.0, [[(1.0, 6.0)], []], seed=2)  # the customer never speaks
     write_call(day / "c3.flac", 10.0, [[(0.5, 4.0)], [(5.0, 9.5)]], seed=3, kind="noise")
     (day / "junk.wav").write_bytes(b"RIFF....WAVE but not really")
 
-    first = score(
-        str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE, settle_s=0
-    )
+    first = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=CATCH_UP,
+                  channel_roles=["agent", "customer"], settle_s=0)  # fmt: skip
 
     assert (first["recordings_seen"], first["scored"], first["failed"], first["shards"]) == (4, 3, 1, 2)
     assert first["model_loads"] == 1  # one worker, two shards: loaded once
+    assert first["call_dates"] == ["2026-11-23", RUN_DATE]
     calls = read(
         dest,
         "calls",
-        "SELECT regexp_extract(path, '[^/]+$'), channel, n_segments, dominant_emotion, run_date, model_id "
-        "FROM TABLE ORDER BY 1, 2",
+        "SELECT regexp_extract(path, '[^/]+$'), channel, n_segments, dominant_emotion, run_date, model_id, "
+        "call_date, role FROM TABLE ORDER BY 1, 2",
     )
     assert [(name, channel) for name, channel, *_ in calls] == [
         (n, c) for n in ("c1.wav", "c2.wav", "c3.flac") for c in (0, 1)
     ]
-    assert all(row[4] == date(2026, 11, 24) and row[5] == first["model_id"] for row in calls)
+    assert all(row[4] == date(2026, 11, 30) and row[5] == first["model_id"] for row in calls)
+    assert [(row[0], row[6], row[7]) for row in calls] == [
+        (name, date(2026, 11, 23 if name == "c1.wav" else 24), role)
+        for name in ("c1.wav", "c2.wav", "c3.flac")
+        for role in ("agent", "customer")
+    ]
+    assert sorted(p.name for p in (dest / "calls").iterdir()) == ["call_date=2026-11-23", f"call_date={RUN_DATE}"]
     silent = calls[3]
     assert silent[2] == 0 and silent[3] is None
     assert all(row[2] > 0 and row[3] in CLASSES for index, row in enumerate(calls) if index != 3)
@@ -119,24 +128,25 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
     )
     c1_customer = [(start, end) for name, channel, start, end, *_ in segments if (name, channel) == ("c1.wav", 1)]
     assert c1_customer and all(5.4 <= start and end <= 8.6 for start, end in c1_customer)
-    stored = pq.read_table(dest / "calls" / f"run_date={RUN_DATE}").to_pylist()  # read without DuckDB or partitioning
-    customers = {Path(row["path"]).name: row for row in stored if row["channel"] == 1}
+    stored = pq.read_table(dest / "calls" / f"call_date={RUN_DATE}").to_pylist()  # read without DuckDB or partitioning
+    customers = {Path(row["path"]).name: row for row in stored if row["role"] == "customer"}
+    assert sorted(customers) == ["c2.wav", "c3.flac"]
     assert customers["c2.wav"]["n_segments"] == 0 and all(customers["c2.wav"][f"share_{c}"] == 0 for c in CLASSES)
     assert all(abs(sum(row[f"share_{c}"] for c in CLASSES) - 1) < 1e-6 for row in stored if row["n_segments"])
-    for threshold in (-1.0, 0.2):  # the README's query at 0.2; at -1 it must find all three customers
+    for threshold in (-1.0, 0.2):  # the README's query at 0.2; at -1 it must find both customers of the 24th
         angry_customers = read(
             dest,
             "calls",
-            f"SELECT path FROM TABLE WHERE run_date = DATE '{RUN_DATE}' AND channel = 1 AND share_angry > {threshold}",
+            f"SELECT path FROM TABLE WHERE call_date = DATE '{RUN_DATE}' AND role = 'customer' "
+            f"AND share_angry > {threshold}",
         )
         expected = sorted(row["path"] for row in customers.values() if row["share_angry"] > threshold)
         assert sorted(path for (path,) in angry_customers) == expected, threshold
     assert read(dest, "errors", "SELECT regexp_extract(path, '[^/]+$'), stage FROM TABLE") == [("junk.wav", "decode")]
 
-    again = score(
-        str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2, run_date=RUN_DATE, settle_s=0
-    )
-    assert (again["scored"], again["already_scored"], again["known_bad_skipped"], again["shards"]) == (0, 3, 1, 0)
+    again = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, shard_size=2,
+                  since=date(2026, 11, 24), settle_s=0)  # fmt: skip  # a datetime.date, as Prefect may pass it
+    assert (again["scored"], again["already_scored"], again["known_bad_skipped"], again["shards"]) == (0, 2, 1, 0)
 
     write_call(archive / "2026" / "11" / "25" / "c4.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], seed=4)
     capsys.readouterr()
@@ -159,7 +169,7 @@ def test_nightly_runs_score_new_calls_once_and_a_new_model_everything_again(mode
         )
         == 0
     )
-    third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # `--since` reaches the flow as text
     assert (third["recordings_listed"], third["recordings_seen"], third["scored"]) == (5, 1, 1)
     assert third["model_loads"] == 0  # the worker still holds model a
     assert read(dest, "calls", "SELECT count(DISTINCT path), count(*) FROM TABLE") == [(4, 8)]
@@ -220,6 +230,8 @@ def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> N
         ([*base, str(tmp_path / "nope")], "not found"),
         ([*base, str(models["a"]), "--since", "24/11/2026"], "YYYY-MM-DD"),
         ([*base, str(models["a"]), "--window-s", "2", "--hop-s", "3"], "hop_s"),
+        ([*base, str(models["a"]), "--channel-roles", "agent"], "one name per channel, at least two"),
+        ([*base, str(models["a"]), "--channel-roles", "agent,"], "a role name is empty"),
         (["score", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(models["a"])], "not found"),
     ]
     for args, message in cases:
@@ -324,7 +336,7 @@ def test_real_clips_in_stereo_8khz_calls_are_segmented_on_their_own_channel(ser_
 def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(monkeypatch) -> None:
     from flows.serve import NIGHTLY_PARAMETERS, SCORE_PARAMETER_ENV, nightly_score
 
-    for env in SCORE_PARAMETER_ENV.values():
+    for env in (*SCORE_PARAMETER_ENV.values(), "SER_BATCH_CHANNEL_ROLES"):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Europe/Berlin")
     paused = nightly_score()
@@ -343,6 +355,13 @@ def test_nightly_deployment_takes_time_zone_and_parameters_from_the_environment(
         **NIGHTLY_PARAMETERS,
     }
 
+    monkeypatch.setenv("SER_BATCH_CHANNEL_ROLES", "agent, customer")
+    assert nightly_score().parameters["channel_roles"] == ["agent", "customer"]
+    monkeypatch.setenv("SER_BATCH_CHANNEL_ROLES", "agent")
+    with pytest.raises(ConfigError, match="at least two"):
+        nightly_score()
+
+    monkeypatch.delenv("SER_BATCH_CHANNEL_ROLES")
     monkeypatch.setenv("SER_BATCH_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="time zone"):
         nightly_score()

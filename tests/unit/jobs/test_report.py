@@ -26,7 +26,15 @@ def shard(n_files: int, n_rows: int, n_errors: int, audio_s: float) -> ShardSumm
 
 
 def scored(
-    *, n_scored: int, n_errors: int, audio_s: float, started_at: float, elapsed_s: float, cpu_s: float, loaded: bool
+    *,
+    n_scored: int,
+    n_errors: int,
+    audio_s: float,
+    started_at: float,
+    elapsed_s: float,
+    cpu_s: float,
+    loaded: bool,
+    call_dates: tuple[str, ...] = (),
 ) -> ScoreShardSummary:
     return ScoreShardSummary(
         shard_id=f"s{started_at}",
@@ -43,6 +51,7 @@ def scored(
         cpu_s=cpu_s,
         model_loaded=loaded,
         part_files=(),
+        recordings=tuple((f"/calls/{day}/{i}.wav", "1:1", True, day) for i, day in enumerate(call_dates)),
     )
 
 
@@ -112,8 +121,26 @@ def test_format_featurize_summary_shows_every_figure() -> None:
 SCORE_PLAN = ScorePlan(MODEL, Plan(n_seen=9, n_done=2, n_known_bad=1, n_settling=2), n_listed=12, n_orphans_removed=1)
 SCORED = [
     scored(n_scored=3, n_errors=1, audio_s=360.0, started_at=100.0, elapsed_s=10.0, cpu_s=8.0, loaded=True),
-    scored(n_scored=2, n_errors=0, audio_s=240.0, started_at=104.0, elapsed_s=8.0, cpu_s=4.0, loaded=False),
-    scored(n_scored=1, n_errors=0, audio_s=120.0, started_at=111.0, elapsed_s=4.0, cpu_s=2.0, loaded=False),
+    scored(
+        n_scored=2,
+        n_errors=0,
+        audio_s=240.0,
+        started_at=104.0,
+        elapsed_s=8.0,
+        cpu_s=4.0,
+        loaded=False,
+        call_dates=("2026-11-24", "2026-11-23"),
+    ),
+    scored(
+        n_scored=1,
+        n_errors=0,
+        audio_s=120.0,
+        started_at=111.0,
+        elapsed_s=4.0,
+        cpu_s=2.0,
+        loaded=False,
+        call_dates=("2026-11-23",),
+    ),
 ]
 
 
@@ -123,6 +150,7 @@ def test_score_summary_counts_recordings_and_rates_over_wall_busy_and_cpu_time()
     assert summary == {
         "dest": "/scores",
         "run_date": "2026-11-24",
+        "call_dates": ["2026-11-23", "2026-11-24"],
         "model_id": MODEL.model_id,
         "recordings_listed": 12,
         "recordings_seen": 9,
@@ -169,7 +197,8 @@ def test_format_score_summary_shows_every_figure() -> None:
     assert lines["scored"] == "6 (12 channels, 60 segments)"
     assert lines["already"].split() == ["scored", "2"]
     assert lines["known"].startswith("bad        1 (skipped")
-    assert lines["failed"] == "1 (see /scores/errors/run_date=2026-11-24)"
+    assert lines["failed"] == "1 (see /scores/errors, run_date 2026-11-24)"
+    assert lines["call"] == "dates       2026-11-23 to 2026-11-24 (2 days)"
     assert lines["being"].split()[:2] == ["written", "2"]
     assert lines["skipped"] == "none"
     assert lines["audio"] == "12.0 min (6.0 min of speech scored)"

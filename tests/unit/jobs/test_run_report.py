@@ -189,7 +189,9 @@ def test_score_report_lists_the_angriest_channels_with_their_pictures_and_errors
     dest = tmp_path / "scores"
     calm = scored_call("/calls/calm.wav", [[(0.0, 3.0, "neutral")], [(4.0, 7.0, "neutral")]])
     angry = scored_call(
-        "/calls/angry.wav", [[(0.0, 3.0, "neutral")], [(4.0, 7.0, "angry"), (5.5, 8.5, "angry"), (9.0, 12.0, "sad")]]
+        "/calls/angry.wav",
+        [[(0.0, 3.0, "neutral")], [(4.0, 7.0, "angry"), (5.5, 8.5, "angry"), (9.0, 12.0, "sad")]],
+        roles=("agent", "customer"),
     )
     errors = [
         {
@@ -212,8 +214,9 @@ def test_score_report_lists_the_angriest_channels_with_their_pictures_and_errors
 
     assert report.table_name == "top-anger"
     assert [
-        (row["rank"], row["path"], row["channel"], row["share_angry"], row["peak_angry_s"]) for row in report.table
-    ] == [(1, "/calls/angry.wav", 1, 0.6, 4.0)]
+        (row["rank"], row["path"], row["channel"], row["role"], row["share_angry"], row["peak_angry_s"])
+        for row in report.table
+    ] == [(1, "/calls/angry.wav", 1, "customer", 0.6, 4.0)]
     picture = report.table[0]["picture"]
     if draw:
         assert Path(picture).parent == dest / "plots" and Path(picture).stat().st_size > 10_000

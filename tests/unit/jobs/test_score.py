@@ -13,7 +13,7 @@ import soundfile
 from signals_gen import call_waveform
 
 from ser_batch import schema, storage
-from ser_batch.config import ScoreConfig, feature_config
+from ser_batch.config import ScoreConfig, channel_roles, feature_config, score_config
 from ser_batch.errors import AudioError, ConfigError, SchemaError
 from ser_batch.jobs import FileGuard, score
 from ser_batch.jobs.finish import finish_scoring
@@ -233,6 +233,78 @@ def test_a_mono_call_on_both_channels_is_scored_once_and_flagged(tmp_path, fake_
     assert scores.speech_s == pytest.approx(calls[0]["speech_s"])
 
 
+def test_rows_carry_the_call_date_the_run_date_and_the_channel_roles(tmp_path, fake_model_dir, rng) -> None:
+    stereo = write_call(
+        tmp_path / "calls" / "2026" / "11" / "23" / "stereo.wav", 6.0, [[(1.0, 5.0)], [(1.5, 4.5)]], rng
+    )
+    mono = write_call(tmp_path / "calls" / "2026" / "11" / "24" / "mono.wav", 6.0, [[(1.0, 5.0)]], rng)
+    (tmp_path / "calls" / "2026" / "11" / "24" / "junk.wav").write_bytes(b"not audio at all")
+    artifact, _ = fake_artifact(fake_model_dir)
+    roles = ScoreConfig(channel_roles=("agent", "customer"))
+
+    listed = sorted(storage.list_files(str(tmp_path / "calls")), key=lambda f: f.uri)
+    scores = score.score_files(listed, artifact, roles, run_date="2026-11-30")
+    unnamed = score.score_files([info(stereo)], artifact, CONFIG, run_date="2026-11-30")
+
+    calls = [
+        (Path(r["path"]).name, r["channel"], r["role"], r["call_date"]) for r in scores.tables["calls"].to_pylist()
+    ]
+    assert calls == [
+        ("stereo.wav", 0, "agent", "2026-11-23"),
+        ("stereo.wav", 1, "customer", "2026-11-23"),
+        ("mono.wav", 0, None, "2026-11-24"),  # one channel carries both parties: no role
+    ]
+    predictions = scores.tables["predictions"].to_pylist()
+    assert {(r["channel"], r["role"]) for r in predictions if r["path"] == str(stereo)} == {
+        (0, "agent"),
+        (1, "customer"),
+    }
+    assert all(r["role"] is None for r in predictions if r["path"] == str(mono))
+    errors = scores.tables["errors"].to_pylist()
+    assert [(Path(r["path"]).name, r["call_date"]) for r in errors] == [("junk.wav", "2026-11-24")]
+    for table in scores.tables.values():
+        assert set(table.column("run_date").to_pylist()) == {date(2026, 11, 30)}
+    assert set(unnamed.tables["calls"].column("role").to_pylist()) == {None}
+    assert scores.call_dates == {str(mono): "2026-11-24", str(stereo): "2026-11-23", listed[1].uri: "2026-11-24"}
+
+
+@pytest.mark.parametrize(("timezone", "expected"), [("UTC", "2026-11-24"), ("America/New_York", "2026-11-23")])
+def test_a_recording_without_a_date_folder_takes_its_modification_date_in_the_time_zone(
+    tmp_path, fake_model_dir, rng, timezone, expected
+) -> None:
+    path = write_call(tmp_path / "calls" / "c.wav", 3.0, [[(0.5, 2.5)]], rng)
+    late = datetime(2026, 11, 24, 3, 30, tzinfo=UTC).timestamp()  # 22:30 the day before in New York
+    os.utime(path, (late, late))
+    artifact, _ = fake_artifact(fake_model_dir)
+
+    scores = score.score_files([info(path)], artifact, ScoreConfig(timezone=timezone), run_date="2026-11-30")
+
+    assert set(scores.tables["calls"].column("call_date").to_pylist()) == {expected}
+    assert recording_date(info(path), timezone) == date.fromisoformat(expected)
+    since = list(recordings_since([info(path)], date(2026, 11, 24), timezone))
+    assert len(since) == (expected == "2026-11-24")
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ("agent", "one name per channel, at least two"),
+        (["customer"], "one name per channel, at least two"),
+        ("agent,", "a role name is empty"),
+        (" ,customer", "a role name is empty"),
+        ("agent,agent", "a different name"),
+    ],
+)
+def test_channel_roles_are_checked_in_one_line(roles, message) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        channel_roles(roles)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match=message):
+        score_config(channel_roles=roles if isinstance(roles, list) else roles.split(","))
+    with pytest.raises(ConfigError, match="time zone"):
+        score_config(timezone="Mars/Olympus")
+
+
 def test_bad_recordings_become_error_rows_and_the_rest_is_scored(tmp_path, fake_model_dir, rng) -> None:
     folder = tmp_path / "calls"
     good = write_call(folder / "good.wav", 6.0, [[(1.0, 5.0)]], rng)
@@ -289,8 +361,8 @@ def run_once(source: Path, dest: Path, model_dir: Path, *, dies: bool = False, *
     start_scoring(str(dest), plan, run_date="2026-11-24")
     summaries = []
     for shard in plan.plan.shards:
-        scores = score.score_files(shard.files, artifact, CONFIG)
-        storage.write_scores(scores.tables, str(dest), "2026-11-24", shard.shard_id)
+        scores = score.score_files(shard.files, artifact, CONFIG, run_date="2026-11-24")
+        storage.write_scores(scores.tables, str(dest), shard.shard_id, call_dates=scores.call_dates.values())
         outcomes = score.recording_outcomes(shard.files, scores)
         summaries.append(
             ScoreShardSummary(
@@ -299,7 +371,7 @@ def run_once(source: Path, dest: Path, model_dir: Path, *, dies: bool = False, *
             )
         )  # fmt: skip
     if not dies:
-        finish_scoring(str(dest), plan, summaries, run_date="2026-11-24")
+        finish_scoring(str(dest), plan, summaries)
     return plan
 
 
@@ -336,7 +408,7 @@ def test_shard_ids_are_deterministic_and_name_the_part_files(tmp_path, fake_mode
     assert [s.shard_id for s in plan.plan.shards] == [s.shard_id for s in same.plan.shards]
 
     run_once(source, dest, fake_model_dir)
-    parts = sorted(p.name for p in (dest / "calls" / "run_date=2026-11-24").iterdir())
+    parts = sorted(p.name for p in (dest / "calls").glob("call_date=*/part-*.parquet"))
     assert parts == sorted(f"part-{s.shard_id}.parquet" for s in plan.plan.shards)
 
 
@@ -344,35 +416,34 @@ def test_orphan_predictions_without_calls_are_removed_and_rescored(tmp_path, fak
     source, dest = tmp_path / "calls", tmp_path / "out"
     write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
     run_once(source, dest, fake_model_dir, dies=True)
-    calls_part = next((dest / "calls" / "run_date=2026-11-24").iterdir())
+    calls_part = next((dest / "calls").glob("call_date=*/part-*.parquet"))
     calls_part.unlink()  # as if the shard died between its predictions and calls writes
 
     plan = plan_scoring(str(source), str(dest), str(fake_model_dir), shard_size=2)
 
     assert plan.n_orphans_removed == 1 and plan.plan.n_pending == 1
-    assert not list((dest / "predictions" / "run_date=2026-11-24").iterdir())
+    assert not list((dest / "predictions").glob("call_date=*/part-*.parquet"))
 
 
 def test_empty_table_removes_a_stale_part_of_an_earlier_attempt(tmp_path, fake_model_dir, rng) -> None:
     source, dest = tmp_path / "calls", tmp_path / "out"
-    path = write_call(source / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
+    path = write_call(source / "2026" / "11" / "24" / "a.wav", 3.0, [[(0.5, 2.5)]], rng)
     artifact, identity = fake_artifact(fake_model_dir)
     shard = Shard("5151515151515151515a", (info(path),))
-    errors = score.score_files([FileInfo(str(tmp_path / "gone.wav"), 1, "1:1")], artifact, CONFIG).tables
-    storage.write_scores(errors, str(dest), "2026-11-24", shard.shard_id)
-    assert (dest / "errors" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
+    gone = score.score_files([FileInfo(str(tmp_path / "2026/11/24/gone.wav"), 1, "1:1")], artifact, CONFIG)
+    storage.write_scores(gone.tables, str(dest), shard.shard_id, call_dates=["2026-11-24"])
+    assert (dest / "errors" / "call_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
 
-    storage.write_scores(
-        score.score_files(shard.files, artifact, CONFIG).tables, str(dest), "2026-11-24", "5151515151515151515a"
-    )
+    scores = score.score_files(shard.files, artifact, CONFIG)
+    storage.write_scores(scores.tables, str(dest), "5151515151515151515a", call_dates=["2026-11-24"])
 
-    assert not (dest / "errors" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
-    assert pq.read_table(dest / "calls" / "run_date=2026-11-24" / "part-5151515151515151515a.parquet").num_rows == 1
+    assert not (dest / "errors" / "call_date=2026-11-24" / "part-5151515151515151515a.parquet").exists()
+    assert pq.read_table(dest / "calls" / "call_date=2026-11-24" / "part-5151515151515151515a.parquet").num_rows == 1
 
 
 @pytest.mark.parametrize("run_date", ["2026-11-24", "2024-02-29"])
 def test_valid_run_dates_pass(run_date) -> None:
-    assert schema.run_date_value(run_date) == run_date
+    assert schema.date_value(run_date, name="run_date") == run_date
 
 
 @pytest.mark.parametrize(
@@ -380,7 +451,7 @@ def test_valid_run_dates_pass(run_date) -> None:
 )
 def test_bad_run_dates_are_refused_before_any_work(run_date, tmp_path, fake_model_dir) -> None:
     with pytest.raises(ConfigError, match="run_date"):
-        schema.run_date_value(run_date)
+        schema.date_value(run_date, name="run_date")
     with pytest.raises(ConfigError, match="run_date"):
         score.score_shard(Shard("s", ()), str(tmp_path / "out"), str(fake_model_dir), CONFIG, run_date=run_date)
     assert not (tmp_path / "out").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,8 +14,9 @@ import pytest
 
 from ser_batch import schema, storage
 from ser_batch.config import feature_config
+from ser_batch.errors import SchemaError
 from ser_batch.jobs.finish import finish_scoring
-from ser_batch.jobs.plan import plan_scoring, start_scoring
+from ser_batch.jobs.plan import call_date, plan_scoring, start_scoring
 from ser_batch.shards import ScorePlan, ScoreShardSummary, Shard
 from ser_batch.storage import score_index, tables
 
@@ -49,7 +50,7 @@ def record(archive: Path, name: str, content: bytes = b"RIFF call") -> Path:
     return path
 
 
-def rows_of(shard: Shard, model_id: str, table: str, *, per_file: int) -> pa.Table:
+def rows_of(shard: Shard, model_id: str, table: str, run_date: str, *, per_file: int) -> pa.Table:
     """Rows of one scoring table for every file of a shard (``per_file`` channels or segments each)."""
     names = schema.SCORE_SCHEMAS[table].names
     now = datetime(2026, 11, 24, tzinfo=UTC)
@@ -58,6 +59,7 @@ def rows_of(shard: Shard, model_id: str, table: str, *, per_file: int) -> pa.Tab
         for index in range(per_file):
             row: dict[str, object] = {name: None for name in names}
             row.update(path=info.uri, content_key=info.content_key, model_id=model_id, scored_at=now, run_at=now)
+            row.update(run_date=date.fromisoformat(run_date), call_date=call_date(info, "UTC", run_date))
             row.update(channel=index, n_channels=per_file, sample_rate=8000, duration_s=1.0, speech_s=0.5)
             row.update(n_segments=1, start_s=0.0, end_s=1.0, emotion="sad", confidence=0.9, error_type="AudioError")
             row.update(message="x", stage="decode", feature_set=STATS.name)
@@ -72,17 +74,19 @@ def score_night(plan: ScorePlan, dest: Path, run_date: str, *, bad: Sequence[str
     for shard in plan.plan.shards:
         failed = [info for info in shard.files if Path(info.uri).name in bad]
         good = Shard(shard.shard_id, tuple(info for info in shard.files if info not in failed))
+        model_id = plan.model.model_id
         written = {
-            "errors": rows_of(Shard(shard.shard_id, tuple(failed)), plan.model.model_id, "errors", per_file=1),
-            "predictions": rows_of(good, plan.model.model_id, "predictions", per_file=3),
-            "calls": rows_of(good, plan.model.model_id, "calls", per_file=2),
+            "errors": rows_of(Shard(shard.shard_id, tuple(failed)), model_id, "errors", run_date, per_file=1),
+            "predictions": rows_of(good, model_id, "predictions", run_date, per_file=3),
+            "calls": rows_of(good, model_id, "calls", run_date, per_file=2),
         }
-        storage.write_scores(written, str(dest), run_date, shard.shard_id)
+        days = {info.uri: call_date(info, "UTC", run_date) for info in shard.files}
+        storage.write_scores(written, str(dest), shard.shard_id, call_dates=days.values())
         summaries.append(
             ScoreShardSummary(
-                shard.shard_id, plan.model.model_id, len(shard.files), len(good.files), len(failed), 0, 0,
+                shard.shard_id, model_id, len(shard.files), len(good.files), len(failed), 0, 0,
                 0.0, 0.0, 0.0, 0.0, 0.0, False, (),
-                tuple((info.uri, info.content_key, info not in failed) for info in shard.files),
+                tuple((info.uri, info.content_key, info not in failed, days[info.uri]) for info in shard.files),
             )
         )  # fmt: skip
     return summaries
@@ -90,13 +94,13 @@ def score_night(plan: ScorePlan, dest: Path, run_date: str, *, bad: Sequence[str
 
 def night(archive: Path, dest: Path, model_dir: Path, run_date: str, **options: object) -> tuple[ScorePlan, dict]:
     plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2, **options)  # type: ignore[arg-type]
-    return plan, finish_scoring(str(dest), plan, score_night(plan, dest, run_date), run_date=run_date)
+    return plan, finish_scoring(str(dest), plan, score_night(plan, dest, run_date))
 
 
 def table_rows(dest: Path, table: str) -> list[tuple[str, int, str, str]]:
-    """(file name, channel, content key, run date) of every row of a scoring table."""
+    """(file name, channel, content key, call date folder) of every row of a scoring table."""
     found = []
-    for part in sorted((dest / table).glob("run_date=*/part-*.parquet")):
+    for part in sorted((dest / table).glob("call_date=*/part-*.parquet")):
         read = pq.read_table(part, columns=["path", "content_key"] + (["channel"] if table != "errors" else []))
         channels = read.column("channel").to_pylist() if table != "errors" else [None] * read.num_rows
         for path, key, channel in zip(
@@ -137,7 +141,7 @@ def test_a_run_that_died_is_found_by_its_note_and_its_parts_indexed(model_dir, t
         record(archive, f"2026/11/25/{name}")
     plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=1)
     score_night(plan, dest, "2026-11-25")  # ... and the run dies before indexing what it wrote
-    killed = next((dest / "calls" / "run_date=2026-11-25").glob("part-*.parquet"))
+    killed = next((dest / "calls" / "call_date=2026-11-25").glob("part-*.parquet"))
     killed.unlink()  # one shard killed between its predictions and its calls part
 
     again = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
@@ -145,7 +149,7 @@ def test_a_run_that_died_is_found_by_its_note_and_its_parts_indexed(model_dir, t
     assert again.n_orphans_removed == 1
     assert (again.plan.n_done, again.plan.n_pending) == (6, 1)  # the killed shard's recording is scored again
     assert not list((dest / "_ser_batch" / "runs").iterdir())
-    assert not (dest / "predictions" / "run_date=2026-11-25" / killed.name).exists()
+    assert not (dest / "predictions" / "call_date=2026-11-25" / killed.name).exists()
 
 
 def test_a_missing_index_is_rebuilt_from_the_parts(model_dir, tmp_path) -> None:
@@ -153,7 +157,7 @@ def test_a_missing_index_is_rebuilt_from_the_parts(model_dir, tmp_path) -> None:
     for name in ("a.wav", "b.wav", "bad.wav"):
         record(archive, f"2026/11/24/{name}")
     plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
-    finish_scoring(str(dest), plan, score_night(plan, dest, "2026-11-24", bad=["bad.wav"]), run_date="2026-11-24")
+    finish_scoring(str(dest), plan, score_night(plan, dest, "2026-11-24", bad=["bad.wav"]))
     stored = score_index.read_score_index(str(dest), plan.model.model_id)
     Path(score_index.score_index_uri(str(dest), plan.model.model_id)).unlink()
 
@@ -176,14 +180,92 @@ def test_a_recording_that_changed_keeps_one_row_per_channel_of_its_current_conte
     plan, finished = night(archive, dest, model_dir, "2026-11-26")  # nothing new: nothing changes
     record(archive, "2026/11/24/bad.wav", b"RIFF now bad")
     bad_plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
-    finish_scoring(
-        str(dest), bad_plan, score_night(bad_plan, dest, "2026-11-27", bad=["bad.wav"]), run_date="2026-11-27"
-    )
+    finish_scoring(str(dest), bad_plan, score_night(bad_plan, dest, "2026-11-27", bad=["bad.wav"]))
 
-    calls = table_rows(dest, "calls")
-    assert [row for row in calls if row[0] == "a.wav"] == [("a.wav", c, key, "run_date=2026-11-25") for c in (0, 1)]
+    calls = table_rows(dest, "calls")  # every row in its call's folder, whichever night scored it
+    assert [row for row in calls if row[0] == "a.wav"] == [("a.wav", c, key, "call_date=2026-11-24") for c in (0, 1)]
     assert len([row for row in calls if row[0] == "b.wav"]) == 2
     assert {row[2] for row in table_rows(dest, "predictions") if row[0] == "a.wav"} == {key}
-    assert [row[:1] + row[3:] for row in table_rows(dest, "errors")] == [("bad.wav", "run_date=2026-11-27")]
+    assert [row[:1] + row[3:] for row in table_rows(dest, "errors")] == [("bad.wav", "call_date=2026-11-24")]
     assert not [row for row in calls if row[0] == "bad.wav"]  # its rows of the content that scored went
     assert (plan.plan.n_pending, finished["replaced_rows_removed"]) == (0, 0)
+
+
+def test_a_catch_up_run_writes_each_recording_under_its_call_date_and_one_that_died_is_recovered_on_each(
+    model_dir, tmp_path
+) -> None:
+    archive, dest = tmp_path / "calls", tmp_path / "scores"
+    for day, name in (("23", "a.wav"), ("23", "b.wav"), ("24", "c.wav"), ("24", "d.wav")):
+        record(archive, f"2026/11/{day}/{name}")
+    plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=4)  # one shard, two call dates
+    score_night(plan, dest, "2026-11-30")  # the catch-up run on the 30th dies before indexing
+    note = json.loads(next((dest / "_ser_batch" / "runs").iterdir()).read_text())
+    assert note["call_dates"] == ["2026-11-23", "2026-11-24"]
+    (dest / "calls" / "call_date=2026-11-24" / f"part-{plan.plan.shards[0].shard_id}.parquet").unlink()  # killed
+
+    again = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=4)
+
+    assert again.n_orphans_removed == 1  # the 24th's predictions part without its calls part
+    assert sorted(Path(f.uri).name for f in again.plan.pending) == ["c.wav", "d.wav"]
+    finish_scoring(str(dest), again, score_night(again, dest, "2026-12-01"))
+    assert {(row[0], row[3]) for row in table_rows(dest, "calls")} == {
+        ("a.wav", "call_date=2026-11-23"),
+        ("b.wav", "call_date=2026-11-23"),
+        ("c.wav", "call_date=2026-11-24"),
+        ("d.wav", "call_date=2026-11-24"),
+    }
+    assert not (dest / "calls" / "run_date=2026-11-30").exists()
+
+
+def test_a_retried_error_rescored_into_the_same_part_keeps_one_row_per_channel_and_a_clean_index(
+    model_dir, tmp_path
+) -> None:
+    archive, dest = tmp_path / "calls", tmp_path / "scores"
+    record(archive, "2026/11/24/bad.wav")
+    plan = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
+    finish_scoring(str(dest), plan, score_night(plan, dest, "2026-11-25", bad=["bad.wav"]))
+
+    retried = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2, retry_errors=True)
+    assert [s.shard_id for s in retried.plan.shards] == [s.shard_id for s in plan.plan.shards]  # same part names
+    finish_scoring(str(dest), retried, score_night(retried, dest, "2026-11-26"))  # it scores now
+    after = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
+
+    assert [row[:2] + row[3:] for row in table_rows(dest, "calls")] == [
+        ("bad.wav", 0, "call_date=2026-11-24"),
+        ("bad.wav", 1, "call_date=2026-11-24"),
+    ]
+    assert table_rows(dest, "errors") == []
+    index = pq.read_table(score_index.score_index_uri(str(dest), plan.model.model_id))
+    assert index.column("outcome").to_pylist() == ["scored"]
+    assert (after.plan.n_done, after.plan.reconcile) == (1, {})
+
+
+def test_a_dest_of_the_run_date_layout_is_refused_in_one_line(model_dir, tmp_path) -> None:
+    archive, dest = tmp_path / "calls", tmp_path / "scores"
+    record(archive, "2026/11/24/a.wav")
+    earlier = dest / "calls" / "run_date=2026-11-30" / f"part-{'a' * 20}.parquet"
+    earlier.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"path": [str(archive / "2026/11/24/a.wav")]}), earlier)
+
+    with pytest.raises(SchemaError, match="run_date= folders of an earlier ser-batch") as error:
+        plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
+
+    assert "score into a new DEST, or move calls/, predictions/, errors/" in str(error.value)
+    assert "\n" not in str(error.value) and earlier.exists()
+    with pytest.raises(SchemaError, match="earlier ser-batch"):
+        storage.read_recording_scores(str(dest), str(archive / "2026/11/24/a.wav"))
+
+
+def test_an_index_of_the_run_date_layout_is_rebuilt_from_the_parts(model_dir, tmp_path) -> None:
+    archive, dest = tmp_path / "calls", tmp_path / "scores"
+    record(archive, "2026/11/24/a.wav")
+    plan, _ = night(archive, dest, model_dir, "2026-11-24")
+    uri = score_index.score_index_uri(str(dest), plan.model.model_id)
+    stale = pa.table({"path": ["/gone.wav"], "content_key": ["1:1"], "outcome": ["scored"],
+                      "part": [f"run_date=2026-11-01/part-{'b' * 20}.parquet"]})  # fmt: skip
+    pq.write_table(stale.cast(score_index.SCORE_INDEX_SCHEMA), uri)
+
+    again = plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
+
+    assert (again.plan.n_done, again.plan.n_pending) == (1, 0)
+    assert pq.read_table(uri).column("part").to_pylist()[0].startswith("call_date=2026-11-24/")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from scored_tables import scored_call, write_scored
@@ -30,29 +30,45 @@ def test_a_scored_stereo_call_is_drawn_under_dest_plots_at_1000_by_520(tmp_path,
     assert png_size(tmp_path / written) == (1000, 520)
 
 
-def test_the_timeline_is_the_latest_scoring_unless_a_model_or_run_date_is_named(tmp_path) -> None:
+def test_the_timeline_is_the_latest_scoring_unless_a_model_is_named_and_a_call_date_narrows_the_search(
+    tmp_path,
+) -> None:
     path = str(tmp_path / "c1.wav")
-    old = scored_call(path, STEREO, model_id="mlp-stats8k-aaaaaaaaaaaa", scored_at=datetime(2026, 11, 1, tzinfo=UTC))
+    old = scored_call(
+        path,
+        STEREO,
+        model_id="mlp-stats8k-aaaaaaaaaaaa",
+        scored_at=datetime(2026, 11, 1, tzinfo=UTC),
+        run_date=date(2026, 11, 1),
+    )
     new = scored_call(
         path,
         [[(0.0, 3.0, "sad")], []],
         model_id="mlp-stats8k-bbbbbbbbbbbb",
         scored_at=datetime(2026, 11, 2, tzinfo=UTC),
+        run_date=date(2026, 11, 2),
+        roles=("agent", "customer"),
     )
-    write_scored(tmp_path / "out", [old], run_date="2026-11-01", shard="a")
-    write_scored(tmp_path / "out", [new], run_date="2026-11-02", shard="b")
+    write_scored(tmp_path / "out", [old], shard="a")
+    write_scored(tmp_path / "out", [new], shard="b")
 
     latest = read_call_timeline(str(tmp_path / "out"), path)
-    named = read_call_timeline(str(tmp_path / "out"), path, model_id="mlp-stats8k-aaaaaaaaaaaa")
-    that_day = read_call_timeline(str(tmp_path / "out"), path, run_date="2026-11-01")
+    old_id = "mlp-stats8k-aaaaaaaaaaaa"
+    named = read_call_timeline(str(tmp_path / "out"), path, model_id=old_id)
+    that_day = read_call_timeline(str(tmp_path / "out"), path, call_date="2026-11-23")
 
     assert (latest.model_id, latest.run_date) == ("mlp-stats8k-bbbbbbbbbbbb", "2026-11-02")
+    assert latest.call_date == "2026-11-23"
     assert [c.emotion for c in latest.channels] == [("sad",), ()]  # the silent channel is kept, empty
+    assert [c.role for c in latest.channels] == ["agent", "customer"]
+    assert [c.role for c in read_call_timeline(str(tmp_path / "out"), path, model_id=old_id).channels] == [None, None]
     assert (named.model_id, named.run_date) == ("mlp-stats8k-aaaaaaaaaaaa", "2026-11-01")
     assert [list(c.start_s) for c in named.channels] == [[1.0, 2.5], [8.0, 9.5]]
-    assert (that_day.model_id, that_day.run_date) == (named.model_id, named.run_date)
+    assert (that_day.model_id, [c.emotion for c in that_day.channels]) == (latest.model_id, [("sad",), ()])
     with pytest.raises(ConfigError, match="not scored by model 'nope'"):
         read_call_timeline(str(tmp_path / "out"), path, model_id="nope")
+    with pytest.raises(ConfigError, match="never scored"):
+        read_call_timeline(str(tmp_path / "out"), path, call_date="2026-11-24")
 
 
 @pytest.mark.parametrize("scored", [True, False], ids=["dest-holds-other-calls", "dest-empty"])

@@ -48,6 +48,7 @@ def schema_rows(table_schema: pa.Schema, n: int) -> pa.Table:
         "float": lambda i: 0.25 * i,
         "double": lambda i: 1.0004567 * (i + 1),
         "timestamp[ms, tz=UTC]": lambda i: now,
+        "date32[day]": lambda i: now.date(),
     }
     rows = [
         {f.name: f"/calls/{i}.wav" if f.name == "path" else fillers[str(f.type)](i) for f in table_schema}
@@ -69,7 +70,9 @@ def make_dests(root: Path) -> None:
             run(shard, out, CONFIG)
     for day, shard_id in DAYS.items():
         tables = {name: schema_rows(schema.SCORE_SCHEMAS[name], 3) for name in schema.SCORE_TABLES}
-        storage.write_scores(tables, str(root / "demo" / "scores"), day, shard_id)
+        tables = {name: table.set_column(table.schema.get_field_index("call_date"), "call_date",
+                                         pa.array([day] * 3)) for name, table in tables.items()}  # fmt: skip
+        storage.write_scores(tables, str(root / "demo" / "scores"), shard_id, call_dates=[day])
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +87,14 @@ TABLES: dict[str, tuple[str, int, dict[str, set[str]]]] = {
     "features": ("out/features", 5, {"feature_set": {CONFIG.name}, "corpus": {"ravdess", "tess", "emodb"}}),
     "augmented": ("out/augmented", 10, {"feature_set": {CONFIG.name}, "corpus": {"ravdess", "tess", "emodb"}}),
     "errors": ("out/errors", 1, {"feature_set": {CONFIG.name}}),
-    "predictions": ("scores/predictions", 6, {"run_date": set(DAYS)}),
-    "calls": ("scores/calls", 6, {"run_date": set(DAYS)}),
-    "score errors": ("scores/errors", 6, {"run_date": set(DAYS)}),
+    "predictions": ("scores/predictions", 6, {"call_date": set(DAYS)}),
+    "calls": ("scores/calls", 6, {"call_date": set(DAYS)}),
+    "score errors": ("scores/errors", 6, {"call_date": set(DAYS)}),
 }
 
 
 def _values(column: Any) -> set[str]:
-    return {str(value)[:10] for value in column}  # polars and DuckDB read run_date as a date
+    return {str(value)[:10] for value in column}  # polars and DuckDB read call_date as a date
 
 
 READERS: dict[str, Callable[[Path], dict[str, list[Any]]]] = {
@@ -179,11 +182,11 @@ def test_foreign_and_unreadable_files_in_dest_are_passed_over_and_bad_own_parts_
     truncated.write_bytes(good[: len(good) // 2])
     (corpus / f".part-{'e' * 20}.parquet.0123.tmp").write_bytes(good[:10])  # a writer's hidden temporary
     (out / "augmented" / f"feature_set={CONFIG.name}" / "corpus=tess" / "copy.parquet").write_bytes(b"PAR1")
-    pq.write_table(pa.table({"path": ["y"]}), scores / "calls" / "run_date=2026-11-24" / "export.parquet")
-    foreign_prediction = scores / "predictions" / "run_date=2026-11-26" / "export.parquet"
+    pq.write_table(pa.table({"path": ["y"]}), scores / "calls" / "call_date=2026-11-24" / "export.parquet")
+    foreign_prediction = scores / "predictions" / "call_date=2026-11-26" / "export.parquet"
     foreign_prediction.parent.mkdir()
     pq.write_table(pa.table({"path": ["z"]}), foreign_prediction)
-    (scores / "calls" / "run_date=2026-11-25" / f"part-{'f' * 20}.parquet").write_bytes(b"")
+    (scores / "calls" / "call_date=2026-11-25" / f"part-{'f' * 20}.parquet").write_bytes(b"")
 
     with caplog.at_level(logging.WARNING, logger="ser_batch"):
         after = _done(str(out)), storage.read_scored(str(scores), "v0")
