@@ -23,6 +23,9 @@ EMOTIONS: tuple[str, ...] = (
 )
 """Every emotion a corpus convention can yield, in the one fixed order used everywhere."""
 
+ANGRY = "angry"
+"""The emotion a call centre acts on: calls report its peak, evaluations its detection figures."""
+
 SEED_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 """The original recipe's six classes (calm, surprise and boredom dropped)."""
 

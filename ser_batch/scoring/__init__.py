@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_batch.scoring.calls import ANGRY, CallSummary, call_columns, call_summary, segment_columns
+from ser_batch.scoring.calls import CallSummary, call_columns, call_summary, segment_columns
 from ser_batch.scoring.segments import speech_spans, speech_windows, streamed_speech_spans, windows
 from ser_batch.scoring.timeline import (
     EMOTION_COLOURS,
@@ -13,7 +13,6 @@ from ser_batch.scoring.timeline import (
 )
 
 __all__ = [
-    "ANGRY",
     "CallSummary",
     "ChannelTimeline",
     "EMOTION_COLOURS",

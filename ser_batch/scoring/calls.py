@@ -25,10 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ser_batch._typing import Span
-from ser_batch.config import EMOTIONS
+from ser_batch.config import ANGRY, EMOTIONS
 from ser_batch.errors import SchemaError
 
-ANGRY = "angry"
 _TIE_TOLERANCE = 1e-9  # probabilities or shares this close count as equal, so fp noise never breaks a tie
 
 
