@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ser_batch.config import (
     DEFAULT_FEATURE_SET,
     DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_SETTLE_S,
     FEATURE_SETS,
     MODELS,
@@ -229,7 +230,7 @@ def _check_score(args: argparse.Namespace) -> None:
     from ser_batch.jobs.plan import check_scoring, parse_date
     from ser_batch.jobs.score import check_model
 
-    score_config(window_s=args.window_s, hop_s=args.hop_s)
+    score_config(window_s=args.window_s, hop_s=args.hop_s, min_confidence=args.min_confidence)
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # the default run_date is today in $SER_BATCH_TIMEZONE
@@ -253,6 +254,7 @@ def _score(args: argparse.Namespace) -> int:
         since=args.since,
         window_s=args.window_s,
         hop_s=args.hop_s,
+        min_confidence=args.min_confidence,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
         file_timeout_s=args.file_timeout,
@@ -407,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--window-s", type=float, default=3.0, help="scored window length in seconds (default 3.0)")
     score.add_argument(
         "--hop-s", type=float, default=1.5, help="start-to-start step between windows in seconds (default 1.5)"
+    )
+    score.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help="mark a window `uncertain` when its calibrated top-class probability is below this "
+        f"(default {DEFAULT_MIN_CONFIDENCE}; see README)",
     )
     score.add_argument("--shard-size", type=_positive_int, default=50, help="recordings per Prefect task (default 50)")
     score.add_argument(

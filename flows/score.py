@@ -14,7 +14,13 @@ from flows.report import publish_report
 from flows.runner import dask_runner, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
-from ser_batch.config import DEFAULT_FILE_TIMEOUT_S, DEFAULT_SETTLE_S, ScoreConfig, score_config
+from ser_batch.config import (
+    DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_SETTLE_S,
+    ScoreConfig,
+    score_config,
+)
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
@@ -62,6 +68,7 @@ def score(
     since: str | None = None,
     window_s: float = 3.0,
     hop_s: float = 1.5,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     run_date: str | None = None,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
@@ -72,7 +79,7 @@ def score(
     """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls."""
     started = time.perf_counter()
     logger = get_run_logger()
-    config = score_config(window_s=window_s, hop_s=hop_s)
+    config = score_config(window_s=window_s, hop_s=hop_s, min_confidence=min_confidence)
     run_date = schema.run_date_value(run_date or today())
     options = storage_options_from_env()
     with storage.hold_lease(dest, job="score", wait_s=lease_wait_s, storage_options=options) as lease:

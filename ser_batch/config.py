@@ -26,6 +26,9 @@ EMOTIONS: tuple[str, ...] = (
 ANGRY = "angry"
 """The emotion a call centre acts on: calls report its peak, evaluations its detection figures."""
 
+DEFAULT_MIN_CONFIDENCE = 0.5
+"""Calibrated top-class probability below which a scored window is marked ``uncertain`` (see README)."""
+
 SEED_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 """The original recipe's six classes (calm, surprise and boredom dropped)."""
 
@@ -291,6 +294,8 @@ class TrainConfig(_Frozen):
 class ScoreConfig(_Frozen):
     """How a call channel is cut into speech windows before it is scored (``ser_batch.scoring.segments``).
 
+    ``min_confidence`` says how sure a window's top class must be not to be marked ``uncertain``.
+
     All durations are in seconds, all levels in dB relative to full scale (a
     constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).
 
@@ -326,6 +331,12 @@ class ScoreConfig(_Frozen):
     )
     min_speech_s: float = Field(default=0.3, ge=0.0, le=60.0, description="shorter speech spans are dropped")
     min_gap_s: float = Field(default=0.4, ge=0.0, le=60.0, description="shorter pauses inside speech are bridged")
+    min_confidence: float = Field(
+        default=DEFAULT_MIN_CONFIDENCE,
+        ge=0.0,
+        le=1.0,
+        description="a window whose calibrated top-class probability is below this is marked uncertain",
+    )
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ScoreConfig:

@@ -243,7 +243,7 @@ def score_files(
         for channel in channels:
             probs = probabilities[offset : offset + len(channel.windows)]
             offset += len(channel.windows)
-            segments = segment_columns(channel.windows, probs, artifact.classes)
+            segments = segment_columns(channel.windows, probs, artifact.classes, min_confidence=config.min_confidence)
             rows["predictions"].extend(
                 {**key, "channel": channel.channel, **dict(zip(segments, values, strict=True))}
                 for values in zip(*segments.values(), strict=True)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ser_batch.config import ANGRY
 from ser_batch.errors import SchemaError
 
 
@@ -291,6 +292,42 @@ def detection_summary(
         "precision": hits / int(detected.sum()) if detected.any() else None,
         "recall": hits / int(actual.sum()) if actual.any() else None,
         "roc_auc": None if np.isnan(auc) else auc,
+    }
+
+
+def confidence_summary(
+    y_true: ArrayLike, probabilities: ArrayLike, uncalibrated: ArrayLike, *, classes: Sequence[str]
+) -> dict[str, Any]:
+    """How far the probabilities can be trusted, JSON-ready: calibration error and angry detection.
+
+    Args:
+        y_true: true class names, shape ``(n,)``.
+        probabilities: the calibrated probabilities users get, shape ``(n, len(classes))``.
+        uncalibrated: the network's own probabilities of the same rows, same shape.
+        classes: the column order.
+
+    Returns:
+        ``{"ece", "ece_uncalibrated", "angry"}``: ``expected_calibration_error`` of each (None
+        for no rows) and ``detection_summary`` of 'angry' on the calibrated ones (None when the
+        model has no 'angry').
+
+    Raises:
+        SchemaError: as the metrics above.
+
+    >>> summary = confidence_summary(["a", "b"], [[0.6, 0.4], [0.4, 0.6]], [[0.9, 0.1], [0.1, 0.9]],
+    ...                              classes=["a", "b"])
+    >>> round(summary["ece"], 3), round(summary["ece_uncalibrated"], 3), summary["angry"]
+    (0.4, 0.1, None)
+    """
+    n = len(np.asarray(y_true, dtype=object).reshape(-1))
+    calibrated = expected_calibration_error(y_true, probabilities, classes=classes)
+    raw = expected_calibration_error(y_true, uncalibrated, classes=classes)
+    return {
+        "ece": calibrated if n else None,
+        "ece_uncalibrated": raw if n else None,
+        "angry": detection_summary(y_true, probabilities, classes=classes, positive=ANGRY)
+        if ANGRY in classes
+        else None,
     }
 
 
