@@ -70,7 +70,7 @@ def evaluate_store(features_dest: str, model_dir: str, *, storage_options: dict[
 
 
 def format_evaluation(evaluation: Evaluation) -> str:
-    """A plain-text report: headline metrics, per corpus, per class and the confusion matrix."""
+    """A plain-text report: headline metrics, per corpus, per class, calibration and angry detection, confusion."""
 
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{value:6.1%}"
@@ -81,18 +81,17 @@ def format_evaluation(evaluation: Evaluation) -> str:
         f"balanced accuracy  {pct(evaluation.balanced_accuracy)}",
         "per corpus         " + "  ".join(f"{k} {pct(v)}" for k, v in sorted(evaluation.per_corpus.items())),
         "per class          " + "  ".join(f"{k} {pct(v)}" for k, v in evaluation.per_class.items()),
-        "confusion (rows true, columns predicted)",
-        " " * 10 + "".join(f"{name[:8]:>9}" for name in evaluation.classes),
+        f"calibration        temperature {evaluation.temperature:.3f}; {_confidence(evaluation.confidence)}",
     ]
-    for name, row in zip(evaluation.classes, evaluation.confusion.tolist(), strict=True):
-        lines.append(f"{name[:10]:<10}" + "".join(f"{count:>9}" for count in row))
-    lines.append(f"calibration        temperature {evaluation.temperature:.3f}; {_confidence(evaluation.confidence)}")
     if evaluation.telephone is not None:
         phone = evaluation.telephone
         lines.append(
             f"telephone copies   rows {phone['n']}  accuracy {pct(phone['accuracy'])}  "
             f"balanced {pct(phone['balanced_accuracy'])}; {_confidence(phone)}"
         )
+    lines += ["confusion (rows true, columns predicted)", " " * 10 + "".join(f"{n[:8]:>9}" for n in evaluation.classes)]
+    for name, row in zip(evaluation.classes, evaluation.confusion.tolist(), strict=True):
+        lines.append(f"{name[:10]:<10}" + "".join(f"{count:>9}" for count in row))
     return "\n".join(lines)
 
 
