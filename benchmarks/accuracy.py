@@ -11,8 +11,8 @@ fold trains only on copies of its own training clips (``ser_batch.model.split.co
 "Telephone" scores the same test clips after ``telephone_channel`` (8 kHz, 300-3400 Hz,
 mu-law), resampled to the feature set's rate as the decoder would.
 
-Calibration as ``ser-batch train`` does it: one temperature per fold, fitted on the inner validation
-part (``ser_batch.model.calibration``); ECE (15 bins) of the pooled test clips before and after. The
+Calibration as ``ser-batch train --calibrate`` does it: one temperature per fold, fitted on the inner
+validation part (``ser_batch.model.calibration``); ECE (15 bins) of the pooled test clips before and after. The
 call-centre figures: 'angry' against the rest on the telephone test clips, precision and recall at
 the top class and the ROC AUC of the calibrated p(angry).
 
@@ -404,7 +404,7 @@ def evaluate_setup(
         for kind, probs in (("raw", raw), ("calibrated", calibrated))
         for variant in raw
     }
-    angry = detection_summary(np.array(classes, object)[targets], calibrated["tel"], classes=classes, positive=ANGRY)
+    angry = detection_summary(np.array(classes, object)[targets], raw["tel"], classes=classes, positive=ANGRY)
     return {
         "setup": setup,
         "folds": per_fold,
@@ -412,7 +412,7 @@ def evaluate_setup(
         "pooled": pooled,
         "ece": ece,
         "angry_tel": angry,
-        "probabilities": calibrated,
+        "probabilities": {"as trained": raw, "--calibrate": calibrated},
         "targets": targets,
         "seconds": time.perf_counter() - start,
         "confusion": confusion,
@@ -450,23 +450,28 @@ def _ratio(value: float | None) -> str:
 
 
 def reliability(results: list[dict[str, object]], label: str) -> None:
-    """Print the calibrated reliability of one configuration: accuracy and share of clips per confidence floor."""
+    """Print one configuration's reliability: accuracy and share of clips at or above each confidence floor."""
     rows = [r for r in results if r["setup"].label == label]  # type: ignore[union-attr]
     if not rows:
         return
     r, floors = rows[0], (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     targets = r["targets"]
-    print(f"\nreliability of {label} (calibrated): accuracy of the clips whose top-class probability is >= a floor")
-    print("| clips | " + " | ".join(f">= {t:.1f}" for t in floors) + " |\n|---|" + "---|" * len(floors))
-    for variant, name in (("clean", "studio"), ("tel", "telephone")):
-        probs = r["probabilities"][variant]  # type: ignore[index]
-        confidence, top = probs.max(axis=1), probs.argmax(axis=1)
-        cells = []
-        for floor in floors:
-            kept = confidence >= floor
-            share = float(kept.mean())
-            cells.append(f"{np.mean(top[kept] == targets[kept]):.3f} ({share:.0%})" if kept.any() else "n/a")  # type: ignore[index]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nreliability of {label}: accuracy (share) of the test clips whose top-class probability is >= a floor")
+    print(
+        "| probabilities | clips | "
+        + " | ".join(f">= {t:.1f}" for t in floors)
+        + " |\n|---|---|"
+        + "---|" * len(floors)
+    )
+    for kind, variants in r["probabilities"].items():  # type: ignore[union-attr]
+        for variant, name in (("clean", "studio"), ("tel", "telephone")):
+            probs = variants[variant]
+            confidence, top = probs.max(axis=1), probs.argmax(axis=1)
+            cells = []
+            for floor in floors:
+                kept = confidence >= floor
+                cells.append(f"{np.mean(top[kept] == targets[kept]):.3f} ({kept.mean():.0%})" if kept.any() else "n/a")  # type: ignore[index]
+            print(f"| {kind} | {name} | " + " | ".join(cells) + " |")
 
 
 def _ms(values: list[float]) -> str:
@@ -485,8 +490,8 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
         "worst",
         "telephone acc",
         "telephone bal",
-        "ECE raw → calibrated",
-        "telephone ECE raw → calibrated",
+        "ECE raw → --calibrate",
+        "telephone ECE raw → --calibrate",
         "angry P / R, telephone",
         "angry AUC, telephone",
         "ms/clip",
@@ -518,9 +523,9 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
         "the TESS fold holds 1,199 of the 2,140 clips); pooled acc: every clip once; per corpus: pooled over "
         "the folds (every clip is tested once; TESS's single speaker sits in one fold, trained on RAVDESS + EmoDB "
         "voices only); ms/clip: median featurization of one clean clip at the set's rate. ECE: 15 equal-width "
-        "bins of top-class confidence over the pooled test clips, before and after each fold's temperature "
-        "(fitted on its inner validation part); angry: against the other five classes on the telephone test "
-        "clips, precision and recall of the top class, ROC AUC of calibrated p(angry)."
+        "bins of top-class confidence over the pooled test clips, as trained (the default) and with each fold's "
+        "temperature fitted on its inner validation part (--calibrate); angry: against the other five classes on "
+        "the telephone test clips, precision and recall of the top class, ROC AUC of p(angry) as trained."
     )
     stressed = [r for r in results if "single" in r["folds"]]  # type: ignore[operator]
     if stressed:

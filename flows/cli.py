@@ -194,6 +194,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augmented=args.augmented,
         voice_norm=args.voice_norm,
+        calibrate=args.calibrate,
     )
     result = train(
         features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config
@@ -377,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="normalise features per voice (speaker; call channel when scoring): better when each voice "
         "has audio of several emotions, worse for calls of one emotion throughout (see README)",
+    )
+    train.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit a temperature on the validation part and scale the probabilities by it (off by default: on "
+        "unseen voices it raised the calibration error, see README)",
     )
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_storage_options(train)

@@ -142,7 +142,9 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     Rows with a null emotion or an emotion outside ``config.classes`` are dropped (and
     counted); the rest are split by ``config.split``, the model's normaliser is fitted on
     the training part only, and accuracy, balanced accuracy, per-corpus and per-class
-    accuracy and a confusion matrix are computed for each part.
+    accuracy and a confusion matrix are computed for each part. With ``config.calibrate`` a
+    temperature is fitted on the validation part (1.0 otherwise); each part also gets the
+    expected calibration error with and without it and the angry-vs-rest figures.
 
     Args:
         table: a features table (columns ``corpus``, ``speaker``, ``emotion``, ``features``
@@ -185,7 +187,7 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     )
     history = _fit_model(model, features, data.emotion, split, config, log)
     raw = probabilities(model, features)
-    temperature = _temperature(raw, data.emotion, split["validation"], config.classes)
+    temperature = _temperature(raw, data.emotion, split["validation"], config.classes) if config.calibrate else 1.0
     calibrated = calibrated_probabilities(raw, temperature)
     predicted = np.array(config.classes, dtype=object)[raw.argmax(axis=1)] if raw.shape[0] else data.emotion[:0]
     metrics = {
@@ -196,7 +198,8 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
         for p, i in split.items()
     }
     confusion = {p: confusion_matrix(data.emotion[i], predicted[i], classes=config.classes) for p, i in split.items()}
-    _say(log, f"temperature {temperature:.3f} (fitted on the {split['validation'].size} validation rows)")
+    if config.calibrate:
+        _say(log, f"temperature {temperature:.3f} (fitted on the {split['validation'].size} validation rows)")
     for part in PARTS:
         _say(
             log,

@@ -101,7 +101,7 @@ def trained(features_table: FeaturesTable) -> tuple[TrainResult, list[str]]:
     from ser_batch.model.fit import fit
 
     lines: list[str] = []
-    config = TrainConfig(classes=CLASSES, split="speaker", epochs=3, batch_size=16, seed=1)
+    config = TrainConfig(classes=CLASSES, split="speaker", epochs=3, batch_size=16, seed=1, calibrate=True)
     return fit(features_table(COUNTS), config, log=lines.append), lines
 
 
@@ -172,6 +172,16 @@ def test_fit_fits_the_temperature_on_the_validation_part_and_reports_ece_before_
         )
         assert result.metrics[part]["angry"]["n_positive"] == int(np.sum(truth[rows] == "angry"))
     assert any(line.startswith(f"temperature {result.temperature:.3f}") for line in lines)
+
+
+@pytest.mark.slow
+def test_fit_keeps_the_networks_probabilities_unless_asked_to_calibrate(features_table: FeaturesTable) -> None:
+    from ser_batch.model.fit import fit
+
+    result = fit(features_table(COUNTS), TrainConfig(classes=CLASSES, split="speaker", epochs=1, batch_size=16))
+
+    assert result.split["validation"].size and result.temperature == 1.0
+    assert all(result.metrics[part]["ece"] == result.metrics[part]["ece_uncalibrated"] for part in PARTS)
 
 
 @pytest.mark.slow

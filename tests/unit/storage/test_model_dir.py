@@ -38,7 +38,7 @@ def trained(features_table: FeaturesTable) -> TrainResult:
 
     counts = {"angry": 30, "happy": 30, "sad": 30, "calm": 6}
     table = features_table(counts, feature_set=SET, fingerprint=FINGERPRINT)
-    return fit(table, TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2))
+    return fit(table, TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2, calibrate=True))
 
 
 @pytest.mark.slow
