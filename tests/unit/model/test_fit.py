@@ -218,6 +218,16 @@ def test_fit_without_test_part_reports_none(features_table: FeaturesTable) -> No
         "balanced_accuracy": None,
         "per_corpus": {},
         "per_class": {},
+        "ece": None,
+        "ece_uncalibrated": None,
+        "angry": {
+            "class": "angry",
+            "n_positive": 0,
+            "n_detected": 0,
+            "precision": None,
+            "recall": None,
+            "roc_auc": None,
+        },
     }
     json.dumps(result.metrics)
 
