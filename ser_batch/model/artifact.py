@@ -2,8 +2,8 @@
 
 ``ser_batch.storage.model_dir`` saves and loads it; training, evaluation and scoring all
 predict through ``Artifact.probabilities``, so voice normalisation and calibration (the
-temperature fitted on the validation part, ``ser_batch.model.calibration``) are applied the same
-way everywhere.
+temperature ``train --calibrate`` fits on the validation part, ``ser_batch.model.calibration``)
+are applied the same way everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 class Artifact:
     """A loaded model directory: the Keras model, what it was trained on, and its calibration temperature.
 
-    ``temperature`` is 1.0 (no calibration) for a model trained before calibration existed.
+    ``temperature`` is 1.0 (no calibration) for a model trained without ``--calibrate`` or before
+    calibration existed.
     """
 
     model: keras.Model
