@@ -11,6 +11,11 @@ fold trains only on copies of its own training clips (``ser_batch.model.split.co
 "Telephone" scores the same test clips after ``telephone_channel`` (8 kHz, 300-3400 Hz,
 mu-law), resampled to the feature set's rate as the decoder would.
 
+Calibration as ``ser-batch train --calibrate`` does it: one temperature per fold, fitted on the inner
+validation part (``ser_batch.model.calibration``); ECE (15 bins) of the pooled test clips before and after. The
+call-centre figures: 'angry' against the rest on the telephone test clips, precision and recall at
+the top class and the ROC AUC of the calibrated p(angry).
+
 Featurized matrices are cached as .npz under ``--cache`` (delete it to recompute).
 """
 
@@ -33,12 +38,14 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_batch.config import SEED_CLASSES, feature_config  # noqa: E402
+from ser_batch.config import ANGRY, SEED_CLASSES, feature_config  # noqa: E402
 from ser_batch.errors import AudioError  # noqa: E402
 from ser_batch.features.augment import TELEPHONE_RATE, augmented_copies, telephone_channel  # noqa: E402
 from ser_batch.features.extract import feature_vector  # noqa: E402
 from ser_batch.features.resample import resample  # noqa: E402
 from ser_batch.labels import labels_from_path  # noqa: E402
+from ser_batch.model.calibration import calibrated_probabilities, fit_temperature  # noqa: E402
+from ser_batch.model.metrics import detection_summary, expected_calibration_error  # noqa: E402
 from ser_batch.model.voice import normalise_voices, voice_prior  # noqa: E402
 
 DEFAULT_LABEL = "stats8k + mlp-ensemble + aug"
@@ -230,7 +237,12 @@ def run_fold(
     train: np.ndarray,
     test: np.ndarray,
     seed: int,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Train one fold; return the test clips' predicted classes per variant and their probabilities.
+
+    The probabilities (``clean`` and ``tel``, uncalibrated, plus ``temperature``, shape ``()``) come
+    with the temperature fitted on the inner validation part, as ``ser-batch train`` fits it.
+    """
     import keras
 
     from ser_batch.config import TrainConfig
@@ -282,12 +294,15 @@ def run_fold(
         callbacks=callbacks,
         class_weight=class_weights(y, 6) if config.resolved_class_weight() == "balanced" else None,
     )
-    out = {}
+    out, probabilities = {}, {}
     for variant in ("clean", "tel"):
         features = np.nan_to_num(matrices[variant][test])
         if setup.voice_norm:
             features = normalise_voices(features, _calls(groups[test], targets[test], seed, mixed=True), prior)
-        out[variant] = model.predict(features, batch_size=1024, verbose=0).argmax(axis=1)
+        probabilities[variant] = model.predict(features, batch_size=1024, verbose=0)
+        out[variant] = probabilities[variant].argmax(axis=1)
+    held_out = model.predict(validation_x, batch_size=1024, verbose=0) if validation.size else np.zeros((0, 6))
+    probabilities["temperature"] = np.array(fit_temperature(held_out, targets[validation]))
     if setup.voice_norm:  # stress tests: one clip alone, and calls of a single emotion
         clean = np.nan_to_num(matrices["clean"][test])
         for name, voices in (
@@ -295,7 +310,7 @@ def run_fold(
             ("one_emotion", _calls(groups[test], targets[test], seed, mixed=False)),
         ):
             out[name] = model.predict(normalise_voices(clean, voices, prior), batch_size=1024, verbose=0).argmax(axis=1)
-    return out
+    return out, probabilities
 
 
 def _calls(groups: np.ndarray, targets: np.ndarray, seed: int, *, mixed: bool) -> np.ndarray:
@@ -334,7 +349,7 @@ def learning_curve(
                 names = np.unique(groups[train])
                 keep = rng.choice(names, max(5, round(fraction * names.size)), replace=False)
                 subset = train[np.isin(groups[train], keep)]
-                result = run_fold(setup, matrices, targets, groups, subset, test, seed + k)
+                result, _ = run_fold(setup, matrices, targets, groups, subset, test, seed + k)
                 accuracies.append(float(np.mean(result["clean"] == targets[test])))
                 voices.append(keep.size)
         rows.append((fraction, float(np.mean(voices)), float(np.mean(accuracies)), float(np.std(accuracies))))
@@ -355,12 +370,19 @@ def evaluate_setup(
     groups = np.char.add(np.char.add(data["corpus"], "/"), data["speaker"])
     matrices = _matrices(data, setup, groups)
     predicted: dict[str, np.ndarray] = {}
-    per_fold: dict[str, list[float]] = {"acc": [], "bal": [], "tel": [], "tel_bal": []}
+    raw = {v: np.zeros((targets.size, len(classes))) for v in ("clean", "tel")}
+    calibrated = {v: np.zeros((targets.size, len(classes))) for v in ("clean", "tel")}
+    per_fold: dict[str, list[float]] = {"acc": [], "bal": [], "tel": [], "tel_bal": [], "temperature": []}
     start = time.perf_counter()
     for k, (train, test) in enumerate(folds):
-        result = run_fold(setup, matrices, targets, groups, train, test, seed + k)
+        result, probabilities = run_fold(setup, matrices, targets, groups, train, test, seed + k)
         for variant, values in result.items():
             predicted.setdefault(variant, np.full(targets.size, -1))[test] = values
+        temperature = float(probabilities["temperature"])
+        per_fold["temperature"].append(temperature)
+        for variant in raw:
+            raw[variant][test] = probabilities[variant]
+            calibrated[variant][test] = calibrated_probabilities(probabilities[variant], temperature)
         y = targets[test]
         for stress in ("single", "one_emotion"):
             if stress in result:
@@ -369,6 +391,16 @@ def evaluate_setup(
         per_fold["bal"].append(_bal(y, result["clean"]))
         per_fold["tel"].append(float(np.mean(result["tel"] == y)))
         per_fold["tel_bal"].append(_bal(y, result["tel"]))
+        names = np.array(classes, object)[y]
+        for variant, kind, probs in (("clean", "raw", raw), ("tel", "raw", raw), ("clean", "cal", calibrated)):
+            ece_fold = expected_calibration_error(names, probs[variant][test], classes=classes)
+            per_fold.setdefault(f"ece_{variant}_{kind}", []).append(ece_fold)
+        per_fold.setdefault("ece_tel_cal", []).append(
+            expected_calibration_error(names, calibrated["tel"][test], classes=classes)
+        )
+        angry_fold = detection_summary(names, raw["tel"][test], classes=classes, positive=ANGRY)
+        for key in ("precision", "recall", "roc_auc"):
+            per_fold.setdefault(f"angry_{key}", []).append(angry_fold[key] if angry_fold[key] is not None else np.nan)
     corpora = {
         c: float(np.mean(predicted["clean"][data["corpus"] == c] == targets[data["corpus"] == c]))
         for c in ("ravdess", "tess", "emodb")
@@ -376,11 +408,22 @@ def evaluate_setup(
     pooled = float(np.mean(predicted["clean"] == targets))
     confusion = np.zeros((6, 6), dtype=np.int64)
     np.add.at(confusion, (targets, predicted["clean"]), 1)
+    index = np.arange(len(classes))
+    ece = {
+        (variant, kind): expected_calibration_error(targets, probs[variant], classes=index)
+        for kind, probs in (("raw", raw), ("calibrated", calibrated))
+        for variant in raw
+    }
+    angry = detection_summary(np.array(classes, object)[targets], raw["tel"], classes=classes, positive=ANGRY)
     return {
         "setup": setup,
         "folds": per_fold,
         "corpora": corpora,
         "pooled": pooled,
+        "ece": ece,
+        "angry_tel": angry,
+        "probabilities": {"as trained": raw, "--calibrate": calibrated},
+        "targets": targets,
         "seconds": time.perf_counter() - start,
         "confusion": confusion,
         "ms": float(np.median(data["ms"])),
@@ -412,6 +455,31 @@ def random_split_reference(cache: Path, seed: int) -> float:
     return float(np.mean(model.predict(data["clean"][test], verbose=0).argmax(axis=1) == targets[test]))
 
 
+def reliability(results: list[dict[str, object]], label: str) -> None:
+    """Print one configuration's reliability: accuracy and share of clips at or above each confidence floor."""
+    rows = [r for r in results if r["setup"].label == label]  # type: ignore[union-attr]
+    if not rows:
+        return
+    r, floors = rows[0], (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    targets = r["targets"]
+    print(f"\nreliability of {label}: accuracy (share) of the test clips whose top-class probability is >= a floor")
+    print(
+        "| probabilities | clips | "
+        + " | ".join(f">= {t:.1f}" for t in floors)
+        + " |\n|---|---|"
+        + "---|" * len(floors)
+    )
+    for kind, variants in r["probabilities"].items():  # type: ignore[union-attr]
+        for variant, name in (("clean", "studio"), ("tel", "telephone")):
+            probs = variants[variant]
+            confidence, top = probs.max(axis=1), probs.argmax(axis=1)
+            cells = []
+            for floor in floors:
+                kept = confidence >= floor
+                cells.append(f"{np.mean(top[kept] == targets[kept]):.3f} ({kept.mean():.0%})" if kept.any() else "n/a")  # type: ignore[index]
+            print(f"| {kind} | {name} | " + " | ".join(cells) + " |")
+
+
 def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
@@ -428,6 +496,10 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
         "worst",
         "telephone acc",
         "telephone bal",
+        "ECE raw → --calibrate",
+        "telephone ECE raw → --calibrate",
+        "angry P / R, telephone",
+        "angry AUC, telephone",
         "ms/clip",
         "train s",
     )
@@ -444,6 +516,10 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
             f"{min(c.values()):.3f}",  # type: ignore[index, union-attr]
             _ms(f["tel"]),
             _ms(f["tel_bal"]),
+            f"{_ms(f['ece_clean_raw'])} → {_ms(f['ece_clean_cal'])}",
+            f"{_ms(f['ece_tel_raw'])} → {_ms(f['ece_tel_cal'])}",
+            f"{_ms(f['angry_precision'])} / {_ms(f['angry_recall'])}",
+            _ms(f["angry_roc_auc"]),
             f"{r['ms']:.1f}",
             f"{r['seconds']:.0f}",
         ]  # type: ignore[index]
@@ -452,7 +528,11 @@ def print_table(results: list[dict[str, object]], reference: float | None) -> No
         "\naccuracy / balanced / telephone: mean ± std over the 5 speaker-grouped folds (each fold counts once; "
         "the TESS fold holds 1,199 of the 2,140 clips); pooled acc: every clip once; per corpus: pooled over "
         "the folds (every clip is tested once; TESS's single speaker sits in one fold, trained on RAVDESS + EmoDB "
-        "voices only); ms/clip: median featurization of one clean clip at the set's rate."
+        "voices only); ms/clip: median featurization of one clean clip at the set's rate. ECE: 15 equal-width "
+        "bins of top-class confidence of each fold's test clips, as trained (the default) and with the fold's "
+        "temperature fitted on its inner validation part (--calibrate); angry: against the other five classes on "
+        "each fold's telephone test clips, precision and recall of the top class, ROC AUC of p(angry) as trained. "
+        "The pooled figures (every clip once; TESS's 200 angry clips are half of all) are printed on stderr."
     )
     stressed = [r for r in results if "single" in r["folds"]]  # type: ignore[operator]
     if stressed:
@@ -490,30 +570,34 @@ def main(argv: list[str] | None = None) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     start = time.perf_counter()
-    missing = tuple(s for s in FEATURE_SETS if not (args.cache / f"{s}.npz").exists())
-    if missing:
-        build_cache(list_clips(args.data), args.cache, args.processes, missing)
-    from ser_batch.model.split import group_kfold
-
-    meta = load_cache(args.cache, "seed268")
-    groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
-    folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
     unknown = set(args.only or ()) - {s.label for s in SETUPS}
     if unknown:
         raise SystemExit(f"unknown setups {sorted(unknown)}; known: {[s.label for s in SETUPS]}")
     setups = [s for s in SETUPS if not args.only or s.label in args.only]
+    needed = {s.feature_set for s in setups} | ({"seed268"} if setups[0] is SETUPS[0] else set())
+    needed |= {LEARNING_CURVE_LABEL.split(" + ")[0]} if args.learning_curve else set()
+    missing = tuple(s for s in FEATURE_SETS if s in needed and not (args.cache / f"{s}.npz").exists())
+    if missing:  # only the sets the chosen rows use; every set lists the same clips in the same order
+        build_cache(list_clips(args.data), args.cache, args.processes, missing)
+    from ser_batch.model.split import group_kfold
+
+    meta = load_cache(args.cache, setups[0].feature_set)
+    groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
+    folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
     results = []
     for setup in setups:
         results.append(evaluate_setup(setup, args.cache, folds, args.seed))
         f, c = results[-1]["folds"], results[-1]["corpora"]
         print(
             f"done {setup.label} in {results[-1]['seconds']:.0f} s: acc {_ms(f['acc'])} bal {_ms(f['bal'])} "
-            f"tel {_ms(f['tel'])} corpora {c}",
+            f"tel {_ms(f['tel'])} corpora {c} temperature {_ms(f['temperature'])} ece {results[-1]['ece']} "
+            f"angry on telephone {results[-1]['angry_tel']}",
             file=sys.stderr,
             flush=True,
         )
     reference = random_split_reference(args.cache, args.seed) if setups[0] is SETUPS[0] else None  # with the recipe row
     print_table(results, reference)
+    reliability(results, DEFAULT_LABEL)
     defaults = [r for r in results if r["setup"].label == DEFAULT_LABEL]  # type: ignore[union-attr]
     if args.confusion is not None and defaults:
         from ser_batch.model.plots import confusion_csv, confusion_png

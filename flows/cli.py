@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ser_batch.config import (
     DEFAULT_FEATURE_SET,
     DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_SETTLE_S,
     FEATURE_SETS,
     MODELS,
@@ -194,6 +195,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augmented=args.augmented,
         voice_norm=args.voice_norm,
+        calibrate=args.calibrate,
     )
     result = train(
         features_dest=args.features_dest, model_dir=args.model_dir, feature_set=args.feature_set, config=config
@@ -230,7 +232,7 @@ def _check_score(args: argparse.Namespace) -> None:
     from ser_batch.jobs.plan import check_scoring, parse_date
     from ser_batch.jobs.score import check_model
 
-    score_config(window_s=args.window_s, hop_s=args.hop_s)
+    score_config(window_s=args.window_s, hop_s=args.hop_s, min_confidence=args.min_confidence)
     if args.channel_roles is not None:
         channel_roles(args.channel_roles)
     if args.since is not None:
@@ -258,6 +260,7 @@ def _score(args: argparse.Namespace) -> int:
         window_s=args.window_s,
         hop_s=args.hop_s,
         channel_roles=None if args.channel_roles is None else list(channel_roles(args.channel_roles)),
+        min_confidence=args.min_confidence,
         retry_errors=args.retry_errors,
         max_error_ratio=args.max_error_ratio,
         file_timeout_s=args.file_timeout,
@@ -380,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="normalise features per voice (speaker; call channel when scoring): better when each voice "
         "has audio of several emotions, worse for calls of one emotion throughout (see README)",
     )
+    train.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit a temperature on the validation part and scale the probabilities by it (off by default: on "
+        "unseen voices it raised the calibration error, see README)",
+    )
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_storage_options(train)
     train.set_defaults(handler=_train)
@@ -418,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--window-s", type=float, default=3.0, help="scored window length in seconds (default 3.0)")
     score.add_argument(
         "--hop-s", type=float, default=1.5, help="start-to-start step between windows in seconds (default 1.5)"
+    )
+    score.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help="mark a window `uncertain` when its calibrated top-class probability is below this "
+        f"(default {DEFAULT_MIN_CONFIDENCE}; see README)",
     )
     score.add_argument("--shard-size", type=_positive_int, default=50, help="recordings per Prefect task (default 50)")
     score.add_argument(

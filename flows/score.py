@@ -15,7 +15,13 @@ from flows.report import publish_report
 from flows.runner import dask_runner, retry_unless_permanent, run_shards
 from flows.settings import storage_options_from_env, timezone_name, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
-from ser_batch.config import DEFAULT_FILE_TIMEOUT_S, DEFAULT_SETTLE_S, ScoreConfig, score_config
+from ser_batch.config import (
+    DEFAULT_FILE_TIMEOUT_S,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_SETTLE_S,
+    ScoreConfig,
+    score_config,
+)
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
@@ -65,6 +71,7 @@ def score(
     hop_s: float = 1.5,
     channel_roles: list[str] | None = None,
     run_date: date | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     retry_errors: bool = False,
     max_error_ratio: float = 0.5,
     settle_s: float = DEFAULT_SETTLE_S,
@@ -74,7 +81,13 @@ def score(
     """Score the recordings under SOURCE that MODEL_DIR has not scored yet into DEST/predictions and DEST/calls, by call date."""
     started = time.perf_counter()
     logger = get_run_logger()
-    config = score_config(window_s=window_s, hop_s=hop_s, channel_roles=channel_roles, timezone=timezone_name())
+    config = score_config(
+        window_s=window_s,
+        hop_s=hop_s,
+        channel_roles=channel_roles,
+        timezone=timezone_name(),
+        min_confidence=min_confidence,
+    )
     day = schema.date_value(run_date or today(), name="run_date")
     options = storage_options_from_env()
     with storage.hold_lease(dest, job="score", wait_s=lease_wait_s, storage_options=options) as lease:

@@ -25,6 +25,12 @@ EMOTIONS: tuple[str, ...] = (
 )
 """Every emotion a corpus convention can yield, in the one fixed order used everywhere."""
 
+ANGRY = "angry"
+"""The emotion a call centre acts on: calls report its peak, evaluations its detection figures."""
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+"""Calibrated top-class probability below which a scored window is marked ``uncertain`` (see README)."""
+
 SEED_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 """The original recipe's six classes (calm, surprise and boredom dropped)."""
 
@@ -243,6 +249,12 @@ class TrainConfig(_Frozen):
         "statistics shrunk towards the training population's (ser_batch.model.voice); helps when a voice has audio of "
         "several emotions, hurts when a call is one emotion throughout (see the README)",
     )
+    calibrate: bool = Field(
+        default=False,
+        description="fit a temperature on the validation part and scale every probability by it "
+        "(ser_batch.model.calibration); off by default: on speaker-grouped CV it raised the calibration "
+        "error on unseen voices (see the README)",
+    )
     voice_prior_weight: float = Field(
         default=10.0, ge=0.0, le=1e6, description="pseudo-clips of the population statistics in each voice's statistics"
     )
@@ -292,6 +304,7 @@ class ScoreConfig(_Frozen):
 
     Also what the channels are called (``channel_roles``) and in which time zone the day of a
     recording without a date folder is taken (``timezone``).
+    ``min_confidence`` says how sure a window's top class must be not to be marked ``uncertain``.
 
     All durations are in seconds, all levels in dB relative to full scale (a
     constant signal of amplitude 1.0 is 0 dBFS, a full-scale sine -3 dBFS).
@@ -359,6 +372,13 @@ class ScoreConfig(_Frozen):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{name!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)") from None
         return name
+
+    min_confidence: float = Field(
+        default=DEFAULT_MIN_CONFIDENCE,
+        ge=0.0,
+        le=1.0,
+        description="a window whose calibrated top-class probability is below this is marked uncertain",
+    )
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ScoreConfig:

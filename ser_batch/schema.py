@@ -217,6 +217,7 @@ PREDICTIONS_SCHEMA = pa.schema(
         pa.field("end_s", pa.float64(), nullable=False),
         pa.field("emotion", pa.string(), nullable=False),
         pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("uncertain", pa.bool_(), nullable=False),
         *(pa.field(f"prob_{name}", pa.float32()) for name in EMOTIONS),
         *_SCORED,
     ]
@@ -316,7 +317,13 @@ def error_row(
 # --- Model directories -----------------------------------------------------------------
 
 FORMAT_VERSION = 1
-"""Version of the model directory layout and ``metadata.json`` keys."""
+"""Version of the model directory layout and ``metadata.json`` keys.
+
+It changes only when a reader of the previous version would misread a directory. Optional keys
+added since version 1, read with their stated default when absent: ``voice_prior`` (None) and
+``temperature`` (1.0, ``model_temperature``). A reader older than a key ignores it: an older
+ser-batch scores a calibrated model with the same labels and uncalibrated probabilities.
+"""
 
 REQUIRED_METADATA: tuple[str, ...] = ("format_version", "model", "classes", "feature_set", "fingerprint", "n_features")
 """Keys every ``metadata.json`` has."""
@@ -362,6 +369,24 @@ def check_model_metadata(metadata: dict[str, Any], *, model_dir: str) -> None:
     classes = [str(name) for name in metadata["classes"]]
     if not set(classes) <= set(EMOTIONS):
         raise SchemaError(f"{model_dir}: classes {classes} are not all in EMOTIONS {list(EMOTIONS)}")
+    model_temperature(metadata, model_dir=model_dir)
+
+
+def model_temperature(metadata: dict[str, Any], *, model_dir: str) -> float:
+    """The calibration temperature of a model directory's ``metadata.json``: 1.0 when it has none.
+
+    Models trained before calibration existed carry no ``temperature`` and keep their probabilities.
+
+    Raises:
+        SchemaError: if ``temperature`` is present but not a positive finite number.
+
+    >>> model_temperature({"temperature": 1.7}, model_dir="m"), model_temperature({}, model_dir="m")
+    (1.7, 1.0)
+    """
+    value = metadata.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < float("inf")):
+        raise SchemaError(f"{model_dir.rstrip('/')}/metadata.json: temperature {value!r} is not a positive number")
+    return float(value)
 
 
 def model_identity(metadata: dict[str, Any], *, model_dir: str, content_hash: str) -> ModelIdentity:

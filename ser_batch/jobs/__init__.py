@@ -71,7 +71,7 @@ from ser_batch.jobs.timeline import (
     timeline_uri,
     write_call_timeline,
 )
-from ser_batch.jobs.train import evaluate_store, format_evaluation, train_and_save
+from ser_batch.jobs.train import TELEPHONE_COPY, evaluate_store, format_evaluation, train_and_save
 
 __all__ = [
     "AUGMENTATION_POLICY",
@@ -84,6 +84,7 @@ __all__ = [
     "NO_GUARD",
     "RunReport",
     "Scores",
+    "TELEPHONE_COPY",
     "TIMED_OUT",
     "TOP_CALLS",
     "WHOLE_CHANNEL_SAMPLES",

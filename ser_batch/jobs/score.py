@@ -282,7 +282,9 @@ def score_files(
             if channel.duplicate_of is None:
                 probs = probabilities[offset : offset + len(channel.windows)]
                 offset += len(channel.windows)
-                segments = segment_columns(channel.windows, probs, artifact.classes)
+                segments = segment_columns(
+                    channel.windows, probs, artifact.classes, min_confidence=config.min_confidence
+                )
                 rows["predictions"].extend(
                     {**key, "channel": channel.channel, "role": role, **dict(zip(segments, values, strict=True))}
                     for values in zip(*segments.values(), strict=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ser_batch import storage
-from ser_batch.config import TrainConfig, feature_config
-from ser_batch.model.fit import Evaluation, evaluate, fit, with_copies
+from ser_batch.config import ANGRY, TrainConfig, feature_config
+from ser_batch.model.fit import AUGMENTATION_COLUMN, Evaluation, evaluate, fit, with_copies
 from ser_batch.storage.model_dir import load_artifact, save_artifact
 
 
@@ -41,21 +44,33 @@ def train_and_save(
     return save_artifact(model_dir, result, storage_options=storage_options)
 
 
+TELEPHONE_COPY = "telephone"
+"""``augmentation`` of the telephone-line copy ``featurize --augment`` makes of a labelled clip."""
+
+
 def evaluate_store(features_dest: str, model_dir: str, *, storage_options: dict[str, Any] | None = None) -> Evaluation:
     """Score the labelled table of the model's own feature set under ``features_dest`` with a saved model.
+
+    When DEST also holds augmented copies, their telephone-line copies are scored as well
+    (``Evaluation.telephone``): the same clips as a call centre hears them.
 
     Raises:
         SchemaError: the table's feature set or fingerprint differs from the model's.
     """
     artifact = load_artifact(model_dir, storage_options=storage_options)
-    table = storage.read_features(
-        features_dest, config=feature_config(artifact.feature_set), storage_options=storage_options
-    )
-    return evaluate(table, artifact)
+    features = feature_config(artifact.feature_set)
+    table = storage.read_features(features_dest, config=features, storage_options=storage_options)
+    telephone = None
+    if storage.has_augmented(features_dest, features.name, storage_options=storage_options):
+        copies = storage.read_features(
+            features_dest, config=features, dataset_name="augmented", storage_options=storage_options
+        )
+        telephone = copies.filter(pc.equal(copies.column(AUGMENTATION_COLUMN), pa.scalar(TELEPHONE_COPY)))
+    return evaluate(table, artifact, telephone=telephone)
 
 
 def format_evaluation(evaluation: Evaluation) -> str:
-    """A plain-text report: headline metrics, per corpus, per class and the confusion matrix."""
+    """A plain-text report: headline metrics, per corpus, per class, calibration and angry detection, confusion."""
 
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{value:6.1%}"
@@ -66,9 +81,30 @@ def format_evaluation(evaluation: Evaluation) -> str:
         f"balanced accuracy  {pct(evaluation.balanced_accuracy)}",
         "per corpus         " + "  ".join(f"{k} {pct(v)}" for k, v in sorted(evaluation.per_corpus.items())),
         "per class          " + "  ".join(f"{k} {pct(v)}" for k, v in evaluation.per_class.items()),
-        "confusion (rows true, columns predicted)",
-        " " * 10 + "".join(f"{name[:8]:>9}" for name in evaluation.classes),
+        f"calibration        temperature {evaluation.temperature:.3f}; {_confidence(evaluation.confidence)}",
     ]
+    if evaluation.telephone is not None:
+        phone = evaluation.telephone
+        lines.append(
+            f"telephone copies   rows {phone['n']}  accuracy {pct(phone['accuracy'])}  "
+            f"balanced {pct(phone['balanced_accuracy'])}; {_confidence(phone)}"
+        )
+    lines += ["confusion (rows true, columns predicted)", " " * 10 + "".join(f"{n[:8]:>9}" for n in evaluation.classes)]
     for name, row in zip(evaluation.classes, evaluation.confusion.tolist(), strict=True):
         lines.append(f"{name[:10]:<10}" + "".join(f"{count:>9}" for count in row))
     return "\n".join(lines)
+
+
+def _confidence(figures: dict[str, Any]) -> str:
+    # ECE before -> after calibration, then angry against the rest at the top class
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    text = f"ECE {number(figures.get('ece_uncalibrated'))} uncalibrated -> {number(figures.get('ece'))}"
+    angry = figures.get("angry")
+    if angry is not None:
+        text += (
+            f"; {ANGRY} vs rest: precision {number(angry['precision'])} recall {number(angry['recall'])} "
+            f"ROC AUC {number(angry['roc_auc'])} ({angry['n_positive']} {ANGRY} rows)"
+        )
+    return text

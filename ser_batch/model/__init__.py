@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ser_batch.model.artifact import Artifact
+from ser_batch.model.calibration import TEMPERATURE_BOUNDS, calibrated_probabilities, fit_temperature
 from ser_batch.model.fit import (
     AUGMENTATION_COLUMN,
     PARTS,
@@ -19,12 +20,17 @@ from ser_batch.model.fit import (
     with_copies,
 )
 from ser_batch.model.metrics import (
+    ECE_BINS,
     accuracy,
     balanced_accuracy,
+    confidence_summary,
     confusion_matrix,
+    detection_summary,
+    expected_calibration_error,
     metric_summary,
     per_class_accuracy,
     per_corpus_accuracy,
+    roc_auc,
 )
 from ser_batch.model.networks import (
     CRNN_FILTERS,
@@ -49,6 +55,7 @@ __all__ = [
     "Artifact",
     "CRNN_FILTERS",
     "CRNN_GRU_UNITS",
+    "ECE_BINS",
     "Evaluation",
     "FeatureIdentity",
     "MLP_DROPOUT",
@@ -60,21 +67,27 @@ __all__ = [
     "SEED_MLP_L2",
     "SEQUENCE_BUILDERS",
     "SequenceBuilder",
+    "TEMPERATURE_BOUNDS",
     "TrainResult",
     "VoicePrior",
     "accuracy",
     "balanced_accuracy",
     "build_model",
+    "calibrated_probabilities",
     "check_feature_set",
     "class_weights",
+    "confidence_summary",
     "confusion_csv",
     "confusion_matrix",
     "confusion_png",
     "copies_of",
+    "detection_summary",
     "evaluate",
+    "expected_calibration_error",
     "feature_identity",
     "feature_matrix",
     "fit",
+    "fit_temperature",
     "group_kfold",
     "history_png",
     "metric_summary",
@@ -82,6 +95,7 @@ __all__ = [
     "per_class_accuracy",
     "per_corpus_accuracy",
     "probabilities",
+    "roc_auc",
     "row_voices",
     "speaker_groups",
     "split_indices",

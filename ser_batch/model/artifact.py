@@ -1,8 +1,9 @@
 """A trained model with what it was trained on, and the one way to get its probabilities (pure + TF).
 
 ``ser_batch.storage.model_dir`` saves and loads it; training, evaluation and scoring all
-predict through ``Artifact.probabilities``, so voice normalisation is applied the same way
-everywhere.
+predict through ``Artifact.probabilities``, so voice normalisation and calibration (the
+temperature ``train --calibrate`` fits on the validation part, ``ser_batch.model.calibration``)
+are applied the same way everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ser_batch._typing import Voices
+from ser_batch.model.calibration import calibrated_probabilities
 from ser_batch.model.networks import probabilities
 from ser_batch.model.voice import VoicePrior, normalise_voices
 from ser_batch.schema import ModelIdentity
@@ -24,12 +26,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A loaded model directory: the Keras model and what it was trained on."""
+    """A loaded model directory: the Keras model, what it was trained on, and its calibration temperature.
+
+    ``temperature`` is 1.0 (no calibration) for a model trained without ``--calibrate`` or before
+    calibration existed.
+    """
 
     model: keras.Model
     metadata: dict[str, Any]
     identity: ModelIdentity
     voice_prior: VoicePrior | None = None
+    temperature: float = 1.0
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -46,7 +53,9 @@ class Artifact:
         """Fingerprint of that feature set."""
         return self.identity.fingerprint
 
-    def probabilities(self, features: ArrayLike, *, voices: Voices | None = None) -> NDArray[np.float32]:
+    def probabilities(
+        self, features: ArrayLike, *, voices: Voices | None = None, calibrated: bool = True
+    ) -> NDArray[np.float32]:
         """Class probabilities for raw feature vectors of the model's feature set.
 
         Args:
@@ -54,9 +63,13 @@ class Artifact:
             voices: the voice (speaker, call channel) of each row, shape ``(n,)``, for a model
                 trained with voice normalisation; None treats every row as a voice of its own,
                 which leans on the training population's statistics. Ignored otherwise.
+            calibrated: scale by the model's ``temperature`` (what scoring reports); False gives the
+                network's own output, for measuring the calibration (``calibrate`` then turns it into
+                the calibrated one without a second forward pass).
 
         Returns:
-            float32 array of shape ``(n, len(classes))``, columns in ``classes`` order.
+            float32 array of shape ``(n, len(classes))``, columns in ``classes`` order; the top
+            class of each row is the same calibrated or not.
 
         Raises:
             SchemaError: if ``features`` does not have the model's width, or ``voices`` its length.
@@ -64,4 +77,9 @@ class Artifact:
         matrix = np.asarray(features, dtype=np.float32)
         if self.voice_prior is not None and matrix.ndim == 2 and matrix.shape[0]:
             matrix = normalise_voices(matrix, range(matrix.shape[0]) if voices is None else voices, self.voice_prior)
-        return probabilities(self.model, matrix)
+        raw = probabilities(self.model, matrix)
+        return self.calibrate(raw) if calibrated else raw
+
+    def calibrate(self, raw: ArrayLike) -> NDArray[np.float32]:
+        """The calibrated form of ``probabilities(..., calibrated=False)``: same shape, same top classes."""
+        return calibrated_probabilities(raw, self.temperature)

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 from ser_batch._typing import Indices, Log
 from ser_batch.config import EMOTIONS, TrainConfig
 from ser_batch.errors import SchemaError
-from ser_batch.model.metrics import confusion_matrix, metric_summary
+from ser_batch.model.calibration import calibrated_probabilities, fit_temperature
+from ser_batch.model.metrics import confidence_summary, confusion_matrix, metric_summary
 from ser_batch.model.networks import build_model, probabilities
 from ser_batch.model.split import copies_of, speaker_groups, split_indices
 from ser_batch.model.voice import VoicePrior, normalise_voices, voice_prior
@@ -78,11 +79,17 @@ class TrainResult:
     n_excluded: dict[str, int]
     n_unlabelled: int
     voice_prior: VoicePrior | None = None
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics of a saved model on one labelled table; ``confusion`` rows are true classes."""
+    """Metrics of a saved model on one labelled table; ``confusion`` rows are true classes.
+
+    ``confidence`` holds the calibration and angry-detection figures (``metrics.confidence_summary``)
+    of the table's rows; ``telephone`` the accuracy and those figures on the telephone copies
+    ``featurize --augment`` made of them (None without copies).
+    """
 
     classes: tuple[str, ...]
     n: int
@@ -95,6 +102,9 @@ class Evaluation:
     n_unlabelled: int
     feature_set: str
     fingerprint: str
+    temperature: float = 1.0
+    confidence: dict[str, Any] = field(default_factory=dict)
+    telephone: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``evaluate --json`` object)."""
@@ -110,6 +120,9 @@ class Evaluation:
             "n_unlabelled": self.n_unlabelled,
             "feature_set": self.feature_set,
             "fingerprint": self.fingerprint,
+            "temperature": self.temperature,
+            **self.confidence,
+            "telephone": self.telephone,
         }
 
 
@@ -129,7 +142,9 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
     Rows with a null emotion or an emotion outside ``config.classes`` are dropped (and
     counted); the rest are split by ``config.split``, the model's normaliser is fitted on
     the training part only, and accuracy, balanced accuracy, per-corpus and per-class
-    accuracy and a confusion matrix are computed for each part.
+    accuracy and a confusion matrix are computed for each part. With ``config.calibrate`` a
+    temperature is fitted on the validation part (1.0 otherwise); each part also gets the
+    expected calibration error with and without it and the angry-vs-rest figures.
 
     Args:
         table: a features table (columns ``corpus``, ``speaker``, ``emotion``, ``features``
@@ -171,17 +186,26 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
         frame_shape=identity.frame_shape,
     )
     history = _fit_model(model, features, data.emotion, split, config, log)
-    predicted = _predicted_classes(model, features, config.classes)
+    raw = probabilities(model, features)
+    temperature = _temperature(raw, data.emotion, split["validation"], config.classes) if config.calibrate else 1.0
+    calibrated = calibrated_probabilities(raw, temperature)
+    predicted = np.array(config.classes, dtype=object)[raw.argmax(axis=1)] if raw.shape[0] else data.emotion[:0]
     metrics = {
-        p: metric_summary(data.emotion[i], predicted[i], data.corpus[i], classes=config.classes)
+        p: {
+            **metric_summary(data.emotion[i], predicted[i], data.corpus[i], classes=config.classes),
+            **confidence_summary(data.emotion[i], calibrated[i], raw[i], classes=config.classes),
+        }
         for p, i in split.items()
     }
     confusion = {p: confusion_matrix(data.emotion[i], predicted[i], classes=config.classes) for p, i in split.items()}
+    if config.calibrate:
+        _say(log, f"temperature {temperature:.3f} (fitted on the {split['validation'].size} validation rows)")
     for part in PARTS:
         _say(
             log,
             f"{part}: n={metrics[part]['n']} accuracy={metrics[part]['accuracy']} "
-            f"balanced_accuracy={metrics[part]['balanced_accuracy']}",
+            f"balanced_accuracy={metrics[part]['balanced_accuracy']} ece={metrics[part]['ece']} "
+            f"(uncalibrated {metrics[part]['ece_uncalibrated']})",
         )
     return TrainResult(
         model=model,
@@ -197,7 +221,17 @@ def fit(table: pa.Table, config: TrainConfig, *, log: Log | None = None) -> Trai
         n_excluded=data.n_excluded,
         n_unlabelled=data.n_unlabelled,
         voice_prior=prior,
+        temperature=temperature,
     )
+
+
+def _temperature(
+    raw: NDArray[np.float32], emotion: NDArray[np.object_], validation: Indices, classes: tuple[str, ...]
+) -> float:
+    # fitted on validation rows only: the training rows' confidence is what over-fitting inflates
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.array([index[e] for e in emotion[validation].tolist()], dtype=np.int64)
+    return fit_temperature(raw[validation], targets)
 
 
 def row_voices(table: pa.Table) -> NDArray[np.object_]:
@@ -220,7 +254,7 @@ def row_voices(table: pa.Table) -> NDArray[np.object_]:
     )
 
 
-def evaluate(table: pa.Table, artifact: Artifact) -> Evaluation:
+def evaluate(table: pa.Table, artifact: Artifact, *, telephone: pa.Table | None = None) -> Evaluation:
     """Score a labelled features table with a saved model.
 
     Rows whose emotion is not one of the model's classes are left out and counted per
@@ -230,20 +264,28 @@ def evaluate(table: pa.Table, artifact: Artifact) -> Evaluation:
     Args:
         table: a features table of the model's feature set.
         artifact: a loaded model (``ser_batch.storage.model_dir.load_artifact``).
+        telephone: telephone-channel copies of labelled clips (``augmented`` rows whose
+            ``augmentation`` is ``telephone``), scored separately; None or empty skips them.
 
     Returns:
         accuracy, balanced accuracy, per-corpus and per-class accuracy and the confusion
-        matrix (in the model's class order) over the kept rows.
+        matrix (in the model's class order) over the kept rows; the expected calibration error
+        with and without the model's temperature and, when the model knows 'angry', angry
+        against the rest (precision, recall, ROC AUC); the same figures for ``telephone``.
 
     Raises:
         SchemaError: if the table's feature set name or fingerprint differs from the
             model's, or its columns are missing or malformed.
     """
     check_feature_set(table, feature_set=artifact.feature_set, fingerprint=artifact.fingerprint)
-    data = _labelled(table, artifact.classes, width=int(artifact.model.input_shape[-1]))
-    names = np.array(artifact.classes, dtype=object)
-    predicted = names[artifact.probabilities(data.features, voices=row_voices(data.table)).argmax(axis=1)]
+    data, predicted, confidence = _scored(table, artifact)
     summary = metric_summary(data.emotion, predicted, data.corpus, classes=artifact.classes)
+    phone = None
+    if telephone is not None and telephone.num_rows:
+        check_feature_set(telephone, feature_set=artifact.feature_set, fingerprint=artifact.fingerprint)
+        phone_data, phone_predicted, phone_confidence = _scored(telephone, artifact)
+        phone_summary = metric_summary(phone_data.emotion, phone_predicted, phone_data.corpus, classes=artifact.classes)
+        phone = {key: phone_summary[key] for key in ("n", "accuracy", "balanced_accuracy")} | phone_confidence
     return Evaluation(
         classes=tuple(artifact.classes),
         n=summary["n"],
@@ -256,7 +298,19 @@ def evaluate(table: pa.Table, artifact: Artifact) -> Evaluation:
         n_unlabelled=data.n_unlabelled,
         feature_set=artifact.feature_set,
         fingerprint=artifact.fingerprint,
+        temperature=artifact.temperature,
+        confidence=confidence,
+        telephone=phone,
     )
+
+
+def _scored(table: pa.Table, artifact: Artifact) -> tuple[_Labelled, NDArray[np.object_], dict[str, Any]]:
+    # one forward pass: the network's own probabilities, then the calibrated ones from them
+    data = _labelled(table, artifact.classes, width=int(artifact.model.input_shape[-1]))
+    raw = artifact.probabilities(data.features, voices=row_voices(data.table), calibrated=False)
+    calibrated = artifact.calibrate(raw)
+    predicted = np.array(artifact.classes, dtype=object)[raw.argmax(axis=1)] if raw.shape[0] else data.emotion[:0]
+    return data, predicted, confidence_summary(data.emotion, calibrated, raw, classes=artifact.classes)
 
 
 def check_feature_set(table: pa.Table, *, feature_set: str, fingerprint: str) -> None:
@@ -449,13 +503,6 @@ def _epoch_logger(log: Log, epochs: int) -> keras.callbacks.Callback:
             log(f"epoch {epoch + 1}/{epochs} {values}")
 
     return EpochLog()
-
-
-def _predicted_classes(
-    model: keras.Model, features: NDArray[np.float32], classes: tuple[str, ...]
-) -> NDArray[np.object_]:
-    names = np.array(classes, dtype=object)
-    return names[probabilities(model, features).argmax(axis=1)] if features.shape[0] else names[:0]
 
 
 def _rows_per_corpus_and_class(

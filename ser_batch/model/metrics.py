@@ -1,4 +1,4 @@
-"""Classification metrics: accuracy, balanced accuracy, per-class, per-corpus, confusion (pure).
+"""Classification metrics: accuracy, balanced accuracy, per-class, per-corpus, confusion, calibration, detection (pure).
 
 Labels may be any hashable values (class names in practice). Class order always comes
 from the caller (the model's classes, in ``EMOTIONS`` order), never from the data.
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ser_batch.config import ANGRY
 from ser_batch.errors import SchemaError
 
 
@@ -159,6 +160,174 @@ def metric_summary(
         "balanced_accuracy": balanced_accuracy(y_true, y_pred) if n else None,
         "per_corpus": per_corpus_accuracy(y_true, y_pred, corpus),
         "per_class": per_class_accuracy(y_true, y_pred, classes=classes),
+    }
+
+
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 15)."""
+
+
+def expected_calibration_error(
+    y_true: ArrayLike, probabilities: ArrayLike, *, classes: Sequence[Any], n_bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error (ECE) of the top-class confidence.
+
+    Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks", ICML 2017, eq. 3
+    (after Naeini et al. 2015): rows are put in ``n_bins`` equal-width bins ``((m-1)/M, m/M]`` by
+    their top-class probability (confidence), and
+
+        ECE = sum over bins m of |B_m| / n * |accuracy(B_m) - mean confidence(B_m)|
+
+    where accuracy(B_m) is the share of the bin's rows whose top class is the true one. 0 means
+    the confidence is the accuracy; a model right 60% of the time at confidence 0.9 scores 0.3.
+    Ties in the top class go to the first column, as ``argmax`` does.
+
+    Args:
+        y_true: true labels, shape ``(n,)``, each one of ``classes``.
+        probabilities: shape ``(n, len(classes))``, columns in ``classes`` order.
+        classes: the column order.
+        n_bins: number of bins ``M``.
+
+    Returns:
+        ECE in [0, 1]; NaN when ``n == 0``.
+
+    Raises:
+        SchemaError: if the shapes disagree or a label is outside ``classes``.
+
+    >>> expected_calibration_error(["a", "a", "b", "b"], [[0.9, 0.1]] * 4, classes=["a", "b"])
+    0.4
+    """
+    true = np.asarray(y_true, dtype=object).reshape(-1)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != (true.size, len(classes)):
+        raise SchemaError(f"probabilities have shape {probs.shape}; expected ({true.size}, {len(classes)})")
+    _check_known(true, classes)
+    if not true.size:
+        return float("nan")
+    index = {label: i for i, label in enumerate(classes)}
+    top = probs.argmax(axis=1)
+    confidence = probs[np.arange(true.size), top]
+    correct = top == np.array([index[v] for v in true.tolist()])
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    gap = 0.0
+    for m in np.unique(bins):
+        inside = bins == m
+        gap += inside.sum() * abs(float(correct[inside].mean()) - float(confidence[inside].mean()))
+    return float(gap / true.size)
+
+
+def roc_auc(is_positive: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative.
+
+    Computed as the Mann-Whitney U statistic over average ranks, so tied scores count one half
+    (Hanley and McNeil, Radiology 1982).
+
+    Args:
+        is_positive: bool per row, shape ``(n,)``.
+        scores: the score of each row (e.g. p(angry)), shape ``(n,)``.
+
+    Returns:
+        AUC in [0, 1]; NaN when either class is absent.
+
+    Raises:
+        SchemaError: if the shapes differ.
+
+    >>> roc_auc([True, False, True, False], [0.9, 0.8, 0.7, 0.1])
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    positive = np.asarray(is_positive, dtype=bool).reshape(-1)
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if positive.shape != values.shape:
+        raise SchemaError(f"is_positive has {positive.size} rows but scores {values.size}")
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def detection_summary(
+    y_true: ArrayLike, probabilities: ArrayLike, *, classes: Sequence[str], positive: str
+) -> dict[str, Any]:
+    """One class against the rest, at the default decision (the top class): precision, recall, ROC AUC.
+
+    A row is detected when ``positive`` is its top class; the AUC ranks rows by the probability of
+    ``positive`` instead, so it shows what another threshold could reach.
+
+    Args:
+        y_true: true class names, shape ``(n,)``.
+        probabilities: shape ``(n, len(classes))``, columns in ``classes`` order.
+        classes: the column order; must hold ``positive``.
+        positive: the class to detect, e.g. ``"angry"``.
+
+    Returns:
+        ``{"class", "n_positive", "n_detected", "precision", "recall", "roc_auc"}``; a ratio without
+        rows to divide by is None.
+
+    Raises:
+        SchemaError: if the shapes disagree or ``positive`` is not among ``classes``.
+
+    >>> summary = detection_summary(["a", "b", "b"], [[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]], classes=["a", "b"],
+    ...                             positive="a")
+    >>> summary["precision"], summary["recall"], summary["roc_auc"]
+    (0.5, 1.0, 1.0)
+    """
+    true = np.asarray(y_true, dtype=object).reshape(-1)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if positive not in classes:
+        raise SchemaError(f"class {positive!r} is not among {list(classes)}")
+    if probs.ndim != 2 or probs.shape != (true.size, len(classes)):
+        raise SchemaError(f"probabilities have shape {probs.shape}; expected ({true.size}, {len(classes)})")
+    column = list(classes).index(positive)
+    actual = true == positive
+    detected = probs.argmax(axis=1) == column if true.size else np.zeros(0, dtype=bool)
+    hits = int((actual & detected).sum())
+    auc = roc_auc(actual, probs[:, column]) if true.size else float("nan")
+    return {
+        "class": positive,
+        "n_positive": int(actual.sum()),
+        "n_detected": int(detected.sum()),
+        "precision": hits / int(detected.sum()) if detected.any() else None,
+        "recall": hits / int(actual.sum()) if actual.any() else None,
+        "roc_auc": None if np.isnan(auc) else auc,
+    }
+
+
+def confidence_summary(
+    y_true: ArrayLike, probabilities: ArrayLike, uncalibrated: ArrayLike, *, classes: Sequence[str]
+) -> dict[str, Any]:
+    """How far the probabilities can be trusted, JSON-ready: calibration error and angry detection.
+
+    Args:
+        y_true: true class names, shape ``(n,)``.
+        probabilities: the calibrated probabilities users get, shape ``(n, len(classes))``.
+        uncalibrated: the network's own probabilities of the same rows, same shape.
+        classes: the column order.
+
+    Returns:
+        ``{"ece", "ece_uncalibrated", "angry"}``: ``expected_calibration_error`` of each (None
+        for no rows) and ``detection_summary`` of 'angry' on the calibrated ones (None when the
+        model has no 'angry').
+
+    Raises:
+        SchemaError: as the metrics above.
+
+    >>> summary = confidence_summary(["a", "b"], [[0.6, 0.4], [0.4, 0.6]], [[0.9, 0.1], [0.1, 0.9]],
+    ...                              classes=["a", "b"])
+    >>> round(summary["ece"], 3), round(summary["ece_uncalibrated"], 3), summary["angry"]
+    (0.4, 0.1, None)
+    """
+    n = len(np.asarray(y_true, dtype=object).reshape(-1))
+    calibrated = expected_calibration_error(y_true, probabilities, classes=classes)
+    raw = expected_calibration_error(y_true, uncalibrated, classes=classes)
+    return {
+        "ece": calibrated if n else None,
+        "ece_uncalibrated": raw if n else None,
+        "angry": detection_summary(y_true, probabilities, classes=classes, positive=ANGRY)
+        if ANGRY in classes
+        else None,
     }
 
 

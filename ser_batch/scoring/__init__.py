@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_batch.scoring.calls import ANGRY, CallSummary, call_columns, call_summary, segment_columns
+from ser_batch.scoring.calls import CallSummary, call_columns, call_summary, segment_columns
 from ser_batch.scoring.crosstalk import (
     DUPLICATE_CORRELATION,
     EXCERPT_S,
@@ -25,7 +25,6 @@ from ser_batch.scoring.timeline import (
 )
 
 __all__ = [
-    "ANGRY",
     "DUPLICATE_CORRELATION",
     "EMOTION_COLOURS",
     "EXCERPT_S",

@@ -25,10 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ser_batch._typing import Span
-from ser_batch.config import EMOTIONS
+from ser_batch.config import ANGRY, DEFAULT_MIN_CONFIDENCE, EMOTIONS
 from ser_batch.errors import SchemaError
 
-ANGRY = "angry"
 _TIE_TOLERANCE = 1e-9  # probabilities or shares this close count as equal, so fp noise never breaks a tie
 
 
@@ -159,36 +158,44 @@ def _first_max(values: NDArray[np.float64], tolerance: float) -> NDArray[np.intp
 
 
 def segment_columns(
-    windows: Sequence[Span], probabilities: ArrayLike, classes: tuple[str, ...]
+    windows: Sequence[Span],
+    probabilities: ArrayLike,
+    classes: tuple[str, ...],
+    *,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> dict[str, list[Any]]:
-    """One row per window: times, top class, its probability and every class's probability.
+    """One row per window: times, top class, its probability, whether that is too low, every class's probability.
 
     ``emotion`` is the class with the highest probability, ties to the first in ``classes``;
-    ``confidence`` is that probability.
+    ``confidence`` is that probability; ``uncertain`` is ``confidence < min_confidence``.
 
     Args:
         windows: ``(start_s, end_s)`` of each scored window, shape ``(n,)``.
-        probabilities: shape ``(n, len(classes))``, columns in ``classes`` order.
+        probabilities: calibrated (``Artifact.probabilities``), shape ``(n, len(classes))``,
+            columns in ``classes`` order.
         classes: the model's classes, each one of ``EMOTIONS``.
+        min_confidence: the confidence a window's top class needs not to be ``uncertain``, in [0, 1].
 
     Returns:
-        Columns ``start_s``, ``end_s``, ``emotion``, ``confidence`` and ``prob_<emotion>``
-        for every emotion in ``EMOTIONS`` (None for classes the model lacks).
+        Columns ``start_s``, ``end_s``, ``emotion``, ``confidence``, ``uncertain`` and
+        ``prob_<emotion>`` for every emotion in ``EMOTIONS`` (None for classes the model lacks).
 
     Raises:
         SchemaError: if the shapes disagree or a class is not one of ``EMOTIONS``.
 
     >>> columns = segment_columns([(0.0, 3.0)], [[0.2, 0.8]], ("angry", "sad"))
-    >>> columns["emotion"], columns["confidence"], columns["prob_sad"], columns["prob_happy"]
-    (['sad'], [0.8], [0.8], [None])
+    >>> columns["emotion"], columns["confidence"], columns["uncertain"], columns["prob_sad"], columns["prob_happy"]
+    (['sad'], [0.8], [False], [0.8], [None])
     """
     probs = _checked_columns(windows, probabilities, classes)
     top = np.argmax(probs, axis=1)
+    confidence = probs[np.arange(len(windows)), top]
     columns: dict[str, list[Any]] = {
         "start_s": [float(start) for start, _ in windows],
         "end_s": [float(end) for _, end in windows],
         "emotion": [classes[i] for i in top.tolist()],
-        "confidence": probs[np.arange(len(windows)), top].tolist(),
+        "confidence": confidence.tolist(),
+        "uncertain": (confidence < min_confidence).tolist(),
     }
     for name in EMOTIONS:
         values = probs[:, classes.index(name)].tolist() if name in classes else [None] * len(windows)

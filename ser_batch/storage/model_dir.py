@@ -21,7 +21,7 @@ from ser_batch.errors import SchemaError
 from ser_batch.model.artifact import Artifact
 from ser_batch.model.plots import confusion_csv, confusion_png, history_png
 from ser_batch.model.voice import VoicePrior
-from ser_batch.schema import FORMAT_VERSION, ModelIdentity, check_model_metadata, model_identity
+from ser_batch.schema import FORMAT_VERSION, ModelIdentity, check_model_metadata, model_identity, model_temperature
 from ser_batch.storage.files import join, read_bytes, storage_errors, write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -94,7 +94,8 @@ def load_artifact(model_dir: str, *, storage_options: dict[str, Any] | None = No
         storage_options: fsspec/s3fs options for a remote ``model_dir``.
 
     Returns:
-        the model (uncompiled, ready to predict) with its metadata.
+        the model (uncompiled, ready to predict) with its metadata and calibration temperature
+        (1.0 for a directory written before calibration existed).
 
     Raises:
         StorageError: if ``metadata.json`` or ``model.keras`` cannot be read.
@@ -113,7 +114,8 @@ def load_artifact(model_dir: str, *, storage_options: dict[str, Any] | None = No
             f"{metadata['n_features']} features and classes {list(identity.classes)}"
         )
     prior = VoicePrior.from_dict(metadata["voice_prior"]) if metadata.get("voice_prior") else None
-    return Artifact(model=model, metadata=metadata, identity=identity, voice_prior=prior)
+    temperature = model_temperature(metadata, model_dir=model_dir)  # 1.0 for a model saved before calibration
+    return Artifact(model=model, metadata=metadata, identity=identity, voice_prior=prior, temperature=temperature)
 
 
 def _read_model_files(
@@ -149,6 +151,7 @@ def _metadata(result: TrainResult) -> dict[str, Any]:
         "n_features": int(result.model.input_shape[-1]),
         "train_config": config.model_dump(mode="json"),
         "voice_prior": result.voice_prior.as_dict() if result.voice_prior is not None else None,
+        "temperature": result.temperature,
         "split": config.split,
         "seed": config.seed,
         "n_rows": {p: int(indices.size) for p, indices in split.items()},

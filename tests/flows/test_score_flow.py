@@ -232,6 +232,7 @@ def test_cli_refuses_bad_settings_before_any_work(models, tmp_path, capsys) -> N
         ([*base, str(models["a"]), "--window-s", "2", "--hop-s", "3"], "hop_s"),
         ([*base, str(models["a"]), "--channel-roles", "agent"], "one name per channel, at least two"),
         ([*base, str(models["a"]), "--channel-roles", "agent,"], "a role name is empty"),
+        ([*base, str(models["a"]), "--min-confidence", "1.5"], "min_confidence"),
         (["score", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(models["a"])], "not found"),
     ]
     for args, message in cases:

@@ -15,7 +15,19 @@ from ser_batch.demo import write_demo_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = feature_config("seed268")
-EVALUATE_KEYS = {"accuracy", "balanced_accuracy", "per_corpus", "per_class", "confusion", "n"}
+EVALUATE_KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "per_corpus",
+    "per_class",
+    "confusion",
+    "n",
+    "temperature",
+    "ece",
+    "ece_uncalibrated",
+    "angry",
+    "telephone",
+}
 
 
 @pytest.fixture(scope="module")

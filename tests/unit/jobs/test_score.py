@@ -598,3 +598,29 @@ def test_a_gsm_wav49_call_is_scored_whole_and_streamed_alike_and_like_its_pcm_or
     np.testing.assert_allclose(whole[0].features, streamed[0].features, rtol=1e-5, atol=1e-5)
     assert all(inside(start, speech, 0.2) for start, _ in whole[0].windows)
     assert abs(len(whole[0].windows) - len(original.windows)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("temperature", "min_confidence", "confidence", "uncertain"),
+    [
+        (1.0, 0.5, 0.6, False),  # the model's own 0.6 clears 0.5
+        (1.0, 0.7, 0.6, True),
+        # calibrated: softmax(log([0.6, 0.3, 0.1]) / 3) puts 0.427 on angry, below 0.5
+        (3.0, 0.5, 0.6 ** (1 / 3) / (0.6 ** (1 / 3) + 0.3 ** (1 / 3) + 0.1 ** (1 / 3)), True),
+    ],
+)
+def test_windows_below_the_min_confidence_of_calibrated_probabilities_are_uncertain(
+    tmp_path, fake_model_dir, rng, temperature, min_confidence, confidence, uncertain
+) -> None:
+    path = write_call(tmp_path / "calls" / "call.wav", 8.0, [[(1.0, 6.0)]], rng)
+    identity = score.read_model_identity(str(fake_model_dir))
+    artifact = Artifact(model=FakeModel(), metadata={}, identity=identity, temperature=temperature)
+
+    scores = score.score_files([info(path)], artifact, ScoreConfig(min_confidence=min_confidence))
+
+    predictions = scores.tables["predictions"]
+    assert predictions.num_rows > 0
+    assert predictions.schema.field("uncertain").type == "bool"
+    assert set(predictions.column("emotion").to_pylist()) == {"angry"}  # calibration keeps the top class
+    assert predictions.column("confidence").to_numpy() == pytest.approx(confidence, abs=1e-6)
+    assert set(predictions.column("uncertain").to_pylist()) == {uncertain}

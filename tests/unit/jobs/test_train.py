@@ -138,6 +138,26 @@ def test_evaluate_store_reproduces_the_training_evaluation_on_the_same_table(tra
 
 
 @pytest.mark.slow
+def test_evaluate_store_reports_calibration_angry_detection_and_the_telephone_copies_separately(
+    trained: Trained, tmp_path: Path
+) -> None:
+    write_dest(tmp_path / "out", with_copies=True)
+
+    evaluation = evaluate_store(str(tmp_path / "out"), str(trained.model_dir))
+    without = evaluate_store(str(trained.dest), str(trained.model_dir))
+
+    result = json.loads(json.dumps(evaluation.as_dict()))
+    assert result["temperature"] == trained.metadata["temperature"] == 1.0  # no validation part to fit it on
+    assert 0.0 <= result["ece"] <= 1.0 and result["ece"] == result["ece_uncalibrated"]
+    assert (result["angry"]["class"], result["angry"]["n_positive"]) == ("angry", 8)
+    phone = result["telephone"]
+    assert phone["n"] == N_COPIED  # the telephone copies only, not the speed-noise ones
+    assert {"accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "angry"} <= set(phone)
+    assert phone["angry"]["n_positive"] == sum(labels_from_path(p).emotion == "angry" for p in clip_paths("/a")[:6])
+    assert without.telephone is None and without.as_dict()["telephone"] is None
+
+
+@pytest.mark.slow
 def test_evaluate_store_reads_only_the_models_feature_set(trained: Trained, tmp_path: Path) -> None:
     storage.write_features(feature_rows(clip_paths("/archive"), config=SEED), str(tmp_path), "51" * 10)
 
@@ -170,7 +190,18 @@ def test_train_and_save_refuses_an_unknown_feature_set_or_one_dest_lacks(tmp_pat
     assert not (tmp_path / "model").exists()
 
 
-def test_format_evaluation_lists_every_class_and_its_confusion_row() -> None:
+def angry(n_positive: int, precision: float | None, recall: float, roc_auc: float) -> dict[str, Any]:
+    return {
+        "class": "angry",
+        "n_positive": n_positive,
+        "n_detected": 0,
+        "precision": precision,
+        "recall": recall,
+        "roc_auc": roc_auc,
+    }
+
+
+def test_format_evaluation_lists_every_class_its_calibration_and_its_confusion_row() -> None:
     classes = ("angry", "happy", "sad", "surprise")
     confusion = np.array([[5, 1, 0, 0], [2, 3, 0, 1], [0, 0, 4, 0], [0, 1, 0, 7]], dtype=np.int64)
     evaluation = Evaluation(
@@ -185,6 +216,16 @@ def test_format_evaluation_lists_every_class_and_its_confusion_row() -> None:
         n_unlabelled=2,
         feature_set="stats8k",
         fingerprint=STATS.fingerprint(),
+        temperature=1.5,
+        confidence={"ece": 0.04, "ece_uncalibrated": 0.21, "angry": angry(6, 0.714, 0.833, 0.91)},
+        telephone={
+            "n": 12,
+            "accuracy": 0.5,
+            "balanced_accuracy": 0.45,
+            "ece": 0.12,
+            "ece_uncalibrated": 0.3,
+            "angry": angry(3, None, 0.0, 0.6),
+        },
     )
 
     lines = format_evaluation(evaluation).splitlines()
@@ -205,8 +246,16 @@ def test_format_evaluation_lists_every_class_and_its_confusion_row() -> None:
         "surprise",
         "87.5%",
     ]
-    assert lines[6].split() == list(classes)
-    assert [line.split() for line in lines[7:]] == [
+    assert lines[5] == (
+        "calibration        temperature 1.500; ECE 0.210 uncalibrated -> 0.040; "
+        "angry vs rest: precision 0.714 recall 0.833 ROC AUC 0.910 (6 angry rows)"
+    )
+    assert lines[6] == (
+        "telephone copies   rows 12  accuracy  50.0%  balanced  45.0%; ECE 0.300 uncalibrated -> 0.120; "
+        "angry vs rest: precision n/a recall 0.000 ROC AUC 0.600 (3 angry rows)"
+    )
+    assert lines[8].split() == list(classes)
+    assert [line.split() for line in lines[9:]] == [
         [name, *(str(count) for count in row)] for name, row in zip(classes, confusion.tolist(), strict=True)
     ]
 
@@ -230,4 +279,5 @@ def test_format_evaluation_without_rows_shows_no_figures() -> None:
 
     assert lines[0] == "rows 0 (excluded, unknown to the model: none; unlabelled: 0)"
     assert lines[1].split() == ["accuracy", "n/a"] and lines[2].split() == ["balanced", "accuracy", "n/a"]
-    assert [line.split() for line in lines[7:]] == [["angry", "0", "0"], ["sad", "0", "0"]]
+    assert lines[5] == "calibration        temperature 1.000; ECE n/a uncalibrated -> n/a"
+    assert [line.split() for line in lines[8:]] == [["angry", "0", "0"], ["sad", "0", "0"]]

@@ -12,7 +12,10 @@ import pytest
 
 from ser_batch.config import SEED_CLASSES, TrainConfig
 from ser_batch.errors import SchemaError
+from ser_batch.model.calibration import calibrated_probabilities, fit_temperature
 from ser_batch.model.fit import PARTS, TrainResult, check_feature_set, feature_identity, feature_matrix
+from ser_batch.model.metrics import expected_calibration_error
+from ser_batch.model.networks import probabilities
 
 FeaturesTable = Callable[..., pa.Table]
 
@@ -98,7 +101,7 @@ def trained(features_table: FeaturesTable) -> tuple[TrainResult, list[str]]:
     from ser_batch.model.fit import fit
 
     lines: list[str] = []
-    config = TrainConfig(classes=CLASSES, split="speaker", epochs=3, batch_size=16, seed=1)
+    config = TrainConfig(classes=CLASSES, split="speaker", epochs=3, batch_size=16, seed=1, calibrate=True)
     return fit(features_table(COUNTS), config, log=lines.append), lines
 
 
@@ -127,13 +130,58 @@ def test_fit_reports_metrics_per_part_and_learns_separable_classes(trained: tupl
     assert set(result.metrics) == set(PARTS)
     for part in PARTS:
         summary = result.metrics[part]
-        assert set(summary) == {"n", "accuracy", "balanced_accuracy", "per_corpus", "per_class"}
+        assert set(summary) == {
+            "n",
+            "accuracy",
+            "balanced_accuracy",
+            "per_corpus",
+            "per_class",
+            "ece",
+            "ece_uncalibrated",
+            "angry",
+        }
         assert summary["n"] == result.split[part].size == result.confusion[part].sum()
         assert result.confusion[part].shape == (3, 3)
     assert result.metrics["train"]["accuracy"] > 0.9
     assert result.metrics["test"]["balanced_accuracy"] > 0.9
     assert set(result.metrics["test"]["per_corpus"]) <= {"ravdess", "emodb"}
     assert sum(n for counts in result.training_rows.values() for n in counts.values()) == result.split["train"].size
+
+
+@pytest.mark.slow
+def test_fit_fits_the_temperature_on_the_validation_part_and_reports_ece_before_and_after(
+    features_table: FeaturesTable, trained: tuple[TrainResult, list[str]]
+) -> None:
+    result, lines = trained
+    table = features_table(COUNTS)
+    kept = table.filter(pa.array([e in CLASSES for e in table.column("emotion").to_pylist()]))
+    raw = probabilities(result.model, feature_matrix(kept))
+    truth = np.array(kept.column("emotion").to_pylist(), dtype=object)
+    validation = result.split["validation"]
+    targets = np.array([CLASSES.index(e) for e in truth[validation]])
+
+    assert result.temperature == pytest.approx(fit_temperature(raw[validation], targets))
+    assert result.temperature != 1.0
+    for part, rows in result.split.items():
+        calibrated = calibrated_probabilities(raw[rows], result.temperature)
+        assert result.metrics[part]["ece"] == pytest.approx(
+            expected_calibration_error(truth[rows], calibrated, classes=CLASSES), abs=1e-6
+        )
+        assert result.metrics[part]["ece_uncalibrated"] == pytest.approx(
+            expected_calibration_error(truth[rows], raw[rows], classes=CLASSES), abs=1e-6
+        )
+        assert result.metrics[part]["angry"]["n_positive"] == int(np.sum(truth[rows] == "angry"))
+    assert any(line.startswith(f"temperature {result.temperature:.3f}") for line in lines)
+
+
+@pytest.mark.slow
+def test_fit_keeps_the_networks_probabilities_unless_asked_to_calibrate(features_table: FeaturesTable) -> None:
+    from ser_batch.model.fit import fit
+
+    result = fit(features_table(COUNTS), TrainConfig(classes=CLASSES, split="speaker", epochs=1, batch_size=16))
+
+    assert result.split["validation"].size and result.temperature == 1.0
+    assert all(result.metrics[part]["ece"] == result.metrics[part]["ece_uncalibrated"] for part in PARTS)
 
 
 @pytest.mark.slow
@@ -170,6 +218,16 @@ def test_fit_without_test_part_reports_none(features_table: FeaturesTable) -> No
         "balanced_accuracy": None,
         "per_corpus": {},
         "per_class": {},
+        "ece": None,
+        "ece_uncalibrated": None,
+        "angry": {
+            "class": "angry",
+            "n_positive": 0,
+            "n_detected": 0,
+            "precision": None,
+            "recall": None,
+            "roc_auc": None,
+        },
     }
     json.dumps(result.metrics)
 

@@ -220,6 +220,11 @@ def test_segment_columns_give_top_class_confidence_and_every_emotion() -> None:
     assert columns["prob_calm"] == [None] * 3
 
 
+def test_segment_columns_mark_windows_below_the_min_confidence_uncertain() -> None:
+    assert segment_columns(WINDOWS, PROBS, COLUMN_CLASSES, min_confidence=0.6)["uncertain"] == [False, False, True]
+    assert segment_columns(WINDOWS, PROBS, COLUMN_CLASSES, min_confidence=0.0)["uncertain"] == [False] * 3
+
+
 def test_call_columns_summarise_and_fill_every_emotion() -> None:
     row = call_columns(WINDOWS, PROBS, COLUMN_CLASSES)
 

@@ -38,7 +38,7 @@ def trained(features_table: FeaturesTable) -> TrainResult:
 
     counts = {"angry": 30, "happy": 30, "sad": 30, "calm": 6}
     table = features_table(counts, feature_set=SET, fingerprint=FINGERPRINT)
-    return fit(table, TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2))
+    return fit(table, TrainConfig(classes=CLASSES, epochs=2, batch_size=16, seed=2, calibrate=True))
 
 
 @pytest.mark.slow
@@ -87,6 +87,67 @@ def test_save_load_predict_round_trip_gives_equal_outputs(
         probabilities(artifact.model, features), probabilities(trained.model, features), atol=1e-6
     )
     assert artifact.probabilities(features).shape == (15, len(CLASSES))
+
+
+@pytest.mark.slow
+def test_the_temperature_is_saved_and_applied_in_the_one_probability_path(
+    trained: TrainResult, features_table: FeaturesTable, tmp_path: Path
+) -> None:
+    from ser_batch.model.calibration import calibrated_probabilities
+    from ser_batch.model.networks import probabilities
+    from ser_batch.storage.model_dir import load_artifact, save_artifact
+
+    save_artifact(str(tmp_path), trained)
+    artifact = load_artifact(str(tmp_path))
+    features = feature_matrix(features_table({"angry": 5, "sad": 5}, seed=4, feature_set=SET, fingerprint=FINGERPRINT))
+    raw = probabilities(trained.model, features)
+
+    assert json.loads((tmp_path / "metadata.json").read_text())["temperature"] == trained.temperature
+    assert artifact.temperature == trained.temperature != 1.0
+    np.testing.assert_allclose(artifact.probabilities(features, calibrated=False), raw, atol=1e-6)
+    np.testing.assert_allclose(
+        artifact.probabilities(features), calibrated_probabilities(raw, trained.temperature), atol=1e-6
+    )
+    assert not np.allclose(artifact.probabilities(features), raw, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_model_dir_saved_before_calibration_loads_with_temperature_one(
+    trained: TrainResult, features_table: FeaturesTable, tmp_path: Path
+) -> None:
+    from ser_batch.model.networks import probabilities
+    from ser_batch.storage.model_dir import load_artifact, save_artifact
+
+    save_artifact(str(tmp_path), trained)
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    del metadata["temperature"]
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    features = feature_matrix(features_table({"angry": 5, "sad": 5}, seed=4, feature_set=SET, fingerprint=FINGERPRINT))
+
+    artifact = load_artifact(str(tmp_path))
+
+    assert artifact.temperature == 1.0
+    np.testing.assert_allclose(artifact.probabilities(features), probabilities(trained.model, features), atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0, -2.0, "hot", None, True])
+def test_load_refuses_a_temperature_that_is_not_a_positive_number(tmp_path: Path, temperature: object) -> None:
+    from ser_batch.storage.model_dir import read_model_identity
+
+    metadata = {
+        "format_version": 1,
+        "model": "mlp",
+        "classes": list(CLASSES),
+        "feature_set": SET,
+        "fingerprint": FINGERPRINT,
+        "n_features": 6,
+        "temperature": temperature,
+    }
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    (tmp_path / "model.keras").write_bytes(b"never read")
+
+    with pytest.raises(SchemaError, match="temperature .* is not a positive number"):
+        read_model_identity(str(tmp_path))
 
 
 @pytest.mark.slow
