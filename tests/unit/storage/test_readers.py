@@ -49,6 +49,7 @@ def schema_rows(table_schema: pa.Schema, n: int) -> pa.Table:
         "double": lambda i: 1.0004567 * (i + 1),
         "timestamp[ms, tz=UTC]": lambda i: now,
         "date32[day]": lambda i: now.date(),
+        "bool": lambda i: i % 2 == 0,
     }
     rows = [
         {f.name: f"/calls/{i}.wav" if f.name == "path" else fillers[str(f.type)](i) for f in table_schema}
