@@ -305,7 +305,7 @@ def _stats_vector(waveform: NDArray[np.float32], sample_rate: int, config: Stats
     vector = pooled_stats_vector(frames["logmel"], mfcc, shape, deltas, frames["contrast"], f0, strength, voiced)
     if not isinstance(config, ProsodyFeatureConfig):
         return vector
-    extra = prosody_vector(waveform, power / scale**2, frames["mel"], f0, voiced, int(kept.start), config)
+    extra = prosody_vector(waveform, power, frames["mel"], f0, voiced, int(kept.start), config)
     return np.concatenate([vector, extra.astype(np.float32)])
 
 
