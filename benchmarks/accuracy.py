@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import zlib
@@ -36,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ser_batch.config import SEED_CLASSES, feature_config  # noqa: E402
 from ser_batch.errors import AudioError  # noqa: E402
 from ser_batch.features.augment import TELEPHONE_RATE, augmented_copies, telephone_channel  # noqa: E402
-from ser_batch.features.extract import feature_vector  # noqa: E402
+from ser_batch.features.extract import feature_names, feature_vector  # noqa: E402
+from ser_batch.features.prosody import PROSODY_NAMES  # noqa: E402
 from ser_batch.features.resample import resample  # noqa: E402
 from ser_batch.labels import labels_from_path  # noqa: E402
 from ser_batch.model.voice import normalise_voices, voice_prior  # noqa: E402
@@ -53,8 +55,8 @@ CALL_CLIPS = 20
 LEARNING_CURVE_LABEL = "stats8k + mlp"
 """The configuration the learning curve retrains (a single MLP: five times cheaper than the ensemble)."""
 
-FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "frames8k")
-AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "frames8k")  # the recipe baseline is never augmented
+FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")
+AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")  # never the recipe baseline
 VARIANTS = ("clean", "tel", "aug0", "aug1")
 
 
@@ -143,6 +145,10 @@ def build_cache(clips: Clips, cache: Path, n_processes: int, set_names: tuple[st
     print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+PROSODY = "^(" + "|".join(PROSODY_NAMES) + ")$"
+"""The descriptors stats8k-prosody adds to stats8k."""
+
+
 @dataclass(frozen=True)
 class Setup:
     """One configuration in the table."""
@@ -155,6 +161,7 @@ class Setup:
     epochs: int = 100  # TrainConfig's default; class weighting and patience are the model's defaults too
     speaker_norm: str = ""  # z-score features per speaker: "all" clips or "20-half-neutral" (see _speaker_norm)
     voice_norm: bool = False  # the product's ser_batch.model.voice normalisation, test voices cut into 20-clip "calls"
+    columns: str = ""  # a regular expression: only the set's features whose names match it (default: all)
 
 
 SETUPS: tuple[Setup, ...] = (
@@ -163,6 +170,8 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats16k + logistic", "stats16k", "logistic"),
     Setup("stats16k + mlp", "stats16k", "mlp"),
     Setup("stats16k + mlp + aug", "stats16k", "mlp", augment=True),
+    Setup("stats8k + logistic", "stats8k", "logistic"),
+    Setup("MFCC statistics (stats8k's mfcc_*) + logistic", "stats8k", "logistic", columns=r"^mfcc_"),
     Setup("stats8k + mlp", "stats8k", "mlp"),
     Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
     Setup("stats16k + mlp-ensemble + aug", "stats16k", "mlp-ensemble", augment=True),
@@ -184,6 +193,11 @@ SETUPS: tuple[Setup, ...] = (
         speaker_norm="20-half-neutral",
     ),
     Setup("stats8k + mlp-ensemble + aug + voice-norm", "stats8k", "mlp-ensemble", augment=True, voice_norm=True),
+    Setup("stats8k-prosody + logistic", "stats8k-prosody", "logistic"),
+    Setup(
+        "prosody descriptors only (stats8k-prosody's own) + logistic", "stats8k-prosody", "logistic", columns=PROSODY
+    ),
+    Setup("stats8k-prosody + mlp-ensemble + aug", "stats8k-prosody", "mlp-ensemble", augment=True),
     Setup("frames8k + crnn", "frames8k", "crnn"),
     Setup("frames8k + crnn + aug", "frames8k", "crnn", augment=True),
 )
@@ -217,6 +231,10 @@ def _speaker_norm(features: np.ndarray, groups: np.ndarray, emotion: np.ndarray,
 
 def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
     variants = {v: data[v] for v in VARIANTS if v in data}
+    if setup.columns:
+        names = feature_names(feature_config(setup.feature_set))
+        keep = [i for i, name in enumerate(names) if re.search(setup.columns, name)]
+        variants = {v: m[:, keep] for v, m in variants.items()}
     if setup.speaker_norm:
         variants = {v: _speaker_norm(m, groups, data["emotion"], setup.speaker_norm) for v, m in variants.items()}
     return variants
@@ -490,18 +508,20 @@ def main(argv: list[str] | None = None) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     start = time.perf_counter()
-    missing = tuple(s for s in FEATURE_SETS if not (args.cache / f"{s}.npz").exists())
-    if missing:
-        build_cache(list_clips(args.data), args.cache, args.processes, missing)
-    from ser_batch.model.split import group_kfold
-
-    meta = load_cache(args.cache, "seed268")
-    groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
-    folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
     unknown = set(args.only or ()) - {s.label for s in SETUPS}
     if unknown:
         raise SystemExit(f"unknown setups {sorted(unknown)}; known: {[s.label for s in SETUPS]}")
     setups = [s for s in SETUPS if not args.only or s.label in args.only]
+    needed = {s.feature_set for s in setups} | ({"seed268"} if setups[0] is SETUPS[0] else set())
+    needed |= {s.feature_set for s in SETUPS if args.learning_curve and s.label == LEARNING_CURVE_LABEL}
+    missing = tuple(s for s in FEATURE_SETS if s in needed and not (args.cache / f"{s}.npz").exists())
+    if missing:  # only the sets the chosen rows use
+        build_cache(list_clips(args.data), args.cache, args.processes, missing)
+    from ser_batch.model.split import group_kfold
+
+    meta = load_cache(args.cache, setups[0].feature_set)  # every set's cache lists the same clips in the same order
+    groups = np.char.add(np.char.add(meta["corpus"], "/"), meta["speaker"])
+    folds = list(group_kfold(meta["emotion"], groups, n_splits=5, seed=args.seed))
     results = []
     for setup in setups:
         results.append(evaluate_setup(setup, args.cache, folds, args.seed))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
+import scipy.ndimage
 import scipy.signal
 from numpy.typing import NDArray
 
@@ -80,6 +81,7 @@ _HNR_UPSAMPLE = 2  # the HNR autocorrelation is sinc-interpolated to 2x (1x: 20 
 _MAX_PERIOD_FACTOR = 1.3  # Praat's jitter/shimmer default: consecutive periods differing more are skipped
 _MAX_AMPLITUDE_FACTOR = 1.6  # Praat's shimmer default
 _MAX_HNR_DB = 40.0  # r = 0.9999
+_MAX_PITCH_STEP_ST = 2.0  # per frame: larger F0 steps split a run for the slopes
 _LOUDNESS_EXPONENT = 0.3  # Stevens' power law on intensity
 _AMIN = 1e-10
 _FORMANT_WINDOW_S = 0.025
@@ -100,10 +102,10 @@ def semitones(f0_hz: NDArray[np.floating]) -> NDArray[np.float64]:
     return 12.0 * np.log2(np.maximum(np.asarray(f0_hz, dtype=np.float64), _AMIN) / _F0_REF_HZ)
 
 
-def runs(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
+def boolean_runs(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
     """``[start, stop)`` frame indices of each run of True, shape ``(n_runs, 2)``.
 
-    >>> runs(np.array([0, 1, 1, 0, 1], bool)).tolist()
+    >>> boolean_runs(np.array([0, 1, 1, 0, 1], bool)).tolist()
     [[1, 3], [4, 5]]
     """
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
@@ -115,10 +117,11 @@ def pitch_slopes(
 ) -> tuple[float, float]:
     """Mean rising and falling F0 slopes (semitones/s, both >= 0) over the voiced runs.
 
-    Each voiced run's contour (3-frame median filtered) is cut at its turning points: a maximum
-    or minimum counts once the contour has moved ``hysteresis`` semitones back from it, so
-    tracking noise does not split a movement. A movement smaller than ``hysteresis`` is no
-    rise or fall.
+    Voiced runs are first cut where F0 jumps more than 2 semitones from one frame to the next
+    (faster than a voice moves: an octave error or a new voice, not a glide). Each run's contour
+    (3-frame median filtered) is cut at its turning points: a maximum or minimum counts once the
+    contour has moved ``hysteresis`` semitones back from it, so tracking noise does not split a
+    movement. A movement smaller than ``hysteresis`` is no rise or fall.
 
     Args:
         tones: F0 per frame in semitones, shape ``(t,)`` (values of unvoiced frames are ignored).
@@ -135,12 +138,14 @@ def pitch_slopes(
     >>> round(rise, 6), fall
     (12.0, 0.0)
     """
+    tones = np.asarray(tones, dtype=np.float64)
+    steady = voiced.copy()
+    steady[1:] &= (np.abs(np.diff(tones)) <= _MAX_PITCH_STEP_ST) | ~voiced[:-1]
     slopes: list[float] = []
-    for start, stop in runs(voiced):
+    for start, stop in boolean_runs(steady):
         if stop - start < 3:
             continue
-        contour = scipy.signal.medfilt(np.asarray(tones[start:stop], dtype=np.float64), 3)
-        contour[0], contour[-1] = np.median(contour[:3]), np.median(contour[-3:])  # medfilt pads with zeros
+        contour = scipy.ndimage.median_filter(tones[start:stop], size=3, mode="nearest")
         pivots = _turning_points(contour, hysteresis)
         slopes += [(contour[b] - contour[a]) / ((b - a) * hop_s) for a, b in zip(pivots[:-1], pivots[1:], strict=True)]
     rising = [s for s in slopes if s > 0]
@@ -185,7 +190,7 @@ def voicing_runs(voiced: NDArray[np.bool_], hop_s: float) -> tuple[float, float,
     >>> voicing_runs(np.array([1, 1, 0, 0, 0, 1, 1, 1, 1, 0], bool), 0.1)
     (0.30000000000000004, 0.30000000000000004, 2.0)
     """
-    spans = runs(voiced)
+    spans = boolean_runs(voiced)
     if not spans.size:
         return 0.0, 0.0, 0.0
     lengths = spans[:, 1] - spans[:, 0]
@@ -231,7 +236,7 @@ def glottal_pulses(
     signs: list[float] = []
     labels: list[int] = []
     periods = (sample_rate / np.maximum(np.asarray(f0_hz, dtype=np.float64), _AMIN)).tolist()  # one loop step a pulse
-    for number, (start, stop) in enumerate(runs(voiced)):
+    for number, (start, stop) in enumerate(boolean_runs(voiced)):
         low = max(0, (first_frame + start) * hop_length - hop_length // 2)
         high = min(x.size, (first_frame + stop - 1) * hop_length + hop_length // 2 + 1)
         if high - low < 8:
@@ -309,7 +314,7 @@ def perturbation(
     >>> times = np.cumsum([0.01, 0.0101, 0.0099, 0.0101, 0.0099])
     >>> jitter, shimmer = perturbation(times, np.array([1.0, 1.1, 1.0, 1.1, 1.0]), np.zeros(5, int), 60.0, 500.0)
     >>> round(jitter, 6), round(shimmer, 6)
-    (0.02, 0.095238)
+    (0.02, 0.096154)
     """
     periods = np.diff(times_s)
     valid = (run[1:] == run[:-1]) & (periods >= 1.0 / f0_max) & (periods <= 1.0 / f0_min)
