@@ -171,6 +171,7 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats16k + mlp", "stats16k", "mlp"),
     Setup("stats16k + mlp + aug", "stats16k", "mlp", augment=True),
     Setup("stats8k + logistic", "stats8k", "logistic"),
+    Setup("stats8k + logistic + aug", "stats8k", "logistic", augment=True),
     Setup("MFCC statistics (stats8k's mfcc_*) + logistic", "stats8k", "logistic", columns=r"^mfcc_"),
     Setup("stats8k + mlp", "stats8k", "mlp"),
     Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
@@ -194,6 +195,7 @@ SETUPS: tuple[Setup, ...] = (
     ),
     Setup("stats8k + mlp-ensemble + aug + voice-norm", "stats8k", "mlp-ensemble", augment=True, voice_norm=True),
     Setup("stats8k-prosody + logistic", "stats8k-prosody", "logistic"),
+    Setup("stats8k-prosody + logistic + aug", "stats8k-prosody", "logistic", augment=True),
     Setup(
         "prosody descriptors only (stats8k-prosody's own) + logistic", "stats8k-prosody", "logistic", columns=PROSODY
     ),
