@@ -146,19 +146,19 @@ def pitch_slopes(
         if stop - start < 3:
             continue
         contour = scipy.ndimage.median_filter(tones[start:stop], size=3, mode="nearest")
-        pivots = _turning_points(contour, hysteresis)
+        pivots = _turning_points(contour.tolist(), hysteresis)  # plain floats: the zigzag is a loop
         slopes += [(contour[b] - contour[a]) / ((b - a) * hop_s) for a, b in zip(pivots[:-1], pivots[1:], strict=True)]
     rising = [s for s in slopes if s > 0]
     falling = [-s for s in slopes if s < 0]
     return (float(np.mean(rising)) if rising else 0.0, float(np.mean(falling)) if falling else 0.0)
 
 
-def _turning_points(contour: NDArray[np.float64], hysteresis: float) -> list[int]:
+def _turning_points(contour: list[float], hysteresis: float) -> list[int]:
     """Indices of the extremes between movements of at least ``hysteresis`` (a zigzag), in order."""
     low = high = extreme = 0
     direction = 0
     pivots: list[int] = []
-    for i in range(1, contour.size):
+    for i in range(1, len(contour)):
         value = contour[i]
         if direction == 0:
             low = i if value < contour[low] else low
@@ -243,7 +243,7 @@ def glottal_pulses(
             continue
         peak = low + int(np.argmax(np.abs(x[low:high])))
         sign = 1.0 if x[peak] >= 0.0 else -1.0
-        signed = sign * x
+        signed = sign * x[low:high]
         found = [peak]
         for step in (1, -1):
             position = peak
@@ -253,7 +253,7 @@ def glottal_pulses(
                 a, b = (position + near, position + far) if step > 0 else (position - far, position - near)
                 if a < low or b >= high:
                     break
-                position = a + int(signed[a : b + 1].argmax())
+                position = a + int(signed[a - low : b - low + 1].argmax())
                 found.append(position)
         unique = sorted(set(found))
         peaks += unique
@@ -360,7 +360,7 @@ def harmonicity(
     out = np.empty(lag.size)
     for first in range(0, lag.size, _HNR_BLOCK):  # bounds the 2x autocorrelation's memory
         block = slice(first, first + _HNR_BLOCK)
-        acf = np.fft.irfft(np.asarray(power[:, block], dtype=np.float64), n=size, axis=0)
+        acf = np.fft.irfft(np.asarray(power[:, block].T, dtype=np.float64), n=size, axis=1).T  # contiguous transforms
         out[block] = _peak_ratio(acf / np.maximum(acf[:1], _AMIN), window_acf / window_acf[0], lag[block])
     r = np.clip(out, 1e-4, 1.0 - 1e-4)
     return np.clip(10.0 * np.log10(r / (1.0 - r)), -_MAX_HNR_DB, _MAX_HNR_DB)
@@ -405,18 +405,22 @@ def spectral_balance(power: NDArray[np.floating], sample_rate: int, n_fft: int) 
         n_fft: FFT size.
     """
     freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
-    db = 10.0 * np.log10(np.maximum(np.asarray(power, dtype=np.float64), _AMIN))
+    energy = np.asarray(power, dtype=np.float64)
+    below = freqs <= 1500.0
+    db = 10.0 * np.log10(np.maximum(energy[below], _AMIN))  # only the bins the slopes use
     top = min(4000.0, sample_rate / 2.0)
     rows = []
     for low, high in ((0.0, 500.0), (500.0, 1500.0)):
-        band = (freqs >= low) & (freqs <= high)
-        centred = freqs[band] / 1000.0 - (freqs[band] / 1000.0).mean()
+        band = (freqs[below] >= low) & (freqs[below] <= high)
+        centred = freqs[below][band] / 1000.0 - (freqs[below][band] / 1000.0).mean()
         rows.append(centred @ db[band] / (centred @ centred))
-    energy = np.asarray(power, dtype=np.float64)
     low_band = energy[(freqs >= 50.0) & (freqs < 1000.0)].sum(axis=0)
     high_band = energy[(freqs >= 1000.0) & (freqs <= top)].sum(axis=0)
     rows.append(10.0 * np.log10(np.maximum(low_band, _AMIN) / np.maximum(high_band, _AMIN)))
-    rows.append(db[freqs < 2000.0].max(axis=0) - db[(freqs >= 2000.0) & (freqs <= top)].max(axis=0))
+    peaks = [
+        np.maximum(energy[band].max(axis=0), _AMIN) for band in (freqs < 2000.0, (freqs >= 2000.0) & (freqs <= top))
+    ]
+    rows.append(10.0 * np.log10(peaks[0]) - 10.0 * np.log10(peaks[1]))
     return np.vstack(rows)
 
 
