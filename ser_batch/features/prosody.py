@@ -8,6 +8,10 @@ licence forbids commercial use and parselmouth is GPL.
 
 * F0 (the ``stats`` sets' autocorrelation track, in semitones above 55 Hz): 20th and 80th
   percentiles, the 5-95 percentile range, and the mean rising and falling slopes (semitones/s).
+  Mean, std and median are already among the ``stats`` columns. The track is the one
+  ``ser_batch.features.extract.autocorrelation_pitch`` computes anyway, not ``librosa.pyin``:
+  measured at 8 kHz on a 120 -> 180 Hz glide, its median error is 0.1 cent (0.3 at 20 dB SNR)
+  against pyin's 2.6, and pyin costs about 0.5 s per second of audio, 20 times ``stats8k``.
 * Voicing runs: mean lengths of voiced runs and of the unvoiced gaps between them (s), voiced
   runs per second, loudness peaks per second (a syllable-rate proxy).
 * Jitter and shimmer (local), as Praat defines them (Boersma & Weenink, Praat manual, "Voice 2.
