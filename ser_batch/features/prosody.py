@@ -455,7 +455,10 @@ def formants(
     energetic = (frames**2).sum(axis=1) > _AMIN
     if not energetic.any():
         return out
-    coefficients = librosa.lpc(frames[energetic], order=order, axis=-1)
+    try:
+        coefficients = librosa.lpc(frames[energetic], order=order, axis=-1)
+    except FloatingPointError:  # librosa's "ill-conditioned" input (e.g. a pure tone): no formants, not a failure
+        return out
     companion = np.zeros((coefficients.shape[0], order, order))
     companion[:, 0, :] = -coefficients[:, 1:] / coefficients[:, :1]
     companion[:, np.arange(1, order), np.arange(order - 1)] = 1.0

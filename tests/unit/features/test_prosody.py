@@ -145,3 +145,13 @@ def test_extends_stats8k_column_for_column() -> None:
     np.testing.assert_array_equal(
         feature_vector(signal, RATE, PROSODY)[: len(feature_names(base))], feature_vector(signal, RATE, base)
     )
+
+
+def test_ill_conditioned_lpc_leaves_formants_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ill_conditioned(*args: object, **kwargs: object) -> None:
+        raise FloatingPointError("numerical error, input ill-conditioned?")
+
+    monkeypatch.setattr("ser_batch.features.prosody.librosa.lpc", ill_conditioned)
+    t = np.arange(RATE) / RATE
+    values = described(0.3 * np.sin(2 * np.pi * 150.0 * t) + 0.1 * np.sin(2 * np.pi * 300.0 * t))
+    assert values["f1_hz_mean"] == values["f3_hz_std"] == 0.0 and values["hnr_db_mean"] > 10.0
