@@ -199,6 +199,7 @@ SETUPS: tuple[Setup, ...] = (
     Setup(
         "prosody descriptors only (stats8k-prosody's own) + logistic", "stats8k-prosody", "logistic", columns=PROSODY
     ),
+    Setup("stats8k-prosody + mlp-ensemble", "stats8k-prosody", "mlp-ensemble"),
     Setup("stats8k-prosody + mlp-ensemble + aug", "stats8k-prosody", "mlp-ensemble", augment=True),
     Setup("frames8k + crnn", "frames8k", "crnn"),
     Setup("frames8k + crnn + aug", "frames8k", "crnn", augment=True),
