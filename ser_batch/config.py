@@ -107,6 +107,20 @@ class StatsFeatureConfig(FeatureConfig):
     _below_nyquist = field_validator("fmax")(_fmax_below_nyquist)
 
 
+class ProsodyFeatureConfig(StatsFeatureConfig):
+    """A ``stats`` set followed by prosody and voice-quality descriptors (``ser_batch.features.prosody``).
+
+    F0 statistics and slopes, voicing runs, jitter, shimmer, harmonics-to-noise ratio,
+    loudness, spectral balance and LPC formants, all from the set's own frames and pitch track.
+    """
+
+    kind: Literal["stats-prosody"] = "stats-prosody"  # type: ignore[assignment]
+    lpc_order: int = Field(default=10, ge=4, le=40, description="LPC order for formants (about 2 + kHz of rate)")
+    pitch_hysteresis_st: float = Field(
+        default=0.5, gt=0.0, description="smallest F0 movement (semitones) that counts as a rise or fall"
+    )
+
+
 class FramesFeatureConfig(FeatureConfig):
     """Per-frame log-mel for sequence models (``crnn``): one fixed-size ``(n_frames, n_mels)`` matrix a clip.
 
@@ -171,6 +185,18 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
         contrast_fmin=300.0,
         n_contrast_bands=3,
         band_limited=True,
+    ),
+    # stats8k plus prosody and voice quality: F0 slopes, voicing runs, jitter, shimmer, HNR, loudness,
+    # spectral balance and LPC formants (eGeMAPS-like descriptors, our own code).
+    "stats8k-prosody": ProsodyFeatureConfig(
+        name="stats8k-prosody",
+        sample_rate=8_000,
+        n_fft=512,
+        hop_length=80,
+        n_mfcc=20,
+        n_mels=40,
+        fmax=4000.0,
+        contrast_fmin=100.0,
     ),
     # Log-mel frames for the crnn model: 8 kHz, 64 ms frames every 20 ms, 40 bands, 3 s (150 frames).
     "frames8k": FramesFeatureConfig(

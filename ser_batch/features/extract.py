@@ -6,8 +6,9 @@ import librosa
 import numpy as np
 from numpy.typing import NDArray
 
-from ser_batch.config import FeatureConfig, FramesFeatureConfig, StatsFeatureConfig
+from ser_batch.config import FeatureConfig, FramesFeatureConfig, ProsodyFeatureConfig, StatsFeatureConfig
 from ser_batch.errors import AudioError
+from ser_batch.features.prosody import PROSODY_NAMES, prosody_vector
 from ser_batch.features.seed import seed_filters, seed_vector
 
 
@@ -156,7 +157,8 @@ def _stats_names(config: StatsFeatureConfig) -> list[str]:
     names += [f"{base}_{s}" for base in full for s in STAT_SUFFIXES]
     names += [f"mfcc_{i:02d}_d{order}_std" for order in (1, 2) for i in range(1, config.n_mfcc + 1)]
     names += [f"contrast_{i}_{s}" for i in range(1, config.n_contrast_bands + 2) for s in ("mean", "std")]
-    return names + list(_PITCH_NAMES)
+    names += list(_PITCH_NAMES)
+    return names + list(PROSODY_NAMES) if isinstance(config, ProsodyFeatureConfig) else names
 
 
 def spectral_frames(
@@ -300,7 +302,11 @@ def _stats_vector(waveform: NDArray[np.float32], sample_rate: int, config: Stats
     deltas = [librosa.feature.delta(mfcc, width=9, order=order, mode="nearest").std(axis=1) for order in (1, 2)]
     f0, strength = autocorrelation_pitch(power, sample_rate, config)
     voiced = (strength >= config.voicing_threshold) & (rms_db >= rms_db.max() - 30.0)
-    return pooled_stats_vector(frames["logmel"], mfcc, shape, deltas, frames["contrast"], f0, strength, voiced)
+    vector = pooled_stats_vector(frames["logmel"], mfcc, shape, deltas, frames["contrast"], f0, strength, voiced)
+    if not isinstance(config, ProsodyFeatureConfig):
+        return vector
+    extra = prosody_vector(waveform, power, frames["mel"], f0, voiced, int(kept.start), config)
+    return np.concatenate([vector, extra.astype(np.float32)])
 
 
 def pooled_stats_vector(
