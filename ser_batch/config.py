@@ -321,6 +321,13 @@ class ScoreConfig(_Frozen):
         description="a steady frame with more than this share of its power in its two strongest spectral peaks "
         "is a tone, not speech (dial, ringback, busy tones, beeps); 1.0 turns the check off",
     )
+    vad_mode: int | None = Field(
+        default=3,
+        ge=0,
+        le=3,
+        description="WebRTC VAD aggressiveness (0 keeps the most, 3 rejects the most non-speech) that speech frames "
+        "must also pass; None uses the band-energy and tone tests alone",
+    )
     min_speech_s: float = Field(default=0.3, ge=0.0, le=60.0, description="shorter speech spans are dropped")
     min_gap_s: float = Field(default=0.4, ge=0.0, le=60.0, description="shorter pauses inside speech are bridged")
 

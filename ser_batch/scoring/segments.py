@@ -33,6 +33,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.fft
+import soxr
+import webrtcvad
 from numpy.typing import NDArray
 
 from ser_batch._typing import SampleReader, Span
@@ -46,6 +49,9 @@ _POWER_EPS = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 _PEAK_RADIUS_LOBES = 1.5  # a peak's reach, in Hann main-lobe half-widths (±2 / frame_s Hz)
 _STEADY_LAG_S = 0.1  # a tone's spectrum is compared with the frames this far before and after
 _STEADY_SIMILARITY = 0.99  # cosine of magnitude spectra; speech moves below it within 0.1 s
+_BAND_HZ = (300.0, 3400.0)  # the telephone band: levels ignore rumble, hum's fundamental and hiss above it
+_VOICE_RATE = 8000  # WebRTC's VAD models 8 kHz audio (it downsamples 16-48 kHz itself)
+_VOICE_FRAME = 240  # samples of one WebRTC decision: 30 ms at 8 kHz (it takes 10, 20 or 30 ms)
 _BLOCK_FRAMES = 1024  # VAD frames per read (10 s at 10 ms): bounds memory (~10 MB of temporaries) at any length
 
 
@@ -117,7 +123,7 @@ def streamed_speech_spans(read: SampleReader, n_samples: int, sample_rate: int, 
         read, n_samples = (lambda start, stop: short[start:stop]), frame_length
     frames = _Frames(read, frame_length, hop_length, 1 + (n_samples - frame_length) // hop_length)
     lag = max(1, round(_STEADY_LAG_S * sample_rate / hop_length))
-    active = _active_frames(frames, lag, config)
+    active = _active_frames(frames, lag, config, sample_rate)
     spans = _runs_to_spans(active, frame_length, hop_length, sample_rate, duration_s)
     spans = _bridge_gaps(spans, config.min_gap_s)
     return [(start, end) for start, end in spans if end - start >= config.min_speech_s]
@@ -227,29 +233,93 @@ class _Frames:
     def __init__(self, read: SampleReader, frame_length: int, hop_length: int, n_frames: int) -> None:
         self.read, self.frame_length, self.hop_length, self.n_frames = read, frame_length, hop_length, n_frames
 
-    def block(self, first: int, stop: int, *, squared: bool = False) -> NDArray[np.floating]:
-        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``.
+    def samples(self, first: int, stop: int) -> NDArray[np.float32]:
+        """The samples under frames ``first .. stop - 1``."""
+        return _checked_waveform(self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length))
 
-        ``squared`` gives the float64 squares instead, each sample squared once rather than
-        once per frame holding it (frames overlap 3x at the default settings).
-        """
-        samples = _checked_waveform(
-            self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length)
+    def view(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The frames of ``samples`` (from :meth:`samples`) as a strided view, shape ``(n, frame_length)``."""
+        return np.lib.stride_tricks.sliding_window_view(samples, self.frame_length)[:: self.hop_length]
+
+    def block(self, first: int, stop: int) -> NDArray[np.float32]:
+        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``."""
+        return self.view(self.samples(first, stop))
+
+
+class _BandPower:
+    """Hann-windowed frame power within the telephone band (``_BAND_HZ``), in dBFS."""
+
+    def __init__(self, frame_length: int, sample_rate: int) -> None:
+        self.n_fft = 1 << (frame_length - 1).bit_length()
+        self.window = np.hanning(frame_length).astype(np.float32)
+        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
+        self.bins = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
+        # Parseval: the mean square of the band-passed frame, for a window of this energy
+        self.scale = 2.0 / (self.n_fft * float(np.sum(self.window.astype(np.float64) ** 2)))
+
+    def level_db(self, frames: NDArray[np.float32]) -> NDArray[np.float64]:
+        spectrum = scipy.fft.rfft(frames * self.window, n=self.n_fft, axis=1)[:, self.bins]  # float32: 2x numpy's
+        power = (spectrum.real**2 + spectrum.imag**2).sum(axis=1, dtype=np.float64) * self.scale
+        level: NDArray[np.float64] = 10.0 * np.log10(power + _POWER_EPS)
+        return level
+
+
+class _VoiceDetector:
+    """WebRTC's voice-activity detector (a GMM over six sub-bands of 8 kHz audio) fed a channel in order.
+
+    Any rate is first resampled to 8 kHz (soxr, streamed), the telephone band WebRTC models.
+    """
+
+    def __init__(self, sample_rate: int, mode: int) -> None:
+        self.vad = webrtcvad.Vad(mode)
+        self.stream = (
+            None if sample_rate == _VOICE_RATE else soxr.ResampleStream(sample_rate, _VOICE_RATE, 1, quality="LQ")
         )
-        values = np.square(samples, dtype=np.float64) if squared else samples
-        return np.lib.stride_tricks.sliding_window_view(values, self.frame_length)[:: self.hop_length]
+        self.pending = np.zeros(0, dtype=np.int16)
+        self.decisions: list[bool] = []
+
+    def feed(self, samples: NDArray[np.float32]) -> None:
+        if self.stream is not None:
+            samples = self.stream.resample_chunk(samples)
+        self._classify(samples)
+
+    def decisions_at(self, times_s: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """The decision of the frame holding each time (s); times past the last whole frame take the last one."""
+        if self.stream is not None:
+            self._classify(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        if not self.decisions:
+            return np.zeros(times_s.size, dtype=bool)
+        index = np.minimum((times_s * _VOICE_RATE / _VOICE_FRAME).astype(np.int64), len(self.decisions) - 1)
+        return np.asarray(self.decisions, dtype=bool)[index]
+
+    def _classify(self, samples: NDArray[np.float32]) -> None:
+        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+        pcm = np.concatenate([self.pending, pcm])
+        n_whole = pcm.size // _VOICE_FRAME * _VOICE_FRAME
+        data, rate = pcm[:n_whole].tobytes(), _VOICE_RATE
+        step = 2 * _VOICE_FRAME
+        self.decisions.extend(self.vad.is_speech(data[i : i + step], rate) for i in range(0, len(data), step))
+        self.pending = pcm[n_whole:]
 
 
-def _active_frames(frames: _Frames, lag: int, config: ScoreConfig) -> NDArray[np.bool_]:
+def _active_frames(frames: _Frames, lag: int, config: ScoreConfig, sample_rate: int) -> NDArray[np.bool_]:
     n_frames = frames.n_frames
     level_db = np.empty(n_frames)
+    voice = _VoiceDetector(sample_rate, config.vad_mode) if config.vad_mode is not None else None
+    band = _BandPower(frames.frame_length, sample_rate)
     for begin in range(0, n_frames, _BLOCK_FRAMES):
-        squares = frames.block(begin, min(begin + _BLOCK_FRAMES, n_frames), squared=True)
-        level_db[begin : begin + squares.shape[0]] = 10.0 * np.log10(np.mean(squares, axis=1) + _POWER_EPS)
+        stop = min(begin + _BLOCK_FRAMES, n_frames)
+        samples = frames.samples(begin, stop)
+        level_db[begin:stop] = band.level_db(frames.view(samples))
+        if voice is not None:  # consecutive blocks overlap by frame_length - hop_length samples: feed each once
+            voice.feed(samples if stop == n_frames else samples[: (stop - begin) * frames.hop_length])
     noise_db = min(float(np.percentile(level_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
     threshold_db = max(noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
     active = level_db > threshold_db
     del level_db
+    if voice is not None:
+        centres_s = (np.arange(n_frames) * frames.hop_length + frames.frame_length / 2) / sample_rate
+        active &= voice.decisions_at(centres_s)
     if config.vad_max_tonality < 1.0:
         is_tone = np.zeros(n_frames, dtype=bool)
         for begin in range(0, n_frames, _BLOCK_FRAMES):
@@ -307,7 +377,7 @@ def _tone_frames(
 
 def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:
     """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame (each row on its own)."""
-    magnitude = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))
+    magnitude = np.abs(scipy.fft.rfft(frames * window.astype(np.float32), n=n_fft, axis=1)).astype(np.float64)
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
     return unit
