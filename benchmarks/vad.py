@@ -11,6 +11,8 @@ non-speech, 1-2 s of line noise around each. One call per kind:
 - tones: a steady sine (300-3000 Hz), dial (350+440 Hz), ringback (440+480 Hz, 2 s on) and busy
   (480+620 Hz, 0.5 s on / 0.5 s off) at -20 dBFS;
 - DTMF: random digits, 100 ms on / 100 ms off, at -20 dBFS;
+- clicks: 1 ms clicks at -6 dBFS peak, 5-20 a second; noise bursts: 0.1-0.6 s of white noise at -20 dBFS
+  (Hann-shaped: a door, a rustle), one a second;
 - hum / rumble / hiss lie under the WHOLE call, speech included: 50 Hz and 60 Hz mains with
   harmonics to 1 kHz at -30 dBFS, noise below 200 Hz at -25 dBFS, white noise at -45 dBFS.
 
@@ -111,6 +113,21 @@ def dtmf(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return x * _db(-20.0) / np.sqrt(0.5)
 
 
+def clicks(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    x = np.zeros(n)
+    for start in range(0, n - 8, round(RATE / rng.uniform(5, 20))):
+        x[start : start + 8] = rng.choice([-1, 1]) * _db(-6.0) * np.hanning(8)
+    return x
+
+
+def noise_bursts(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    x = np.zeros(n)
+    for start in range(0, n, RATE):
+        length = round(rng.uniform(0.1, 0.6) * RATE)
+        x[start : start + length] = _at_rms(rng.standard_normal(length), -20.0)[: n - start] * np.hanning(length)[: n - start]
+    return x
+
+
 def hum(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     t = np.arange(n) / RATE
     x = sum(np.sin(2 * np.pi * k * 50 * t) / k for k in range(1, 21)) + sum(
@@ -129,7 +146,7 @@ def hiss(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return _at_rms(rng.standard_normal(n), -45.0)
 
 
-SEGMENT_KINDS = {"music": music, "tones": tones, "DTMF": dtmf}
+SEGMENT_KINDS = {"music": music, "tones": tones, "DTMF": dtmf, "clicks": clicks, "noise bursts": noise_bursts}
 BACKGROUND_KINDS = {"hum": hum, "rumble": rumble, "hiss": hiss}
 
 

@@ -31,6 +31,7 @@ noise) is missed.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -47,8 +48,11 @@ from ser_batch.errors import AudioError, ConfigError
 _NOISE_PERCENTILE = 10.0
 _POWER_EPS = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 _PEAK_RADIUS_LOBES = 1.5  # a peak's reach, in Hann main-lobe half-widths (±2 / frame_s Hz)
-_STEADY_LAG_S = 0.1  # a tone's spectrum is compared with the frames this far before and after
-_STEADY_SIMILARITY = 0.99  # cosine of magnitude spectra; speech moves below it within 0.1 s
+_TONE_LAG_S = 0.05  # a tone's spectrum is compared with the frames this far before and after (DTMF digits last 0.1 s)
+_TONE_SIMILARITY = 0.99  # cosine of magnitude spectra; voiced speech as pure as a tone moves below it within 0.05 s
+_CLICK_S = 0.0025  # a click's energy lies within this: a frame holding more than _CLICK_SHARE of its energy in
+_CLICK_SHARE = 0.5  # one such sub-block is a click (a speech frame spreads its energy over ~12 of them)
+_MUSIC_LAG_S = 0.1  # any loud frame's spectrum is compared with the frames this far before and after
 _BAND_HZ = (300.0, 3400.0)  # the telephone band: levels ignore rumble, hum's fundamental and hiss above it
 _VOICE_RATE = 8000  # WebRTC's VAD models 8 kHz audio (it downsamples 16-48 kHz itself)
 _VOICE_FRAME = 240  # samples of one WebRTC decision: 30 ms at 8 kHz (it takes 10, 20 or 30 ms)
@@ -122,8 +126,8 @@ def streamed_speech_spans(read: SampleReader, n_samples: int, sample_rate: int, 
         short = np.pad(_checked_waveform(read(0, n_samples)), (0, frame_length - n_samples))
         read, n_samples = (lambda start, stop: short[start:stop]), frame_length
     frames = _Frames(read, frame_length, hop_length, 1 + (n_samples - frame_length) // hop_length)
-    lag = max(1, round(_STEADY_LAG_S * sample_rate / hop_length))
-    active = _active_frames(frames, lag, config, sample_rate)
+    lags = _Lags(*(max(1, round(lag_s * sample_rate / hop_length)) for lag_s in (_TONE_LAG_S, _MUSIC_LAG_S)))
+    active = _active_frames(frames, lags, config, sample_rate)
     spans = _runs_to_spans(active, frame_length, hop_length, sample_rate, duration_s)
     spans = _bridge_gaps(spans, config.min_gap_s)
     return [(start, end) for start, end in spans if end - start >= config.min_speech_s]
@@ -227,6 +231,13 @@ def _checked_waveform(waveform: NDArray[np.floating]) -> NDArray[np.float32]:
     return samples.astype(np.float32, copy=False)
 
 
+class _Lags(NamedTuple):
+    """The steadiness tests' lags, in VAD frames."""
+
+    tone: int
+    music: int
+
+
 class _Frames:
     """The VAD frames of a channel, read a block at a time (frames never straddle two reads)."""
 
@@ -302,7 +313,7 @@ class _VoiceDetector:
         self.pending = pcm[n_whole:]
 
 
-def _active_frames(frames: _Frames, lag: int, config: ScoreConfig, sample_rate: int) -> NDArray[np.bool_]:
+def _active_frames(frames: _Frames, lags: _Lags, config: ScoreConfig, sample_rate: int) -> NDArray[np.bool_]:
     n_frames = frames.n_frames
     level_db = np.empty(n_frames)
     voice = _VoiceDetector(sample_rate, config.vad_mode) if config.vad_mode is not None else None
@@ -320,24 +331,27 @@ def _active_frames(frames: _Frames, lag: int, config: ScoreConfig, sample_rate: 
     if voice is not None:
         centres_s = (np.arange(n_frames) * frames.hop_length + frames.frame_length / 2) / sample_rate
         active &= voice.decisions_at(centres_s)
-    if config.vad_max_tonality < 1.0:
-        is_tone = np.zeros(n_frames, dtype=bool)
-        for begin in range(0, n_frames, _BLOCK_FRAMES):
-            stop = min(begin + _BLOCK_FRAMES, n_frames)
-            loud = np.flatnonzero(active[begin:stop]) + begin
-            if loud.size == 0:
-                continue
-            # The tone test compares a frame with the frames lag before and after: read those too.
-            first, last = max(0, begin - lag), min(n_frames, stop + lag)
-            is_tone[loud] = _tone_frames(frames.block(first, last), loud - first, lag, config.vad_max_tonality)
-        # Majority vote over ±lag/2 frames: beats and noise make single frames of a tone
-        # miss the test, which bridging would then grow into a whole "speech" span.
-        width = 2 * (lag // 2) + 1
-        tone = _centred_count(is_tone, width) > width / 2
-        # Frames half over a tone's onset or end are not pure; without this their
-        # clicks at both ends of a short beep are bridged into one span.
-        reach = 2 * math.ceil(frames.frame_length / frames.hop_length) + 1
-        active &= _centred_count(tone, reach) == 0
+    is_steady, is_click = np.zeros(n_frames, dtype=bool), np.zeros(n_frames, dtype=bool)
+    click_length = round(_CLICK_S * sample_rate)
+    for begin in range(0, n_frames, _BLOCK_FRAMES):
+        stop = min(begin + _BLOCK_FRAMES, n_frames)
+        loud = np.flatnonzero(active[begin:stop]) + begin
+        if loud.size == 0:
+            continue
+        # The tests compare a frame with the frames lags.music before and after: read those too.
+        first, last = max(0, begin - lags.music), min(n_frames, stop + lags.music)
+        block = frames.block(first, last)
+        is_click[loud] = _impulsive(block[loud - first], click_length)
+        if config.vad_max_tonality < 1.0 or config.vad_max_steadiness < 1.0:
+            is_steady[loud] = _steady_frames(block, loud - first, lags, config)
+    # Majority vote over ±lags.tone/2 frames: beats and noise make single frames of a tone
+    # miss the test, which bridging would then grow into a whole "speech" span.
+    width = 2 * (lags.tone // 2) + 1
+    rejected = (_centred_count(is_steady, width) > width / 2) | is_click
+    # Frames half over a tone's onset or end are not pure, nor those beside a click; without this their
+    # clicks at both ends of a short beep are bridged into one span.
+    reach = 2 * math.ceil(frames.frame_length / frames.hop_length) + 1
+    active &= _centred_count(rejected, reach) == 0
     return active
 
 
@@ -347,32 +361,52 @@ def _centred_count(mask: NDArray[np.bool_], width: int) -> NDArray[np.int64]:
     return full[width // 2 : width // 2 + mask.size]
 
 
-def _tone_frames(
-    frames: NDArray[np.float32], index: NDArray[np.intp], lag: int, max_tonality: float
+def _steady_frames(
+    frames: NDArray[np.float32], index: NDArray[np.intp], lags: _Lags, config: ScoreConfig
 ) -> NDArray[np.bool_]:
-    """Which frames[index] are tones: near-pure spectra that stay the same for lag frames."""
+    """Which frames[index] are steady sounds: tones (near-pure spectra the same lags.tone frames on) or
+    any spectrum the same lags.music frames on (held notes)."""
     frame_length = frames.shape[1]
     n_fft = 1 << (frame_length - 1).bit_length()
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
     window = np.hanning(frame_length)
     magnitude = _magnitude(frames[index], n_fft, window)
-    is_tone = _tonality(magnitude**2, radius) > max_tonality
-    tonal = np.flatnonzero(is_tone)
-    steady = np.zeros(tonal.size, dtype=bool)
-    # Most neighbours of a tonal frame are loud frames whose spectrum is already computed.
+    # Most neighbours of a loud frame are loud frames whose spectrum is already computed.
     row_of = np.full(frames.shape[0], -1)
     row_of[index] = np.arange(index.size)
-    for neighbour in (index[tonal] - lag, index[tonal] + lag):
-        inside = (neighbour >= 0) & (neighbour < frames.shape[0])
-        clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
-        rows = row_of[clipped]
-        other = np.empty((tonal.size, magnitude.shape[1]))
-        other[rows >= 0] = magnitude[rows[rows >= 0]]
-        other[rows < 0] = _magnitude(frames[clipped[rows < 0]], n_fft, window)
-        steady |= inside & (np.sum(magnitude[tonal] * other, axis=1) > _STEADY_SIMILARITY)
-    is_tone[tonal] = steady
-    return is_tone
+
+    def similar(rows: NDArray[np.intp], lag: int, threshold: float) -> NDArray[np.bool_]:
+        steady = np.zeros(rows.size, dtype=bool)
+        for neighbour in (index[rows] - lag, index[rows] + lag):
+            inside = (neighbour >= 0) & (neighbour < frames.shape[0])
+            clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
+            other_rows = row_of[clipped]
+            other = np.empty((rows.size, magnitude.shape[1]))
+            other[other_rows >= 0] = magnitude[other_rows[other_rows >= 0]]
+            other[other_rows < 0] = _magnitude(frames[clipped[other_rows < 0]], n_fft, window)
+            steady |= inside & (np.sum(magnitude[rows] * other, axis=1) > threshold)
+        return steady
+
+    power = magnitude**2
+    is_steady = np.zeros(index.size, dtype=bool)
+    if config.vad_max_tonality < 1.0:
+        tonal = np.flatnonzero(_tonality(power, radius) > config.vad_max_tonality)
+        is_steady[tonal] = similar(tonal, lags.tone, _TONE_SIMILARITY)
+    if config.vad_max_steadiness < 1.0:
+        rest = np.flatnonzero(~is_steady)
+        is_steady[rest] = similar(rest, lags.music, config.vad_max_steadiness)
+    return is_steady
+
+
+def _impulsive(frames: NDArray[np.float32], sub_length: int) -> NDArray[np.bool_]:
+    """Which frames hold more than ``_CLICK_SHARE`` of their energy in one sub-block of ``sub_length`` samples."""
+    n_sub = frames.shape[1] // max(sub_length, 1)
+    if n_sub < 4:
+        return np.zeros(frames.shape[0], dtype=bool)
+    energy = np.square(frames[:, : n_sub * sub_length], dtype=np.float64).reshape(frames.shape[0], n_sub, -1).sum(axis=2)
+    share: NDArray[np.bool_] = energy.max(axis=1) > _CLICK_SHARE * (energy.sum(axis=1) + _POWER_EPS)
+    return share
 
 
 def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:

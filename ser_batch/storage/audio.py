@@ -13,6 +13,7 @@ import soundfile
 from numpy.typing import NDArray
 
 from ser_batch.errors import AudioError
+from ser_batch.features.highpass import SETTLE_S, high_pass
 from ser_batch.features.resample import resample
 from ser_batch.storage import files
 
@@ -64,7 +65,8 @@ def read_audio(
         storage_options: fsspec options for remote URIs.
 
     Returns:
-        The decoded clip; ``waveform`` is float32 with shape ``(n,)``.
+        The decoded clip; ``waveform`` is float32 with shape ``(n,)``, high-passed
+        (``ser_batch.features.highpass``: no DC, nothing below ~70 Hz).
 
     Raises:
         AudioError: if the file is empty, libsndfile cannot decode it, it holds no samples,
@@ -110,7 +112,7 @@ def _decode(
     # librosa.to_mono: plain mean over channels.
     mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
     target_rate = original_rate if sample_rate is None else sample_rate
-    waveform = resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality)
+    waveform = high_pass(resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality), target_rate)
     return Decoded(waveform, target_rate, original_rate, n_channels, samples.shape[0] / original_rate)
 
 
@@ -165,8 +167,8 @@ def read_channel(path: str, channel: int) -> NDArray[np.float32]:
     their ``OSError`` types instead of becoming libsndfile messages.
 
     Returns:
-        float32 samples in [-1, 1], shape ``(n_frames,)``; shorter than the header says
-        when the data is truncated.
+        float32 samples in [-1, 1], high-passed (``ser_batch.features.highpass``), shape ``(n_frames,)``;
+        shorter than the header says when the data is truncated.
 
     Raises:
         AudioError: if libsndfile fails while decoding or the channel does not exist.
@@ -183,7 +185,8 @@ def read_channel(path: str, channel: int) -> NDArray[np.float32]:
             filled += n
             if filled == waveform.size:
                 break
-    return waveform[:filled]
+        sample_rate = int(handle.samplerate)
+    return high_pass(waveform[:filled], sample_rate)
 
 
 def decoded_length(path: str) -> int:
@@ -209,7 +212,9 @@ def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDA
     """Random access to one channel of a local file: ``read(start, stop)`` decodes just those frames.
 
     Memory is the frames asked for (all channels of them, briefly), never the whole file.
-    Callers keep ``stop`` within ``decoded_length(path)``.
+    Callers keep ``stop`` within ``decoded_length(path)``. The samples are high-passed as
+    ``read_channel``'s are: each read decodes ``SETTLE_S`` more before ``start`` for the filter
+    to settle, so they equal ``read_channel(path, channel)[start:stop]`` to float32 rounding.
 
     Raises:
         AudioError: if libsndfile fails, the channel does not exist, or a read comes back short.
@@ -222,13 +227,16 @@ def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDA
             if not 0 <= channel < handle.channels:
                 raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
 
+            settle = round(SETTLE_S * handle.samplerate)
+
             def read(start: int, stop: int) -> NDArray[np.float32]:
+                first = max(0, start - settle)
                 with _decoding():
-                    handle.seek(start)
-                    block = handle.read(stop - start, dtype="float32", always_2d=True)
-                if block.shape[0] != stop - start:
-                    raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0]} samples")
-                return np.ascontiguousarray(block[:, channel])
+                    handle.seek(first)
+                    block = handle.read(stop - first, dtype="float32", always_2d=True)
+                if block.shape[0] != stop - first:
+                    raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0] - (start - first)} samples")
+                return high_pass(np.ascontiguousarray(block[:, channel]), int(handle.samplerate))[start - first :]
 
             yield read
         finally:
