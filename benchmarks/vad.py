@@ -55,8 +55,12 @@ from ser_batch.scoring import segments  # noqa: E402
 
 ENERGY_COMMIT = "66e5923"  # the last main whose VAD measured levels over the whole spectrum
 RATE = 8000
-DTMF = {d: (lo, hi) for d, lo, hi in zip("123456789*0#", [697] * 3 + [770] * 3 + [852] * 3 + [941] * 3,
-                                          [1209, 1336, 1477] * 4, strict=True)}
+DTMF = {
+    d: (lo, hi)
+    for d, lo, hi in zip(
+        "123456789*0#", [697] * 3 + [770] * 3 + [852] * 3 + [941] * 3, [1209, 1336, 1477] * 4, strict=True
+    )
+}
 Detector = Callable[[NDArray[np.float32]], list[tuple[float, float]]]
 
 
@@ -124,7 +128,9 @@ def noise_bursts(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     x = np.zeros(n)
     for start in range(0, n, RATE):
         length = round(rng.uniform(0.1, 0.6) * RATE)
-        x[start : start + length] = _at_rms(rng.standard_normal(length), -20.0)[: n - start] * np.hanning(length)[: n - start]
+        x[start : start + length] = (
+            _at_rms(rng.standard_normal(length), -20.0)[: n - start] * np.hanning(length)[: n - start]
+        )
     return x
 
 
@@ -155,8 +161,12 @@ def speech_clips(data: Path, n: int, rng: np.random.Generator) -> list[tuple[NDA
     with open(data / "MANIFEST.csv") as handle:
         rows = list(csv.DictReader(handle))
     picked = [rows[i] for i in rng.choice(len(rows), n * (len(SEGMENT_KINDS) + len(BACKGROUND_KINDS)), replace=False)]
-    low = [r for r in rows if r["corpus"] == "ravdess" and int(r["speaker"][-2:]) % 2 and r["emotion"] in ("neutral", "calm")]
-    picked[:: 3] = [low[i] for i in rng.choice(len(low), len(picked[::3]), replace=False)]
+    low = [
+        r
+        for r in rows
+        if r["corpus"] == "ravdess" and int(r["speaker"][-2:]) % 2 and r["emotion"] in ("neutral", "calm")
+    ]
+    picked[::3] = [low[i] for i in rng.choice(len(low), len(picked[::3]), replace=False)]
     clips = []
     for row in picked:
         x, sr = soundfile.read(data / row["relpath"], dtype="float32", always_2d=True)
@@ -192,7 +202,10 @@ def build_call(
 def energy_detector() -> Detector:
     source = subprocess.run(
         ["git", "show", f"{ENERGY_COMMIT}:ser_batch/scoring/segments.py"],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
     ).stdout
     path = Path(tempfile.mkdtemp()) / "energy_segments.py"
     path.write_text(source)
@@ -243,7 +256,13 @@ def measure(detect: Detector, calls: dict[str, tuple[NDArray[np.float32], NDArra
         low += np.sum(truth == 2)
         judged = truth < 0 if kind in SEGMENT_KINDS else truth == 0
         row[f"FP {kind}"] = np.sum(found & judged) / np.sum(judged)
-    return {"recall": tp / speech, "low voices": low_tp / low, **row, "precision": tp / max(tp + fp, 1), "x RT": audio / cpu}
+    return {
+        "recall": tp / speech,
+        "low voices": low_tp / low,
+        **row,
+        "precision": tp / max(tp + fp, 1),
+        "x RT": audio / cpu,
+    }
 
 
 def main() -> None:
@@ -266,8 +285,10 @@ def main() -> None:
     detectors.update({f"band + tone + WebRTC {m}": product(m) for m in range(4)})
     results = {name: measure(detect, calls) for name, detect in detectors.items()}
     columns = list(next(iter(results.values())))
-    print(f"{sum(c.size for c, _ in calls.values()) / RATE / 60:.1f} min of 8 kHz calls, "
-          f"{sum(np.sum(t > 0) for _, t in calls.values()) / RATE / 60:.1f} min of speech, seed {args.seed}\n")
+    print(
+        f"{sum(c.size for c, _ in calls.values()) / RATE / 60:.1f} min of 8 kHz calls, "
+        f"{sum(np.sum(t > 0) for _, t in calls.values()) / RATE / 60:.1f} min of speech, seed {args.seed}\n"
+    )
     print("| detector | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, row in results.items():

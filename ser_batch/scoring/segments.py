@@ -364,8 +364,7 @@ def _centred_count(mask: NDArray[np.bool_], width: int) -> NDArray[np.int64]:
 def _steady_frames(
     frames: NDArray[np.float32], index: NDArray[np.intp], lags: _Lags, config: ScoreConfig
 ) -> NDArray[np.bool_]:
-    """Which frames[index] are steady sounds: tones (near-pure spectra the same lags.tone frames on) or
-    any spectrum the same lags.music frames on (held notes)."""
+    """Which frames[index] are steady sounds: near-pure spectra lags.tone on, or any spectrum lags.music on."""
     frame_length = frames.shape[1]
     n_fft = 1 << (frame_length - 1).bit_length()
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
@@ -404,7 +403,9 @@ def _impulsive(frames: NDArray[np.float32], sub_length: int) -> NDArray[np.bool_
     n_sub = frames.shape[1] // max(sub_length, 1)
     if n_sub < 4:
         return np.zeros(frames.shape[0], dtype=bool)
-    energy = np.square(frames[:, : n_sub * sub_length], dtype=np.float64).reshape(frames.shape[0], n_sub, -1).sum(axis=2)
+    energy = (
+        np.square(frames[:, : n_sub * sub_length], dtype=np.float64).reshape(frames.shape[0], n_sub, -1).sum(axis=2)
+    )
     share: NDArray[np.bool_] = energy.max(axis=1) > _CLICK_SHARE * (energy.sum(axis=1) + _POWER_EPS)
     return share
 

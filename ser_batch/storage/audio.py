@@ -235,7 +235,9 @@ def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDA
                     handle.seek(first)
                     block = handle.read(stop - first, dtype="float32", always_2d=True)
                 if block.shape[0] != stop - first:
-                    raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0] - (start - first)} samples")
+                    raise AudioError(
+                        f"undecodable: frames {start}-{stop} gave {block.shape[0] - (start - first)} samples"
+                    )
                 return high_pass(np.ascontiguousarray(block[:, channel]), int(handle.samplerate))[start - first :]
 
             yield read

@@ -39,7 +39,10 @@ def _burst(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.
     elif kind == "voiced":
         signal = _voiced(n, sample_rate, rng)
     elif kind == "dtmf":  # digits of 0.1 s with 0.1 s pauses
-        low, high = rng.choice([697, 770, 852, 941], t.size // 1600 + 1), rng.choice([1209, 1336, 1477], t.size // 1600 + 1)
+        low, high = (
+            rng.choice([697, 770, 852, 941], t.size // 1600 + 1),
+            rng.choice([1209, 1336, 1477], t.size // 1600 + 1),
+        )
         digit = (t / 0.2).astype(int)
         signal = (np.sin(2 * np.pi * low[digit] * t) + np.sin(2 * np.pi * high[digit] * t)) * ((t % 0.2) < 0.1)
     elif kind == "music":  # held three-note chords of harmonic tones, a new chord every 0.6 s
