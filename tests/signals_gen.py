@@ -23,9 +23,10 @@ def noise(duration_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.1, int(duration_s * sample_rate)).astype(np.float32)
 
 
-def voice(duration_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
-    """Speech-like audio (``ser_batch.demo.synthetic_voice``): what featurize accepts as speech."""
-    return synthetic_voice(np.random.default_rng(seed), sample_rate=sample_rate, duration_s=duration_s)
+def voice(duration_s: float, sample_rate: int, seed: int = 0, f0_hz: float = 150.0) -> np.ndarray:
+    """Speech-like audio at -20 dBFS (``ser_batch.demo.synthetic_voice``): what featurize accepts as speech."""
+    rng = np.random.default_rng(seed)
+    return synthetic_voice(rng, sample_rate=sample_rate, duration_s=duration_s, f0_hz=f0_hz)
 
 
 SIGNALS: dict[str, Callable[[float, int], np.ndarray]] = {"voice": voice, "sine": sine, "chirp": chirp, "noise": noise}

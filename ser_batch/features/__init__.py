@@ -27,6 +27,7 @@ from ser_batch.features.extract import (
     validate_waveform,
     warm_up,
 )
+from ser_batch.features.highpass import BLOCK_SAMPLES, CUTOFF_HZ, SETTLE_S, high_pass
 from ser_batch.features.resample import resample
 from ser_batch.features.seed import SeedFilters, seed_filters, seed_vector, stft_magnitude
 from ser_batch.features.tuning import pitch_tuning, tuning_estimate
@@ -39,8 +40,11 @@ from ser_batch.features.windows import (
 )
 
 __all__ = [
+    "BLOCK_SAMPLES",
+    "CUTOFF_HZ",
     "Copy",
     "LAZY_MODULES",
+    "SETTLE_S",
     "STAT_SUFFIXES",
     "SeedFilters",
     "TELEPHONE_BAND_HZ",
@@ -54,6 +58,7 @@ __all__ = [
     "feature_bytes",
     "feature_names",
     "feature_vector",
+    "high_pass",
     "logmel_frames",
     "mu_law",
     "pitch_tuning",

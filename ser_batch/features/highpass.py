@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 CUTOFF_HZ = 70.0
 """-3 dB corner (Hz): DC is removed, 50/60 Hz hum is only lightly attenuated, the lowest voices' f0 (~80 Hz) kept."""
 
+BLOCK_SAMPLES = 4096
+"""Samples filtered at a time: bounds the float64 temporaries to 2 x 32 KB."""
+
 SETTLE_S = 0.25
 """Pre-roll (s) after which the filter's state has forgotten where it started (to ~1e-30 at any rate)."""
 
@@ -34,7 +37,8 @@ def high_pass(waveform: NDArray[np.float32], sample_rate: int) -> NDArray[np.flo
         sample_rate: its rate in Hz, > 2 * ``CUTOFF_HZ``.
 
     Returns:
-        float32 array of shape ``(n,)``; an empty input is returned as is.
+        float32 array of shape ``(n,)`` (new; ``4 * n`` bytes plus ``16 * BLOCK_SAMPLES`` of temporaries);
+        an empty input is returned as is.
 
     >>> x = np.full(8000, 0.02, dtype=np.float32)  # a 2% DC offset, nothing else
     >>> float(np.abs(high_pass(x, 8000)).max()) < 1e-6
@@ -42,9 +46,14 @@ def high_pass(waveform: NDArray[np.float32], sample_rate: int) -> NDArray[np.flo
     """
     if waveform.size == 0:
         return waveform
-    sos, zi = _design(sample_rate)
-    filtered, _ = scipy.signal.sosfilt(sos, waveform, zi=zi * float(waveform[0]))
-    return np.asarray(filtered, dtype=np.float32)
+    sos, state = _design(sample_rate)
+    state = state * float(waveform[0])
+    filtered = np.empty(waveform.size, dtype=np.float32)
+    # in blocks: sosfilt works in float64, and whole-waveform temporaries would be 4x the output
+    for start in range(0, waveform.size, BLOCK_SAMPLES):
+        block, state = scipy.signal.sosfilt(sos, waveform[start : start + BLOCK_SAMPLES], zi=state)
+        filtered[start : start + BLOCK_SAMPLES] = block
+    return filtered
 
 
 @functools.lru_cache(maxsize=16)

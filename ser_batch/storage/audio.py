@@ -13,7 +13,7 @@ import soundfile
 from numpy.typing import NDArray
 
 from ser_batch.errors import AudioError
-from ser_batch.features.highpass import SETTLE_S, high_pass
+from ser_batch.features.highpass import BLOCK_SAMPLES, SETTLE_S, high_pass
 from ser_batch.features.resample import resample
 from ser_batch.storage import files
 
@@ -117,13 +117,15 @@ def _decode(
 
 
 def decoding_bytes(n_frames: int, n_channels: int, original_rate: int, sample_rate: int | None) -> int:
-    """Peak memory of ``read_audio`` for a file (bytes): every channel, their mono mix and the resampled waveform, float32.
+    """Peak memory of ``read_audio`` for a file (bytes): all channels, mono mix, resampled and high-passed waveform.
+
+    All float32, plus the high-pass's block temporaries.
 
     >>> decoding_bytes(9 * 60 * 48_000, 8, 48_000, 8_000) // 2**20  # 9 minutes, 8 channels at 48 kHz, for 8 kHz
-    906
+    922
     """
     n_out = n_frames if sample_rate is None else -(-n_frames * sample_rate // original_rate)
-    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + n_out)
+    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * BLOCK_SAMPLES
 
 
 def too_large_error(needed_bytes: int, max_bytes: int, what: str) -> AudioError:
