@@ -86,7 +86,9 @@ MIN_SPEECH_S = 0.25
 """A clip with less speech than this (s, ``ser_batch.scoring.segments.speech_spans`` with ``min_speech_s`` set to it)
 is no training row: clicks, a DC offset, hiss, a tone or a clip too short for a word."""
 
-_SPEECH_CHECK = ScoreConfig(min_speech_s=MIN_SPEECH_S)
+# Judged against the clip's own noise floor only: corpora record at very different levels (ser-dev has
+# RAVDESS clips at -60 dBFS RMS), where the scorer's absolute -55 dBFS floor is for telephone lines.
+_SPEECH_CHECK = ScoreConfig(min_speech_s=MIN_SPEECH_S, vad_floor_dbfs=-90.0)
 
 
 def _check_speech(waveform: NDArray[np.float32], sample_rate: int) -> None:
