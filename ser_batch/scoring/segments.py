@@ -343,7 +343,7 @@ def _active_frames(frames: _Frames, lags: _Lags, config: ScoreConfig, sample_rat
         block = frames.block(first, last)
         is_click[loud] = _impulsive(block[loud - first], click_length)
         if config.vad_max_tonality < 1.0 or config.vad_max_steadiness < 1.0:
-            is_steady[loud] = _steady_frames(block, loud - first, lags, config)
+            is_steady[loud] = _steady_frames(block, loud - first, lags, config, sample_rate)
     # Majority vote over ±lags.tone/2 frames: beats and noise make single frames of a tone
     # miss the test, which bridging would then grow into a whole "speech" span.
     width = 2 * (lags.tone // 2) + 1
@@ -362,7 +362,7 @@ def _centred_count(mask: NDArray[np.bool_], width: int) -> NDArray[np.int64]:
 
 
 def _steady_frames(
-    frames: NDArray[np.float32], index: NDArray[np.intp], lags: _Lags, config: ScoreConfig
+    frames: NDArray[np.float32], index: NDArray[np.intp], lags: _Lags, config: ScoreConfig, sample_rate: int
 ) -> NDArray[np.bool_]:
     """Which frames[index] are steady sounds: near-pure spectra lags.tone on, or any spectrum lags.music on."""
     frame_length = frames.shape[1]
@@ -370,7 +370,9 @@ def _steady_frames(
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
     window = np.hanning(frame_length)
-    magnitude = _magnitude(frames[index], n_fft, window)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
+    magnitude = _magnitude(frames[index], n_fft, window, band)
     # Most neighbours of a loud frame are loud frames whose spectrum is already computed.
     row_of = np.full(frames.shape[0], -1)
     row_of[index] = np.arange(index.size)
@@ -383,7 +385,7 @@ def _steady_frames(
             other_rows = row_of[clipped]
             other = np.empty((rows.size, magnitude.shape[1]))
             other[other_rows >= 0] = magnitude[other_rows[other_rows >= 0]]
-            other[other_rows < 0] = _magnitude(frames[clipped[other_rows < 0]], n_fft, window)
+            other[other_rows < 0] = _magnitude(frames[clipped[other_rows < 0]], n_fft, window, band)
             steady |= inside & (np.sum(magnitude[rows] * other, axis=1) > threshold)
         return steady
 
@@ -410,9 +412,13 @@ def _impulsive(frames: NDArray[np.float32], sub_length: int) -> NDArray[np.bool_
     return share
 
 
-def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame (each row on its own)."""
-    magnitude = np.abs(scipy.fft.rfft(frames * window.astype(np.float32), n=n_fft, axis=1)).astype(np.float64)
+def _magnitude(
+    frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64], band: slice
+) -> NDArray[np.float64]:
+    """Hann-windowed magnitude spectra within ``band`` (bins), scaled to unit L2 norm, one row per frame."""
+    # Only the telephone band: the same test at any rate (above it, 16-48 kHz speech looks steadier)
+    spectrum = scipy.fft.rfft(frames * window.astype(np.float32), n=n_fft, axis=1)[:, band]
+    magnitude = np.abs(spectrum).astype(np.float64)
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
     return unit

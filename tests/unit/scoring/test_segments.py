@@ -137,8 +137,8 @@ def test_steady_tones_are_not_speech(
     _assert_spans_match(speech_spans(waveform, sample_rate, CONFIG), [(4.0, 6.0)])
 
 
-# hold music at 16 kHz still leaks a few chord changes (see the README's limits)
-@pytest.mark.parametrize(("sound", "sample_rate"), [*itertools.product(["dtmf", "clicks"], RATES), ("music", 8000)])
+@pytest.mark.parametrize("sample_rate", RATES)
+@pytest.mark.parametrize("sound", ["dtmf", "music", "clicks"])
 def test_dtmf_hold_music_and_clicks_are_not_speech(sample_rate: int, sound: str, rng: np.random.Generator) -> None:
     bursts = [(0.5, 3.5, sound), (4.5, 6.5, "voiced"), (7.5, 11.5, sound)]
     waveform = _call(sample_rate, 12.0, bursts, rng, noise_dbfs=-65.0)
