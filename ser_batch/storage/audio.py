@@ -122,10 +122,10 @@ def decoding_bytes(n_frames: int, n_channels: int, original_rate: int, sample_ra
     All float32, plus the high-pass's block temporaries.
 
     >>> decoding_bytes(9 * 60 * 48_000, 8, 48_000, 8_000) // 2**20  # 9 minutes, 8 channels at 48 kHz, for 8 kHz
-    922
+    923
     """
     n_out = n_frames if sample_rate is None else -(-n_frames * sample_rate // original_rate)
-    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * BLOCK_SAMPLES
+    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * min(n_out, BLOCK_SAMPLES)
 
 
 def too_large_error(needed_bytes: int, max_bytes: int, what: str) -> AudioError:
