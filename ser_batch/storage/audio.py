@@ -125,7 +125,9 @@ def decoding_bytes(n_frames: int, n_channels: int, original_rate: int, sample_ra
     923
     """
     n_out = n_frames if sample_rate is None else -(-n_frames * sample_rate // original_rate)
-    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * min(n_out, BLOCK_SAMPLES)
+    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * min(
+        n_out, BLOCK_SAMPLES
+    )
 
 
 def too_large_error(needed_bytes: int, max_bytes: int, what: str) -> AudioError:
