@@ -41,10 +41,10 @@ def synthetic_voice(
 ) -> NDArray[np.float32]:
     """Speech-like audio at -20 dBFS RMS: a jittered glottal pulse train through vowel formants, in syllables.
 
-    Each syllable (``syllable_rate`` per second, 70% voiced) gets a random vowel (three 2-pole
-    resonators), its own rising or falling pitch contour around ``f0_hz`` (by up to ``pitch_swing``)
-    with 1% period jitter, a raised-cosine envelope, and a short fricative (high-passed noise)
-    before it. Voice-activity detection treats it as speech, unlike a sine or a steady harmonic tone.
+    Each syllable (``syllable_rate`` per second, 70% voiced) glides between two random vowels (three
+    2-pole resonators each), has its own rising or falling pitch contour around ``f0_hz`` (by up to
+    ``pitch_swing``) with a 3% vibrato and 1% period jitter, a raised-cosine envelope, and a short
+    fricative (high-passed noise) before it. Voice-activity detection treats it as speech, unlike a sine or a steady harmonic tone.
 
     >>> clip = synthetic_voice(np.random.default_rng(0), sample_rate=8000, duration_s=1.0)
     >>> clip.dtype, clip.shape, round(float(10 * np.log10(np.mean(clip.astype(np.float64) ** 2))))
@@ -58,7 +58,9 @@ def synthetic_voice(
         if length < 16:
             break
         t = np.arange(length) / sample_rate
-        contour = f0_hz * (1 + pitch_swing * rng.uniform(-1, 1) * t / max(t[-1], 1e-9)) * rng.uniform(0.95, 1.05)
+        glide = pitch_swing * rng.uniform(-1, 1) * t / max(t[-1], 1e-9)
+        vibrato = 0.03 * np.sin(2 * np.pi * rng.uniform(4, 7) * t + rng.uniform(0, 2 * np.pi))  # no voice is flat
+        contour = f0_hz * (1 + glide + vibrato) * rng.uniform(0.95, 1.05)
         periods = sample_rate / contour * (1 + 0.01 * rng.standard_normal(length))
         source = np.zeros(length)
         pulse = 0.0
@@ -66,12 +68,12 @@ def synthetic_voice(
             source[int(pulse)] = 1.0
             pulse += periods[int(pulse)]
         source = np.diff(source, prepend=0.0)  # the glottal flow's derivative: a -6 dB/octave tilt less
-        for formant, bandwidth in zip(_VOWELS[rng.integers(len(_VOWELS))], (80, 100, 150), strict=True):
-            if formant < sample_rate / 2 - bandwidth:
-                radius = np.exp(-np.pi * bandwidth / sample_rate)
-                a = [1.0, -2 * radius * np.cos(2 * np.pi * formant / sample_rate), radius**2]
-                source = scipy.signal.lfilter([1.0 - radius], a, source)
-        out[start : start + length] += source * np.sin(np.pi * t / t[-1]) ** 2 * rng.uniform(0.5, 1.0)
+        # a glide from one vowel to another (a diphthong, or the transition after a consonant)
+        first, second = (_formants(source, _VOWELS[i], sample_rate) for i in rng.choice(len(_VOWELS), 2, replace=False))
+        ramp = t / t[-1]
+        out[start : start + length] += (
+            ((1 - ramp) * first + ramp * second) * np.sin(np.pi * ramp) ** 2 * rng.uniform(0.5, 1.0)
+        )
         fricative = min(round(0.06 * sample_rate), start)
         if fricative > 8:
             hiss = np.diff(rng.standard_normal(fricative + 1)) * np.hanning(fricative)
@@ -79,6 +81,16 @@ def synthetic_voice(
     # fricatives 20 dB below the vowels, whose level is set by the glottal pulses' filtering
     out = out / (float(np.sqrt(np.mean(out**2))) or 1.0) + 0.1 * noise / (float(np.sqrt(np.mean(noise**2))) or 1.0)
     return (0.1 * out / float(np.sqrt(np.mean(out**2)))).astype(np.float32)
+
+
+def _formants(source: NDArray[np.float64], formants: tuple[int, ...], sample_rate: int) -> NDArray[np.float64]:
+    """``source`` through one 2-pole resonator per formant below Nyquist (bandwidths 80, 100, 150 Hz)."""
+    for formant, bandwidth in zip(formants, (80, 100, 150), strict=True):
+        if formant < sample_rate / 2 - bandwidth:
+            radius = np.exp(-np.pi * bandwidth / sample_rate)
+            a = [1.0, -2 * radius * np.cos(2 * np.pi * formant / sample_rate), radius**2]
+            source = scipy.signal.lfilter([1.0 - radius], a, source)
+    return source
 
 
 def synthetic_clip(
@@ -201,9 +213,6 @@ DEMO_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "call-0004.wav": ("a customer who calms down", ("neutral", "angry", "happy", "neutral", "happy", "happy")),
 }
 """Demo call recordings: file name -> (what happens, the emotion of each turn, agent and customer alternating).
-
-The synthetic sad and disgust voices are left out: low, slow and nearly monotone, about half
-of their turns look like steady tones to the scorer's voice activity detector and go unscored.
 """
 
 CORRUPT_CALL = "call-0005.wav"

@@ -54,6 +54,7 @@ _CLICK_S = 0.0025  # a click's energy lies within this: a frame holding more tha
 _CLICK_SHARE = 0.5  # one such sub-block is a click (a speech frame spreads its energy over ~12 of them)
 _MUSIC_LAG_S = 0.1  # any loud frame's spectrum is compared with the frames this far before and after
 _BAND_HZ = (300.0, 3400.0)  # the telephone band: levels ignore rumble, hum's fundamental and hiss above it
+_BAND_MARGIN_DB = 6.0  # dB above the band's noise floor that a frame loud only over the whole spectrum needs
 _VOICE_RATE = 8000  # WebRTC's VAD models 8 kHz audio (it downsamples 16-48 kHz itself)
 _VOICE_FRAME = 240  # samples of one WebRTC decision: 30 ms at 8 kHz (it takes 10, 20 or 30 ms)
 _BLOCK_FRAMES = 1024  # VAD frames per read (10 s at 10 ms): bounds memory (~10 MB of temporaries) at any length
@@ -268,11 +269,13 @@ class _BandPower:
         # Parseval: the mean square of the band-passed frame, for a window of this energy
         self.scale = 2.0 / (self.n_fft * float(np.sum(self.window.astype(np.float64) ** 2)))
 
-    def level_db(self, frames: NDArray[np.float32]) -> NDArray[np.float64]:
-        spectrum = scipy.fft.rfft(frames * self.window, n=self.n_fft, axis=1)[:, self.bins]  # float32: 2x numpy's
-        power = (spectrum.real**2 + spectrum.imag**2).sum(axis=1, dtype=np.float64) * self.scale
-        level: NDArray[np.float64] = 10.0 * np.log10(power + _POWER_EPS)
-        return level
+    def level_db(self, frames: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(band, full)``: each frame's level in the band and over the whole spectrum (dBFS)."""
+        spectrum = scipy.fft.rfft(frames * self.window, n=self.n_fft, axis=1)  # float32: 2x numpy's
+        power = spectrum.real**2 + spectrum.imag**2
+        band = power[:, self.bins].sum(axis=1, dtype=np.float64) * self.scale
+        full = power.sum(axis=1, dtype=np.float64) * self.scale
+        return 10.0 * np.log10(band + _POWER_EPS), 10.0 * np.log10(full + _POWER_EPS)
 
 
 class _VoiceDetector:
@@ -315,19 +318,23 @@ class _VoiceDetector:
 
 def _active_frames(frames: _Frames, lags: _Lags, config: ScoreConfig, sample_rate: int) -> NDArray[np.bool_]:
     n_frames = frames.n_frames
-    level_db = np.empty(n_frames)
+    level_db, full_db = np.empty(n_frames), np.empty(n_frames)
     voice = _VoiceDetector(sample_rate, config.vad_mode) if config.vad_mode is not None else None
     band = _BandPower(frames.frame_length, sample_rate)
     for begin in range(0, n_frames, _BLOCK_FRAMES):
         stop = min(begin + _BLOCK_FRAMES, n_frames)
         samples = frames.samples(begin, stop)
-        level_db[begin:stop] = band.level_db(frames.view(samples))
+        level_db[begin:stop], full_db[begin:stop] = band.level_db(frames.view(samples))
         if voice is not None:  # consecutive blocks overlap by frame_length - hop_length samples: feed each once
             voice.feed(samples if stop == n_frames else samples[: (stop - begin) * frames.hop_length])
-    noise_db = min(float(np.percentile(level_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
-    threshold_db = max(noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
-    active = level_db > threshold_db
-    del level_db
+    band_noise_db = float(np.percentile(level_db, _NOISE_PERCENTILE))
+    threshold_db = max(min(band_noise_db, config.vad_noise_cap_dbfs) + config.vad_threshold_db, config.vad_floor_dbfs)
+    full_noise_db = min(float(np.percentile(full_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
+    full_threshold_db = max(full_noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
+    # Loud in the band; or loud over the whole spectrum with some of it in the band: low voices' nasals and
+    # vowels whose energy lies below 300 Hz, but not rumble or hum, which leave the band at its noise floor.
+    active = (level_db > threshold_db) | ((full_db > full_threshold_db) & (level_db > band_noise_db + _BAND_MARGIN_DB))
+    del level_db, full_db
     if voice is not None:
         centres_s = (np.arange(n_frames) * frames.hop_length + frames.frame_length / 2) / sample_rate
         active &= voice.decisions_at(centres_s)
