@@ -268,7 +268,7 @@ class _BandPower:
     """Hann-windowed frame power within the telephone band (``_BAND_HZ``), in dBFS."""
 
     def __init__(self, frame_length: int, sample_rate: int) -> None:
-        self.n_fft = frame_length  # pocketfft is as fast on 240 (8 kHz) as on 256, and needs no zero-padded copy
+        self.n_fft = scipy.fft.next_fast_len(frame_length, real=True)  # 240 at 8 kHz: no zero-padded copy
         self.window = np.hanning(frame_length).astype(np.float32)
         freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
         self.bins = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
@@ -380,7 +380,7 @@ def _steady_frames(
 ) -> NDArray[np.bool_]:
     """Which frames[index] are steady sounds: near-pure spectra lags.tone on, or any spectrum lags.music on."""
     frame_length = frames.shape[1]
-    n_fft = frame_length
+    n_fft = scipy.fft.next_fast_len(frame_length, real=True)
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
     window = np.hanning(frame_length)
