@@ -277,7 +277,8 @@ class _BandPower:
 
     def level_db(self, frames: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(band, full)``: each frame's level in the band and over the whole spectrum (dBFS)."""
-        spectrum = scipy.fft.rfft(frames * self.window, n=self.n_fft, axis=1)  # float32: 2x numpy's
+        padding = {"n": self.n_fft} if self.n_fft != frames.shape[1] else {}  # scipy copies whenever n is given
+        spectrum = scipy.fft.rfft(frames * self.window, axis=1, **padding)  # float32: 2x numpy's
         power = spectrum.real**2 + spectrum.imag**2
         band = power[:, self.bins].sum(axis=1, dtype=np.float64) * self.scale
         full = power.sum(axis=1, dtype=np.float64) * self.scale
@@ -386,21 +387,23 @@ def _steady_frames(
     window = np.hanning(frame_length)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     band = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
-    magnitude = _magnitude(frames[index], n_fft, window, band)
-    # Most neighbours of a loud frame are loud frames whose spectrum is already computed.
-    row_of = np.full(frames.shape[0], -1)
-    row_of[index] = np.arange(index.size)
+    # The spectra of the loud frames and of their neighbours at both lags, each computed once.
+    n_frames = frames.shape[0]
+    wanted = np.unique(
+        np.concatenate([index + offset for offset in (0, -lags.tone, lags.tone, -lags.music, lags.music)])
+    )
+    wanted = wanted[(wanted >= 0) & (wanted < n_frames)]
+    spectra = _magnitude(frames[wanted], n_fft, window, band)
+    row_of = np.full(n_frames, -1)
+    row_of[wanted] = np.arange(wanted.size)
+    magnitude = spectra[row_of[index]]
 
     def similar(rows: NDArray[np.intp], lag: int, threshold: float) -> NDArray[np.bool_]:
         steady = np.zeros(rows.size, dtype=bool)
         for neighbour in (index[rows] - lag, index[rows] + lag):
-            inside = (neighbour >= 0) & (neighbour < frames.shape[0])
-            clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
-            other_rows = row_of[clipped]
-            other = np.empty((rows.size, magnitude.shape[1]))
-            other[other_rows >= 0] = magnitude[other_rows[other_rows >= 0]]
-            other[other_rows < 0] = _magnitude(frames[clipped[other_rows < 0]], n_fft, window, band)
-            steady |= inside & (np.sum(magnitude[rows] * other, axis=1) > threshold)
+            inside = (neighbour >= 0) & (neighbour < n_frames)
+            other = spectra[row_of[np.clip(neighbour, 0, n_frames - 1)]]
+            steady |= inside & (np.einsum("ij,ij->i", magnitude[rows], other) > threshold)
         return steady
 
     power = magnitude**2
@@ -431,7 +434,9 @@ def _magnitude(
 ) -> NDArray[np.float64]:
     """Hann-windowed magnitude spectra within ``band`` (bins), scaled to unit L2 norm, one row per frame."""
     # Only the telephone band: the same test at any rate (above it, 16-48 kHz speech looks steadier)
-    spectrum = scipy.fft.rfft(frames * window.astype(np.float32), n=n_fft, axis=1)[:, band]
+    # n only when padding: scipy copies the input to "fix" its shape whenever n is given
+    padding = {"n": n_fft} if n_fft != frames.shape[1] else {}
+    spectrum = scipy.fft.rfft(frames * window.astype(np.float32), axis=1, **padding)[:, band]
     magnitude = np.abs(spectrum).astype(np.float64)
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
