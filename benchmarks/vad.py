@@ -24,9 +24,9 @@ on the RAVDESS male actors' neutral and calm clips alone (low, flat pitch), pool
 "x RT" is seconds of audio per CPU-second for the detector alone on the calls (one core).
 
 Detectors: the energy VAD before this change (git ``ENERGY_COMMIT``, levels over the whole
-spectrum), the band-energy VAD (300-3400 Hz levels + the tone test, ``vad_mode=None``), WebRTC's VAD
-alone at each aggressiveness (30 ms frames, pauses bridged as the product does), and the product:
-band energy AND tone test AND WebRTC at each mode (``vad_mode=0..3``, default 3).
+spectrum), the default VAD (``ser_batch.scoring.segments``: telephone-band levels, steadiness, tone and
+click tests; ``vad_mode=None``), WebRTC's VAD alone at each aggressiveness (30 ms frames, pauses
+bridged as the product does), and the default AND WebRTC at each mode (``vad_mode=0..3``).
 """
 
 from __future__ import annotations
@@ -280,9 +280,9 @@ def main() -> None:
         call, truth = build_call(kind, clips[i * args.clips : (i + 1) * args.clips], rng)
         calls[kind] = (high_pass(call, RATE), truth)
     detectors: dict[str, Detector] = {"energy, full band (before)": energy_detector()}
-    detectors["band energy + tone test"] = product(None)
+    detectors["default: band energy + steady/click tests"] = product(None)
     detectors.update({f"WebRTC mode {m} alone": webrtc_alone(m) for m in range(4)})
-    detectors.update({f"band + tone + WebRTC {m}": product(m) for m in range(4)})
+    detectors.update({f"default + WebRTC mode {m}": product(m) for m in range(4)})
     results = {name: measure(detect, calls) for name, detect in detectors.items()}
     columns = list(next(iter(results.values())))
     print(
