@@ -39,7 +39,7 @@ def synthetic_voice(
     pitch_swing: float = 0.1,
     syllable_rate: float = 4.0,
 ) -> NDArray[np.float32]:
-    """Speech-like audio at -20 dBFS RMS: a jittered glottal pulse train through vowel formants, in syllables.
+    """Speech-like audio, -20 to -28 dBFS RMS with peaks <= 0.5: glottal pulses through vowel formants.
 
     Each syllable (``syllable_rate`` per second, 70% voiced) glides between two random vowels (three
     2-pole resonators each), has its own rising or falling pitch contour around ``f0_hz`` (by up to
@@ -47,8 +47,9 @@ def synthetic_voice(
     fricative (high-passed noise) before it. Voice-activity detection treats it as speech, unlike a sine or a steady harmonic tone.
 
     >>> clip = synthetic_voice(np.random.default_rng(0), sample_rate=8000, duration_s=1.0)
-    >>> clip.dtype, clip.shape, round(float(10 * np.log10(np.mean(clip.astype(np.float64) ** 2))))
-    (dtype('float32'), (8000,), -20)
+    >>> level_dbfs = float(10 * np.log10(np.mean(clip.astype(np.float64) ** 2)))
+    >>> clip.dtype, clip.shape, -28 <= level_dbfs <= -20, float(np.abs(clip).max()) <= 0.5
+    (dtype('float32'), (8000,), True, True)
     """
     n = int(duration_s * sample_rate)
     out, noise = np.zeros(n), np.zeros(n)
@@ -80,7 +81,9 @@ def synthetic_voice(
             noise[start - fricative : start] += hiss
     # fricatives 20 dB below the vowels, whose level is set by the glottal pulses' filtering
     out = out / (float(np.sqrt(np.mean(out**2))) or 1.0) + 0.1 * noise / (float(np.sqrt(np.mean(noise**2))) or 1.0)
-    return (0.1 * out / float(np.sqrt(np.mean(out**2)))).astype(np.float32)
+    # -20 dBFS RMS, unless the glottal pulses' peaks (a 15-20 dB crest factor) would then pass 0.5
+    gain = min(0.1 / (float(np.sqrt(np.mean(out**2))) or 1.0), 0.5 / (float(np.max(np.abs(out))) or 1.0))
+    return (gain * out).astype(np.float32)
 
 
 def _formants(source: NDArray[np.float64], formants: tuple[int, ...], sample_rate: int) -> NDArray[np.float64]:

@@ -24,7 +24,7 @@ def noise(duration_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
 
 
 def voice(duration_s: float, sample_rate: int, seed: int = 0, f0_hz: float = 150.0) -> np.ndarray:
-    """Speech-like audio at -20 dBFS (``ser_batch.demo.synthetic_voice``): what featurize accepts as speech."""
+    """Speech-like audio, -20 to -28 dBFS, peaks <= 0.5 (``ser_batch.demo.synthetic_voice``): featurize takes it as speech."""
     rng = np.random.default_rng(seed)
     return synthetic_voice(rng, sample_rate=sample_rate, duration_s=duration_s, f0_hz=f0_hz)
 

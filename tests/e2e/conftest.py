@@ -451,7 +451,7 @@ def write_voice(path: Path, *, seed: int, sample_rate: int = 16_000) -> None:
     """A 1-2 s speech-like clip (``signals_gen.voice``) with a little noise, 16-bit PCM."""
     rng = np.random.default_rng(seed)
     duration_s = float(rng.uniform(1.0, 2.0))
-    waveform = 3 * voice(duration_s, sample_rate, seed=seed, f0_hz=float(rng.uniform(110, 300)))
+    waveform = 1.5 * voice(duration_s, sample_rate, seed=seed, f0_hz=float(rng.uniform(110, 300)))
     waveform += 0.01 * rng.standard_normal(waveform.size).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, waveform, sample_rate, subtype="PCM_16")

@@ -19,7 +19,7 @@ SEED = feature_config("seed268")
 
 
 def _voice(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
-    mono = 4 * voice(seconds, rate)
+    mono = 1.8 * voice(seconds, rate)
     return np.stack([mono * (c + 1) / channels for c in range(channels)], axis=1) if channels > 1 else mono
 
 
