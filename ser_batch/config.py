@@ -365,6 +365,20 @@ class ScoreConfig(_Frozen):
         description="a steady frame with more than this share of its power in its two strongest spectral peaks "
         "is a tone, not speech (dial, ringback, busy tones, beeps); 1.0 turns the check off",
     )
+    vad_max_steadiness: float = Field(
+        default=0.97,
+        gt=0.0,
+        le=1.0,
+        description="a frame whose magnitude spectrum has a cosine similarity above this with the frame 0.1 s before "
+        "or after is a held sound (hold music's notes, a tone), not speech; 1.0 turns the check off",
+    )
+    vad_mode: int | None = Field(
+        default=None,
+        ge=0,
+        le=3,
+        description="if set, speech frames must also pass WebRTC's VAD at this aggressiveness (0 keeps the most, "
+        "3 rejects the most); None (measured best: benchmarks/vad.py) uses the band-energy, steadiness and click tests",
+    )
     min_speech_s: float = Field(default=0.3, ge=0.0, le=60.0, description="shorter speech spans are dropped")
     min_gap_s: float = Field(default=0.4, ge=0.0, le=60.0, description="shorter pauses inside speech are bridged")
     crosstalk_db: float = Field(

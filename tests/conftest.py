@@ -30,7 +30,7 @@ def write_wav(tmp_path: Path) -> Callable[..., Path]:
     def write(
         name: str,
         *,
-        kind: str = "sine",
+        kind: str = "voice",
         duration_s: float = 1.0,
         sample_rate: int = 16_000,
         channels: int = 1,
@@ -48,7 +48,7 @@ def write_wav(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def wav_file(request: pytest.FixtureRequest, write_wav: Callable[..., Path]) -> Path:
-    """A sine WAV; parametrise indirectly with (duration_s, sample_rate)."""
+    """A speech-like WAV; parametrise indirectly with (duration_s, sample_rate)."""
     duration_s, sample_rate = getattr(request, "param", (1.0, 16_000))
     return write_wav(f"clip_{sample_rate}.wav", duration_s=duration_s, sample_rate=sample_rate)
 
@@ -77,7 +77,7 @@ def archive(write_wav: Callable[..., Path], tmp_path: Path) -> Path:
     for index, name in enumerate(LABELLED_NAMES):
         write_wav(
             f"archive/{name}",
-            kind=list(SIGNALS)[index % 3],
+            kind="voice",
             duration_s=0.6,
             sample_rate=(16_000, 22_050, 8_000)[index % 3],
         )

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ser_batch.demo import synthetic_voice
+
 
 def sine(duration_s: float, sample_rate: int, frequency: float = 220.0, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
@@ -21,7 +23,13 @@ def noise(duration_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.1, int(duration_s * sample_rate)).astype(np.float32)
 
 
-SIGNALS: dict[str, Callable[[float, int], np.ndarray]] = {"sine": sine, "chirp": chirp, "noise": noise}
+def voice(duration_s: float, sample_rate: int, seed: int = 0, f0_hz: float = 150.0) -> np.ndarray:
+    """Speech-like audio, -20 to -28 dBFS, peaks <= 0.5 (``ser_batch.demo.synthetic_voice``): featurize takes it as speech."""
+    rng = np.random.default_rng(seed)
+    return synthetic_voice(rng, sample_rate=sample_rate, duration_s=duration_s, f0_hz=f0_hz)
+
+
+SIGNALS: dict[str, Callable[[float, int], np.ndarray]] = {"voice": voice, "sine": sine, "chirp": chirp, "noise": noise}
 
 
 def burst(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

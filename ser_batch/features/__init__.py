@@ -27,6 +27,7 @@ from ser_batch.features.extract import (
     validate_waveform,
     warm_up,
 )
+from ser_batch.features.highpass import BLOCK_SAMPLES, CUTOFF_HZ, SETTLE_S, high_pass
 from ser_batch.features.prosody import (
     PROSODY_NAMES,
     boolean_runs,
@@ -53,9 +54,12 @@ from ser_batch.features.windows import (
 )
 
 __all__ = [
+    "BLOCK_SAMPLES",
+    "CUTOFF_HZ",
     "Copy",
     "LAZY_MODULES",
     "PROSODY_NAMES",
+    "SETTLE_S",
     "STAT_SUFFIXES",
     "SeedFilters",
     "TELEPHONE_BAND_HZ",
@@ -73,6 +77,7 @@ __all__ = [
     "formants",
     "glottal_pulses",
     "harmonicity",
+    "high_pass",
     "logmel_frames",
     "loudness",
     "mu_law",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_batch.jobs.featurize import augment_files, augment_shard, featurize_files, featurize_shard
+from ser_batch.jobs.featurize import MIN_SPEECH_S, augment_files, augment_shard, featurize_files, featurize_shard
 from ser_batch.jobs.finish import complete_featurize, complete_scoring, finish_scoring, mirror_dest
 from ser_batch.jobs.guard import (
     BACKSTOP_S,
@@ -81,6 +81,7 @@ __all__ = [
     "EXIT_TIMED_OUT",
     "FileGuard",
     "MAX_EMBEDDED_PNG_BYTES",
+    "MIN_SPEECH_S",
     "NO_GUARD",
     "RunReport",
     "Scores",

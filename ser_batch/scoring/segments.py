@@ -1,38 +1,45 @@
 """Find speech in a long call channel and cut it into scoring windows (pure, no IO).
 
-The voice-activity detector is energy based and needs no model, so it runs the same
-on 8 kHz telephone audio and on 16 kHz or faster recordings:
+The voice-activity detector needs no model, so it runs the same on 8 kHz telephone audio and on
+16 kHz or faster recordings (its input is already high-passed at decoding: ``ser_batch.features.highpass``):
 
-1. Frames of ``vad_frame_s`` every ``vad_hop_s`` get their mean power in dBFS.
-2. The noise floor is the 10th percentile of frame levels, capped at
-   ``vad_noise_cap_dbfs``. A frame is loud when it is ``vad_threshold_db`` above
-   that floor and above ``vad_floor_dbfs``.
-3. A loud frame is dropped as a tone when more than ``vad_max_tonality`` of its
-   power lies within 1.5 Hann main lobes (±3 / frame_s Hz, ±100 Hz for 30 ms) of
-   its two strongest spectral peaks, and its magnitude spectrum has a cosine
-   similarity above 0.99 with the frame 0.1 s before or after (a tone is steady;
-   voiced speech, whose single frames can be as pure, moves within 0.1 s). A
-   majority vote over ±50 ms smooths these decisions, and frames within one frame
-   length of a tone are dropped too (its onset and end clicks).
-4. Runs of speech frames become spans; pauses shorter than ``min_gap_s`` are
-   bridged, then spans shorter than ``min_speech_s`` are dropped.
+1. Frames of ``vad_frame_s`` every ``vad_hop_s`` get their power in the telephone band (300-3400 Hz)
+   and over the whole spectrum, in dBFS (Hann-windowed FFT, Parseval-scaled).
+2. Each level's noise floor is its 10th percentile, capped at ``vad_noise_cap_dbfs``. A frame is loud
+   when its band level is ``vad_threshold_db`` above the band's floor and above ``vad_floor_dbfs``; or
+   when its whole level is (low voices' nasals and /u/, whose energy lies under 300 Hz) and its band
+   level still rises 3 dB above the band's floor and lies within 20 dB of its whole level (rumble
+   below 200 Hz and hum leave the band at its floor, ~40 dB under their own level).
+3. A loud frame is dropped as a steady sound when, within the band, its magnitude spectrum has a
+   cosine similarity above ``vad_max_steadiness`` with the frame 0.1 s before or after (held notes of
+   hold music; speech moves within 0.1 s), or when it is a tone: more than ``vad_max_tonality`` of its
+   band power lies within 1.5 Hann main lobes of its two strongest peaks and its spectrum has a
+   similarity above 0.99 with the frame 0.05 s away (dial, ringback, busy tones, and DTMF digits of
+   0.1 s). A majority vote over ±20 ms smooths these decisions. A loud frame holding more than half
+   its energy within 2.5 ms is a click. Frames within one frame length of a steady sound or a click
+   are dropped too (their onsets and ends).
+4. With ``vad_mode`` set, a frame must also be speech to WebRTC's VAD (``webrtcvad``) at that
+   aggressiveness, run on the channel resampled to 8 kHz in 30 ms frames.
+5. Runs of speech frames become spans; pauses shorter than ``min_gap_s`` are bridged, then spans
+   shorter than ``min_speech_s`` are dropped.
 
-What it rejects: digital silence, steady line noise and hiss (up to the noise cap),
-clicks shorter than ``min_speech_s``, and steady pure or dual tones of about 0.3 s or
-more at 25 dB or more above the noise (dial, ringback, busy, beeps, test sines). What
-it does not reject: hold music, background talk or TV, loud broadband noise (a door,
-a cough, wind), DTMF digits (too short to look steady) and tones with vibrato; they
-are scored like speech. On 600 ser-dev clips the tone test removed no speech at 8 kHz
-(telephone band) and 0.1% of speech time at 16 kHz. Levels are absolute, so a very
-quiet speaker (under about -50 dBFS, or under ``vad_threshold_db`` above the line
-noise) is missed.
+What it rejects, measured by ``benchmarks/vad.py`` (real ser-dev speech against synthetic non-speech,
+8 kHz; see the README): digital silence, steady line noise, hiss, hum, rumble, pure and dual tones,
+DTMF, clicks and synthetic hold music. What it does not reject: broadband noise bursts (a door, a
+cough, wind), background talk or TV, and music less steady than held notes (with vocals, vibrato or
+drums); they are scored like speech. Levels are absolute, so a very quiet speaker (under about
+-55 dBFS in the band, or under ``vad_threshold_db`` above the line noise) is missed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+import scipy.fft
+import soxr
+import webrtcvad
 from numpy.typing import NDArray
 
 from ser_batch._typing import SampleReader, Span
@@ -44,8 +51,18 @@ from ser_batch.errors import AudioError, ConfigError
 _NOISE_PERCENTILE = 10.0
 _POWER_EPS = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 _PEAK_RADIUS_LOBES = 1.5  # a peak's reach, in Hann main-lobe half-widths (±2 / frame_s Hz)
-_STEADY_LAG_S = 0.1  # a tone's spectrum is compared with the frames this far before and after
-_STEADY_SIMILARITY = 0.99  # cosine of magnitude spectra; speech moves below it within 0.1 s
+_TONE_LAG_S = 0.05  # a tone's spectrum is compared with the frames this far before and after (DTMF digits last 0.1 s)
+_TONE_SIMILARITY = 0.99  # cosine of magnitude spectra; voiced speech as pure as a tone moves below it within 0.05 s
+_CLICK_S = 0.0025  # a click's energy lies within this: a frame holding more than _CLICK_SHARE of its energy in
+_CLICK_SHARE = 0.5  # one such sub-block is a click (a speech frame spreads its energy over ~12 of them)
+_MUSIC_LAG_S = 0.1  # any loud frame's spectrum is compared with the frames this far before and after
+_BAND_HZ = (300.0, 3400.0)  # the telephone band: levels ignore rumble, hum's fundamental and hiss above it
+# A frame loud only over the whole spectrum (a low voice's nasal or /u/) counts if its band level rises this
+# far above the band's noise floor and lies at most _MAX_BAND_DEFICIT_DB below its whole level (rumble: ~40 dB).
+_BAND_MARGIN_DB = 3.0
+_MAX_BAND_DEFICIT_DB = 20.0
+_VOICE_RATE = 8000  # WebRTC's VAD models 8 kHz audio (it downsamples 16-48 kHz itself)
+_VOICE_FRAME = 240  # samples of one WebRTC decision: 30 ms at 8 kHz (it takes 10, 20 or 30 ms)
 _BLOCK_FRAMES = 1024  # VAD frames per read (10 s at 10 ms): bounds memory (~10 MB of temporaries) at any length
 
 
@@ -69,7 +86,7 @@ def speech_spans(waveform: NDArray[np.floating], sample_rate: int, config: Score
 
     >>> sr = 8000
     >>> t = np.arange(3 * sr) / sr
-    >>> x = np.where((t >= 1.0) & (t < 2.0), 0.3 * np.sign(np.sin(2 * np.pi * 150 * t)), 0.0)
+    >>> x = np.where((t >= 1.0) & (t < 2.0), 0.1 * np.random.default_rng(0).standard_normal(t.size), 0.0)
     >>> [(round(a, 1), round(b, 1)) for a, b in speech_spans(x.astype(np.float32), sr, ScoreConfig())]
     [(1.0, 2.0)]
     """
@@ -116,8 +133,8 @@ def streamed_speech_spans(read: SampleReader, n_samples: int, sample_rate: int, 
         short = np.pad(_checked_waveform(read(0, n_samples)), (0, frame_length - n_samples))
         read, n_samples = (lambda start, stop: short[start:stop]), frame_length
     frames = _Frames(read, frame_length, hop_length, 1 + (n_samples - frame_length) // hop_length)
-    lag = max(1, round(_STEADY_LAG_S * sample_rate / hop_length))
-    active = _active_frames(frames, lag, config)
+    lags = _Lags(*(max(1, round(lag_s * sample_rate / hop_length)) for lag_s in (_TONE_LAG_S, _MUSIC_LAG_S)))
+    active = _active_frames(frames, lags, config, sample_rate)
     spans = _runs_to_spans(active, frame_length, hop_length, sample_rate, duration_s)
     spans = _bridge_gaps(spans, config.min_gap_s)
     return [(start, end) for start, end in spans if end - start >= config.min_speech_s]
@@ -220,53 +237,135 @@ def _checked_waveform(waveform: NDArray[np.floating]) -> NDArray[np.float32]:
     return samples.astype(np.float32, copy=False)
 
 
+class _Lags(NamedTuple):
+    """The steadiness tests' lags, in VAD frames."""
+
+    tone: int
+    music: int
+
+
 class _Frames:
     """The VAD frames of a channel, read a block at a time (frames never straddle two reads)."""
 
     def __init__(self, read: SampleReader, frame_length: int, hop_length: int, n_frames: int) -> None:
         self.read, self.frame_length, self.hop_length, self.n_frames = read, frame_length, hop_length, n_frames
 
-    def block(self, first: int, stop: int, *, squared: bool = False) -> NDArray[np.floating]:
-        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``.
+    def samples(self, first: int, stop: int) -> NDArray[np.float32]:
+        """The samples under frames ``first .. stop - 1``."""
+        return _checked_waveform(self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length))
 
-        ``squared`` gives the float64 squares instead, each sample squared once rather than
-        once per frame holding it (frames overlap 3x at the default settings).
-        """
-        samples = _checked_waveform(
-            self.read(first * self.hop_length, (stop - 1) * self.hop_length + self.frame_length)
+    def view(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The frames of ``samples`` (from :meth:`samples`) as a strided view, shape ``(n, frame_length)``."""
+        return np.lib.stride_tricks.sliding_window_view(samples, self.frame_length)[:: self.hop_length]
+
+    def block(self, first: int, stop: int) -> NDArray[np.float32]:
+        """Frames ``first .. stop - 1`` as a strided view, shape ``(stop - first, frame_length)``."""
+        return self.view(self.samples(first, stop))
+
+
+class _BandPower:
+    """Hann-windowed frame power within the telephone band (``_BAND_HZ``), in dBFS."""
+
+    def __init__(self, frame_length: int, sample_rate: int) -> None:
+        self.n_fft = scipy.fft.next_fast_len(frame_length, real=True)  # 240 at 8 kHz: no zero-padded copy
+        self.window = np.hanning(frame_length).astype(np.float32)
+        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
+        self.bins = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
+        # Parseval: the mean square of the band-passed frame, for a window of this energy
+        self.scale = 2.0 / (self.n_fft * float(np.sum(self.window.astype(np.float64) ** 2)))
+
+    def level_db(self, frames: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(band, full)``: each frame's level in the band and over the whole spectrum (dBFS)."""
+        padding = {"n": self.n_fft} if self.n_fft != frames.shape[1] else {}  # scipy copies whenever n is given
+        spectrum = scipy.fft.rfft(frames * self.window, axis=1, **padding)  # float32: 2x numpy's
+        power = spectrum.real**2 + spectrum.imag**2
+        band = power[:, self.bins].sum(axis=1, dtype=np.float64) * self.scale
+        full = power.sum(axis=1, dtype=np.float64) * self.scale
+        return 10.0 * np.log10(band + _POWER_EPS), 10.0 * np.log10(full + _POWER_EPS)
+
+
+class _VoiceDetector:
+    """WebRTC's voice-activity detector (a GMM over six sub-bands of 8 kHz audio) fed a channel in order.
+
+    Any rate is first resampled to 8 kHz (soxr, streamed), the telephone band WebRTC models.
+    """
+
+    def __init__(self, sample_rate: int, mode: int) -> None:
+        self.vad = webrtcvad.Vad(mode)
+        self.stream = (
+            None if sample_rate == _VOICE_RATE else soxr.ResampleStream(sample_rate, _VOICE_RATE, 1, quality="LQ")
         )
-        values = np.square(samples, dtype=np.float64) if squared else samples
-        return np.lib.stride_tricks.sliding_window_view(values, self.frame_length)[:: self.hop_length]
+        self.pending = np.zeros(0, dtype=np.int16)
+        self.decisions: list[bool] = []
+
+    def feed(self, samples: NDArray[np.float32]) -> None:
+        if self.stream is not None:
+            samples = self.stream.resample_chunk(samples)
+        self._classify(samples)
+
+    def decisions_at(self, times_s: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """The decision of the frame holding each time (s); times past the last whole frame take the last one."""
+        if self.stream is not None:
+            self._classify(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        if not self.decisions:
+            return np.zeros(times_s.size, dtype=bool)
+        index = np.minimum((times_s * _VOICE_RATE / _VOICE_FRAME).astype(np.int64), len(self.decisions) - 1)
+        return np.asarray(self.decisions, dtype=bool)[index]
+
+    def _classify(self, samples: NDArray[np.float32]) -> None:
+        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+        pcm = np.concatenate([self.pending, pcm])
+        n_whole = pcm.size // _VOICE_FRAME * _VOICE_FRAME
+        data, rate = pcm[:n_whole].tobytes(), _VOICE_RATE
+        step = 2 * _VOICE_FRAME
+        self.decisions.extend(self.vad.is_speech(data[i : i + step], rate) for i in range(0, len(data), step))
+        self.pending = pcm[n_whole:]
 
 
-def _active_frames(frames: _Frames, lag: int, config: ScoreConfig) -> NDArray[np.bool_]:
+def _active_frames(frames: _Frames, lags: _Lags, config: ScoreConfig, sample_rate: int) -> NDArray[np.bool_]:
     n_frames = frames.n_frames
-    level_db = np.empty(n_frames)
+    level_db, full_db = np.empty(n_frames), np.empty(n_frames)
+    voice = _VoiceDetector(sample_rate, config.vad_mode) if config.vad_mode is not None else None
+    band = _BandPower(frames.frame_length, sample_rate)
     for begin in range(0, n_frames, _BLOCK_FRAMES):
-        squares = frames.block(begin, min(begin + _BLOCK_FRAMES, n_frames), squared=True)
-        level_db[begin : begin + squares.shape[0]] = 10.0 * np.log10(np.mean(squares, axis=1) + _POWER_EPS)
-    noise_db = min(float(np.percentile(level_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
-    threshold_db = max(noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
-    active = level_db > threshold_db
-    del level_db
-    if config.vad_max_tonality < 1.0:
-        is_tone = np.zeros(n_frames, dtype=bool)
-        for begin in range(0, n_frames, _BLOCK_FRAMES):
-            stop = min(begin + _BLOCK_FRAMES, n_frames)
-            loud = np.flatnonzero(active[begin:stop]) + begin
-            if loud.size == 0:
-                continue
-            # The tone test compares a frame with the frames lag before and after: read those too.
-            first, last = max(0, begin - lag), min(n_frames, stop + lag)
-            is_tone[loud] = _tone_frames(frames.block(first, last), loud - first, lag, config.vad_max_tonality)
-        # Majority vote over ±lag/2 frames: beats and noise make single frames of a tone
-        # miss the test, which bridging would then grow into a whole "speech" span.
-        width = 2 * (lag // 2) + 1
-        tone = _centred_count(is_tone, width) > width / 2
-        # Frames half over a tone's onset or end are not pure; without this their
-        # clicks at both ends of a short beep are bridged into one span.
-        reach = 2 * math.ceil(frames.frame_length / frames.hop_length) + 1
-        active &= _centred_count(tone, reach) == 0
+        stop = min(begin + _BLOCK_FRAMES, n_frames)
+        samples = frames.samples(begin, stop)
+        level_db[begin:stop], full_db[begin:stop] = band.level_db(frames.view(samples))
+        if voice is not None:  # consecutive blocks overlap by frame_length - hop_length samples: feed each once
+            voice.feed(samples if stop == n_frames else samples[: (stop - begin) * frames.hop_length])
+    band_noise_db = float(np.percentile(level_db, _NOISE_PERCENTILE))
+    threshold_db = max(min(band_noise_db, config.vad_noise_cap_dbfs) + config.vad_threshold_db, config.vad_floor_dbfs)
+    full_noise_db = min(float(np.percentile(full_db, _NOISE_PERCENTILE)), config.vad_noise_cap_dbfs)
+    full_threshold_db = max(full_noise_db + config.vad_threshold_db, config.vad_floor_dbfs)
+    # Loud in the band; or loud over the whole spectrum with a fair share in the band: low voices' nasals and
+    # vowels whose energy lies below 300 Hz, but not rumble or hum, which leave the band near its noise floor.
+    low = (full_db > full_threshold_db) & (level_db > band_noise_db + _BAND_MARGIN_DB)
+    active = (level_db > threshold_db) | (low & (level_db > full_db - _MAX_BAND_DEFICIT_DB))
+    del level_db, full_db
+    if voice is not None:
+        centres_s = (np.arange(n_frames) * frames.hop_length + frames.frame_length / 2) / sample_rate
+        active &= voice.decisions_at(centres_s)
+    is_steady, is_click = np.zeros(n_frames, dtype=bool), np.zeros(n_frames, dtype=bool)
+    click_length = round(_CLICK_S * sample_rate)
+    for begin in range(0, n_frames, _BLOCK_FRAMES):
+        stop = min(begin + _BLOCK_FRAMES, n_frames)
+        loud = np.flatnonzero(active[begin:stop]) + begin
+        if loud.size == 0:
+            continue
+        # The tests compare a frame with the frames lags.music before and after: read those too.
+        first, last = max(0, begin - lags.music), min(n_frames, stop + lags.music)
+        block = frames.block(first, last)
+        is_click[loud] = _impulsive(block[loud - first], click_length)
+        if config.vad_max_tonality < 1.0 or config.vad_max_steadiness < 1.0:
+            is_steady[loud] = _steady_frames(block, loud - first, lags, config, sample_rate)
+    # Majority vote over ±lags.tone/2 frames: beats and noise make single frames of a tone
+    # miss the test, which bridging would then grow into a whole "speech" span.
+    width = 2 * (lags.tone // 2) + 1
+    rejected = (_centred_count(is_steady, width) > width / 2) | is_click
+    # Frames half over a tone's onset or end are not pure, nor those beside a click; without this their
+    # clicks at both ends of a short beep are bridged into one span.
+    reach = 2 * math.ceil(frames.frame_length / frames.hop_length) + 1
+    active &= _centred_count(rejected, reach) == 0
     return active
 
 
@@ -276,37 +375,68 @@ def _centred_count(mask: NDArray[np.bool_], width: int) -> NDArray[np.int64]:
     return full[width // 2 : width // 2 + mask.size]
 
 
-def _tone_frames(
-    frames: NDArray[np.float32], index: NDArray[np.intp], lag: int, max_tonality: float
+def _steady_frames(
+    frames: NDArray[np.float32], index: NDArray[np.intp], lags: _Lags, config: ScoreConfig, sample_rate: int
 ) -> NDArray[np.bool_]:
-    """Which frames[index] are tones: near-pure spectra that stay the same for lag frames."""
+    """Which frames[index] are steady sounds: near-pure spectra lags.tone on, or any spectrum lags.music on."""
     frame_length = frames.shape[1]
-    n_fft = 1 << (frame_length - 1).bit_length()
+    n_fft = scipy.fft.next_fast_len(frame_length, real=True)
     # A Hann main lobe is ±2 / frame_s Hz wide, i.e. ±2 * n_fft / frame_length bins.
     radius = math.ceil(_PEAK_RADIUS_LOBES * 2.0 * n_fft / frame_length)
     window = np.hanning(frame_length)
-    magnitude = _magnitude(frames[index], n_fft, window)
-    is_tone = _tonality(magnitude**2, radius) > max_tonality
-    tonal = np.flatnonzero(is_tone)
-    steady = np.zeros(tonal.size, dtype=bool)
-    # Most neighbours of a tonal frame are loud frames whose spectrum is already computed.
-    row_of = np.full(frames.shape[0], -1)
-    row_of[index] = np.arange(index.size)
-    for neighbour in (index[tonal] - lag, index[tonal] + lag):
-        inside = (neighbour >= 0) & (neighbour < frames.shape[0])
-        clipped = np.clip(neighbour, 0, frames.shape[0] - 1)
-        rows = row_of[clipped]
-        other = np.empty((tonal.size, magnitude.shape[1]))
-        other[rows >= 0] = magnitude[rows[rows >= 0]]
-        other[rows < 0] = _magnitude(frames[clipped[rows < 0]], n_fft, window)
-        steady |= inside & (np.sum(magnitude[tonal] * other, axis=1) > _STEADY_SIMILARITY)
-    is_tone[tonal] = steady
-    return is_tone
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1], "right")))
+    # The spectra of the loud frames and of their neighbours at both lags, each computed once.
+    n_frames = frames.shape[0]
+    wanted = np.unique(
+        np.concatenate([index + offset for offset in (0, -lags.tone, lags.tone, -lags.music, lags.music)])
+    )
+    wanted = wanted[(wanted >= 0) & (wanted < n_frames)]
+    spectra = _magnitude(frames[wanted], n_fft, window, band)
+    row_of = np.full(n_frames, -1)
+    row_of[wanted] = np.arange(wanted.size)
+    magnitude = spectra[row_of[index]]
+
+    def similar(rows: NDArray[np.intp], lag: int, threshold: float) -> NDArray[np.bool_]:
+        steady = np.zeros(rows.size, dtype=bool)
+        for neighbour in (index[rows] - lag, index[rows] + lag):
+            inside = (neighbour >= 0) & (neighbour < n_frames)
+            other = spectra[row_of[np.clip(neighbour, 0, n_frames - 1)]]
+            steady |= inside & (np.einsum("ij,ij->i", magnitude[rows], other) > threshold)
+        return steady
+
+    power = magnitude**2
+    is_steady = np.zeros(index.size, dtype=bool)
+    if config.vad_max_tonality < 1.0:
+        tonal = np.flatnonzero(_tonality(power, radius) > config.vad_max_tonality)
+        is_steady[tonal] = similar(tonal, lags.tone, _TONE_SIMILARITY)
+    if config.vad_max_steadiness < 1.0:
+        rest = np.flatnonzero(~is_steady)
+        is_steady[rest] = similar(rest, lags.music, config.vad_max_steadiness)
+    return is_steady
 
 
-def _magnitude(frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Hann-windowed magnitude spectra scaled to unit L2 norm, one row per frame (each row on its own)."""
-    magnitude = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))
+def _impulsive(frames: NDArray[np.float32], sub_length: int) -> NDArray[np.bool_]:
+    """Which frames hold more than ``_CLICK_SHARE`` of their energy in one sub-block of ``sub_length`` samples."""
+    n_sub = frames.shape[1] // max(sub_length, 1)
+    if n_sub < 4:
+        return np.zeros(frames.shape[0], dtype=bool)
+    energy = (
+        np.square(frames[:, : n_sub * sub_length], dtype=np.float64).reshape(frames.shape[0], n_sub, -1).sum(axis=2)
+    )
+    share: NDArray[np.bool_] = energy.max(axis=1) > _CLICK_SHARE * (energy.sum(axis=1) + _POWER_EPS)
+    return share
+
+
+def _magnitude(
+    frames: NDArray[np.float32], n_fft: int, window: NDArray[np.float64], band: slice
+) -> NDArray[np.float64]:
+    """Hann-windowed magnitude spectra within ``band`` (bins), scaled to unit L2 norm, one row per frame."""
+    # Only the telephone band: the same test at any rate (above it, 16-48 kHz speech looks steadier)
+    # n only when padding: scipy copies the input to "fix" its shape whenever n is given
+    padding = {"n": n_fft} if n_fft != frames.shape[1] else {}
+    spectrum = scipy.fft.rfft(frames * window.astype(np.float32), axis=1, **padding)[:, band]
+    magnitude = np.abs(spectrum).astype(np.float64)
     # Scaling by the norm leaves the tonality ratio unchanged and makes the dot product a cosine.
     unit: NDArray[np.float64] = magnitude / (np.linalg.norm(magnitude, axis=1, keepdims=True) + _POWER_EPS)
     return unit

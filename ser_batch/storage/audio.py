@@ -22,6 +22,7 @@ import soundfile
 from numpy.typing import NDArray
 
 from ser_batch.errors import AudioError
+from ser_batch.features.highpass import BLOCK_SAMPLES, SETTLE_S, high_pass
 from ser_batch.features.resample import resample
 from ser_batch.storage import files
 
@@ -73,7 +74,8 @@ def read_audio(
         storage_options: fsspec options for remote URIs.
 
     Returns:
-        The decoded clip; ``waveform`` is float32 with shape ``(n,)``.
+        The decoded clip; ``waveform`` is float32 with shape ``(n,)``, high-passed
+        (``ser_batch.features.highpass``: no DC, nothing below ~70 Hz).
 
     Raises:
         AudioError: if the file is empty (``EMPTY``), in a format libsndfile does not decode
@@ -121,18 +123,22 @@ def _decode(
     # librosa.to_mono: plain mean over channels.
     mono = samples.mean(axis=1, dtype=np.float32) if n_channels > 1 else samples[:, 0]
     target_rate = original_rate if sample_rate is None else sample_rate
-    waveform = resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality)
+    waveform = high_pass(resample(np.ascontiguousarray(mono), original_rate, target_rate, quality=quality), target_rate)
     return Decoded(waveform, target_rate, original_rate, n_channels, samples.shape[0] / original_rate)
 
 
 def decoding_bytes(n_frames: int, n_channels: int, original_rate: int, sample_rate: int | None) -> int:
-    """Peak memory of ``read_audio`` for a file (bytes): every channel, their mono mix and the resampled waveform, float32.
+    """Peak memory of ``read_audio`` for a file (bytes): all channels, mono mix, resampled and high-passed waveform.
+
+    All float32, plus the high-pass's block temporaries.
 
     >>> decoding_bytes(9 * 60 * 48_000, 8, 48_000, 8_000) // 2**20  # 9 minutes, 8 channels at 48 kHz, for 8 kHz
-    906
+    923
     """
     n_out = n_frames if sample_rate is None else -(-n_frames * sample_rate // original_rate)
-    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + n_out)
+    return 4 * (n_frames * n_channels + (n_frames if n_channels > 1 else 0) + 2 * n_out) + 16 * min(
+        n_out, BLOCK_SAMPLES
+    )
 
 
 def too_large_error(needed_bytes: int, max_bytes: int, what: str) -> AudioError:
@@ -182,8 +188,8 @@ def read_channel(path: str, channel: int) -> NDArray[np.float32]:
     their ``OSError`` types instead of becoming libsndfile messages.
 
     Returns:
-        float32 samples in [-1, 1], shape ``(n_frames,)``; shorter than the header says
-        when the data is truncated.
+        float32 samples in [-1, 1], high-passed (``ser_batch.features.highpass``), shape ``(n_frames,)``;
+        shorter than the header says when the data is truncated.
 
     Raises:
         AudioError: if libsndfile fails while decoding or the channel does not exist.
@@ -197,7 +203,8 @@ def read_channel(path: str, channel: int) -> NDArray[np.float32]:
         for block in _blocks(handle, waveform.size):
             waveform[filled : filled + block.shape[0]] = block[:, channel]
             filled += block.shape[0]
-    return waveform[:filled]
+        sample_rate = int(handle.samplerate)
+    return high_pass(waveform[:filled], sample_rate)
 
 
 def decoded_length(path: str) -> int:
@@ -221,7 +228,9 @@ def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDA
     format libsndfile cannot seek in (GSM 6.10...) is decoded forward from where the last read
     ended, and from the start again when a read begins before the previous one did: reads in
     order of ``start`` (the VAD's passes, then the regions) decode each pass once.
-    Callers keep ``stop`` within ``decoded_length(path)``.
+    Callers keep ``stop`` within ``decoded_length(path)``. The samples are high-passed as
+    ``read_channel``'s are: each read decodes ``SETTLE_S`` more before ``start`` for the filter
+    to settle, so they equal ``read_channel(path, channel)[start:stop]`` to float32 rounding.
 
     Raises:
         AudioError: if libsndfile fails, the channel does not exist, or a read comes back short.
@@ -232,16 +241,19 @@ def channel_reader(path: str, channel: int) -> Iterator[Callable[[int, int], NDA
             raise AudioError(f"channel {channel} not in a {handle.channels}-channel file")
         forward = None if handle.seekable() else _ForwardReader(path, channel)
 
+        settle, sample_rate = round(SETTLE_S * handle.samplerate), int(handle.samplerate)
+
         def read(start: int, stop: int) -> NDArray[np.float32]:
+            first = max(0, start - settle)
             if forward is not None:
-                block = forward.read(start, stop)
+                block = forward.read(first, stop)
             else:
                 with _decoding():
-                    handle.seek(start)
-                    block = np.ascontiguousarray(handle.read(stop - start, dtype="float32", always_2d=True)[:, channel])
-            if block.shape[0] != stop - start:
-                raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0]} samples")
-            return block
+                    handle.seek(first)
+                    block = np.ascontiguousarray(handle.read(stop - first, dtype="float32", always_2d=True)[:, channel])
+            if block.shape[0] != stop - first:
+                raise AudioError(f"undecodable: frames {start}-{stop} gave {block.shape[0] - (start - first)} samples")
+            return high_pass(block, sample_rate)[start - first :]
 
         try:
             yield read

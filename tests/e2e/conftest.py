@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from signals_gen import voice
 
 VENV_BIN = Path(sys.executable).parent
 SER_BATCH = str(VENV_BIN / "ser-batch")
@@ -446,15 +447,14 @@ CORPUS_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 
-def write_tone(path: Path, *, seed: int, sample_rate: int = 16_000) -> None:
-    """A 1-2 s harmonic tone with a little noise, 16-bit PCM."""
+def write_voice(path: Path, *, seed: int, sample_rate: int = 16_000) -> None:
+    """A 1-2 s speech-like clip (``signals_gen.voice``) with a little noise, 16-bit PCM."""
     rng = np.random.default_rng(seed)
     duration_s = float(rng.uniform(1.0, 2.0))
-    t = np.arange(int(duration_s * sample_rate)) / sample_rate
-    f0 = float(rng.uniform(110, 300))
-    waveform = sum(0.3 / k * np.sin(2 * np.pi * k * f0 * t) for k in (1, 2, 3)) + 0.01 * rng.standard_normal(t.size)
+    waveform = 1.5 * voice(duration_s, sample_rate, seed=seed, f0_hz=float(rng.uniform(110, 300)))
+    waveform += 0.01 * rng.standard_normal(waveform.size).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16")
+    sf.write(path, waveform, sample_rate, subtype="PCM_16")
 
 
 def make_wavs(folder: Path, n: int = 10, *, seed: int = 0) -> dict[str, str]:
@@ -463,7 +463,7 @@ def make_wavs(folder: Path, n: int = 10, *, seed: int = 0) -> dict[str, str]:
         raise ValueError(f"n {n} > {len(CORPUS_NAMES)} known names")
     written = {}
     for i, (name, corpus) in enumerate(CORPUS_NAMES[:n]):
-        write_tone(folder / name, seed=seed * 1000 + i)
+        write_voice(folder / name, seed=seed * 1000 + i)
         written[name] = corpus
     return written
 
@@ -477,7 +477,7 @@ def write_wavs() -> Callable[..., dict[str, str]]:
 @pytest.fixture(scope="session")
 def write_clip() -> Callable[..., None]:
     """``write_clip(path, seed=0)``: one 1-2 s WAV, for tests that edit an archive between runs."""
-    return write_tone
+    return write_voice
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from signals_gen import voice
 
 SER_BATCH = str(Path(sys.executable).parent / "ser-batch")
 HOOKS = Path(__file__).parent / "hooks"
@@ -28,8 +29,7 @@ def _archive(root: Path) -> list[str]:
     for index in range(N_FILES):
         path = root / f"speaker{index % 4}" / f"clip-{index:03d}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        t = np.arange(16_000 * 2) / 16_000
-        soundfile.write(path, (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)).astype(np.float32), 16_000)
+        soundfile.write(path, voice(2.0, 16_000, seed=index, f0_hz=rng.uniform(100, 400)), 16_000)
         paths.append(str(path))
     return paths
 

@@ -7,7 +7,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from signals_gen import sine
+from signals_gen import voice
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -21,9 +21,9 @@ def write_nine_minutes_of_eight_channels(path: Path) -> None:
             sound.write(block[: min(block.shape[0], n_frames - start)])
 
 
-def write_tone(path: Path, frequency: float) -> None:
+def write_voice(path: Path, frequency: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, sine(1.5, 16_000, frequency=frequency), 16_000, subtype="PCM_16")
+    soundfile.write(path, voice(1.5, 16_000, f0_hz=frequency), 16_000, subtype="PCM_16")
 
 
 def feature_paths(dest: Path) -> list[str]:
@@ -44,9 +44,9 @@ def test_poison_files_are_isolated_and_recorded_with_their_reason_and_never_trie
 ) -> None:
     audio, dest = tmp_path / "audio", tmp_path / "out"
     for index, name in enumerate(["a/good-1.wav", "b/good-2.wav", "c/good-3.wav", "d/good-4.wav"]):
-        write_tone(audio / name, 200.0 + 50 * index)
-    write_tone(audio / "a" / "poison-segv.wav", 300.0)  # its decoder crashes the worker
-    write_tone(audio / "b" / "poison-hang.wav", 310.0)  # its decoder never returns
+        write_voice(audio / name, 200.0 + 50 * index)
+    write_voice(audio / "a" / "poison-segv.wav", 300.0)  # its decoder crashes the worker
+    write_voice(audio / "b" / "poison-hang.wav", 310.0)  # its decoder never returns
     write_nine_minutes_of_eight_channels(audio / "c" / "big-8ch.flac")
     # Listed in path order and cut for two worker threads: [good-1, poison-segv] [good-2, poison-hang]
     # [big-8ch, good-3] [good-4]; the crash's shard must be split to find it.

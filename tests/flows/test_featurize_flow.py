@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import soundfile
+from signals_gen import voice
 from threadpoolctl import threadpool_limits
 
 from flows.cli import main
@@ -53,8 +54,8 @@ def test_archive_with_bad_files_reruns_and_changes(prefect, archive, tmp_path) -
     assert table(dest).num_rows == 7 and errors(dest).num_rows == 3
 
     changed = archive / "emodb" / "03a01Wa.wav"
-    soundfile.write(changed, np.full(8000, 0.25, np.float32) * np.sin(np.arange(8000)), 16_000)
-    soundfile.write(archive / "emodb" / "08a02Fb.wav", np.sin(np.arange(12_000) / 5).astype(np.float32) * 0.3, 16_000)
+    soundfile.write(changed, voice(1.0, 16_000, seed=11), 16_000)
+    soundfile.write(archive / "emodb" / "08a02Fb.wav", voice(0.75, 16_000, seed=12), 16_000)
     third = featurize(str(archive), str(dest), feature_set="seed268", n_workers=2, shard_size=3, settle_s=0)
     assert (third["featurized"], third["already_done"], third["superseded_rows_removed"]) == (2, 6, 1)
     rows = table(dest)
@@ -84,7 +85,7 @@ def test_labelled_clips_get_augmented_copies_once_and_a_changed_clip_new_ones(pr
     assert (again["featurized"], again["augmented_copies"]) == (0, 0)
 
     changed = archive / "emodb" / "03a01Wa.wav"
-    soundfile.write(changed, np.sin(np.arange(12_000) / 7).astype(np.float32) * 0.3, 16_000)
+    soundfile.write(changed, voice(0.75, 16_000, seed=13), 16_000)
     third = featurize(str(archive), str(dest), feature_set="stats8k", n_workers=1, shard_size=4, settle_s=0)
     assert (third["featurized"], third["augmented_copies"], third["superseded_rows_removed"]) == (1, 2, 3)
     copies = storage.read_features(str(dest), config=stats, dataset_name="augmented")

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from signals_gen import sine
+from signals_gen import voice
 
 import flows.featurize
 from flows.featurize import featurize
@@ -17,9 +17,9 @@ from ser_batch.config import feature_config
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def write_tone(path: Path, frequency: float) -> None:
+def write_voice(path: Path, frequency: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, sine(1.5, 16_000, frequency=frequency), 16_000, subtype="PCM_16")
+    soundfile.write(path, voice(1.5, 16_000, f0_hz=frequency), 16_000, subtype="PCM_16")
 
 
 def feature_names_in(dest: Path, dataset: str = "features") -> list[str]:
@@ -41,10 +41,10 @@ def test_a_shard_failing_once_succeeds_on_its_prefect_retry_and_one_whose_worker
         flows.featurize, "featurize_shard", flows.featurize.featurize_shard.with_options(retry_delay_seconds=0)
     )
     audio, dest = tmp_path / "audio", tmp_path / "out"
-    write_tone(audio / "a" / "flaky-read.wav", 220.0)  # its first read fails with a transient EIO
-    write_tone(audio / "a" / "good-1.wav", 240.0)
-    write_tone(audio / "b" / "die-once.wav", 260.0)  # the first time, its worker process dies (a node lost, say)
-    write_tone(audio / "b" / "good-2.wav", 280.0)
+    write_voice(audio / "a" / "flaky-read.wav", 220.0)  # its first read fails with a transient EIO
+    write_voice(audio / "a" / "good-1.wav", 240.0)
+    write_voice(audio / "b" / "die-once.wav", 260.0)  # the first time, its worker process dies (a node lost, say)
+    write_voice(audio / "b" / "good-2.wav", 280.0)
 
     state = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=2,
                       augment=False, settle_s=0, return_state=True)  # fmt: skip
@@ -67,8 +67,8 @@ def test_a_clip_that_kills_its_worker_while_augmented_is_recorded_for_the_augmen
     hooked_cluster, tmp_path
 ) -> None:
     audio, dest = tmp_path / "audio", tmp_path / "out"
-    write_tone(audio / "03-01-05-01-02-01-12.wav", 220.0)
-    write_tone(audio / "poison-augment" / "03-01-04-01-02-01-12.wav", 240.0)  # dies while its copies are made
+    write_voice(audio / "03-01-05-01-02-01-12.wav", 220.0)
+    write_voice(audio / "poison-augment" / "03-01-04-01-02-01-12.wav", 240.0)  # dies while its copies are made
 
     first = featurize(str(audio), str(dest), "stats8k", dask_address=hooked_cluster.address, shard_size=1, settle_s=0)
 

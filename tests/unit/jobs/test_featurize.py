@@ -5,11 +5,13 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 import soundfile
+from signals_gen import sine, voice
 
 from ser_batch import schema, shards, storage
-from ser_batch.config import feature_config
+from ser_batch.config import ScoreConfig, feature_config
 from ser_batch.features.extract import feature_names
 from ser_batch.jobs.featurize import featurize_files, featurize_shard
+from ser_batch.scoring.segments import speech_spans
 from ser_batch.shards import plan_shards
 
 SEED = feature_config("seed268")
@@ -40,9 +42,48 @@ def test_every_input_gives_exactly_one_row_good_or_error(archive, tmp_path) -> N
     assert reasons["random.wav"].startswith("undecodable")
     assert reasons["header.wav"].startswith("undecodable")
     assert reasons["text.flac"].startswith("undecodable")
-    assert reasons["silent.wav"].startswith("silent")
-    assert reasons["short.wav"].startswith("too short")
+    assert reasons["silent.wav"].startswith("no speech")
+    assert reasons["short.wav"].startswith("no speech")
     assert "undefined emotion code '09'" in reasons["03-01-09-01-01-01-01.wav"]
+
+
+def test_files_without_speech_are_error_rows_not_training_rows(tmp_path) -> None:
+    rate = 16_000
+    rng = np.random.default_rng(7)
+    clicks = np.zeros(2 * rate, np.float32)
+    clicks[:: rate // 10] = 0.5
+    signals = {
+        "clicks": clicks,
+        "dc": np.full(2 * rate, 0.2, np.float32),
+        "hiss": (1e-4 * rng.standard_normal(2 * rate)).astype(np.float32),  # -80 dBFS
+        "short": voice(0.15, rate),
+        "tone": sine(2.0, rate),
+        "speech": voice(2.0, rate),
+    }
+    for name, signal in signals.items():
+        soundfile.write(tmp_path / f"03-01-05-01-01-01-01_{name}.wav", signal, rate, subtype="FLOAT")
+    features, errors = featurize_files(list(storage.list_files(str(tmp_path))), SEED)
+
+    assert [os.path.basename(p) for p in features.column("path").to_pylist()] == ["03-01-05-01-01-01-01_speech.wav"]
+    assert errors.num_rows == 5
+    assert all(m.startswith("no speech") for m in errors.column("message").to_pylist())
+    assert set(errors.column("error_type").to_pylist()) == {"AudioError"}
+
+
+def test_a_dc_offset_changes_neither_features_nor_speech_found(tmp_path) -> None:
+    rate = 16_000
+    speech = np.concatenate([np.zeros(rate // 2, np.float32), voice(3.0, rate, seed=3)])
+    soundfile.write(tmp_path / "03-01-05-01-01-01-01.wav", speech, rate, subtype="FLOAT")
+    soundfile.write(tmp_path / "03-01-05-01-01-01-02.wav", speech + np.float32(0.02), rate, subtype="FLOAT")
+    stats = feature_config("stats16k")
+    features, errors = featurize_files(list(storage.list_files(str(tmp_path))), stats)
+    assert errors.num_rows == 0
+    clean, offset = np.asarray(features.column("features").to_pylist(), np.float64)
+
+    # relative to each feature's own scale (+1): 0.16% measured after high-passing at decode, 151% before
+    assert np.max(np.abs(offset - clean) / (np.abs(clean) + 1.0)) < 0.005
+    spans = [speech_spans(storage.read_channel(str(p), 0), rate, ScoreConfig()) for p in sorted(tmp_path.iterdir())]
+    assert spans[0] == spans[1] and spans[0]
 
 
 def test_labels_and_original_rate_land_in_rows(archive) -> None:

@@ -118,7 +118,7 @@ def test_a_poisoned_clip_in_the_augment_pass_is_recorded_with_stage_augment(writ
 
 def test_a_file_too_large_for_the_free_memory_is_refused_from_its_header(write_wav, tmp_path) -> None:
     write_wav("in/small.wav", duration_s=1.0)
-    write_wav("in/wide.wav", duration_s=10.0, sample_rate=48_000, channels=8)  # ~17 MiB decoded
+    write_wav("in/wide.wav", duration_s=10.0, sample_rate=48_000, channels=8)  # ~18 MiB decoded and high-passed
     files = listed(tmp_path / "in")
     asked: list[int] = []
 
@@ -132,7 +132,7 @@ def test_a_file_too_large_for_the_free_memory_is_refused_from_its_header(write_w
     (row,) = errors.to_pylist()
     assert (row["error_type"], row["stage"]) == ("AudioError", "decode")
     assert row["message"] == (
-        "too large to decode in memory: ~17 MiB to decode 10 s of 8 channels at 48000 Hz, 4 MiB free on this worker"
+        "too large to decode in memory: ~18 MiB to decode 10 s of 8 channels at 48000 Hz, 4 MiB free on this worker"
     )
     assert len(asked) == 3  # before decoding each file, and before the small one's features
 

@@ -14,7 +14,7 @@ from ser_batch.scoring.segments import speech_spans, speech_windows, windows
 RATES = (8000, 16000)
 TOLERANCE_S = 0.1
 CONFIG = ScoreConfig()
-NO_TONE_CHECK = ScoreConfig(vad_max_tonality=1.0)
+NO_TONE_CHECK = ScoreConfig(vad_max_tonality=1.0, vad_max_steadiness=1.0)
 
 
 @pytest.fixture
@@ -38,6 +38,22 @@ def _burst(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.
         signal = rng.standard_normal(n)
     elif kind == "voiced":
         signal = _voiced(n, sample_rate, rng)
+    elif kind == "dtmf":  # digits of 0.1 s with 0.1 s pauses
+        low, high = (
+            rng.choice([697, 770, 852, 941], t.size // 1600 + 1),
+            rng.choice([1209, 1336, 1477], t.size // 1600 + 1),
+        )
+        digit = (t / 0.2).astype(int)
+        signal = (np.sin(2 * np.pi * low[digit] * t) + np.sin(2 * np.pi * high[digit] * t)) * ((t % 0.2) < 0.1)
+    elif kind == "music":  # held three-note chords of harmonic tones, a new chord every 0.6 s
+        note = 220.0 * 2 ** (rng.choice([0, 3, 5, 7, 10], (t.size // 4800 + 1, 3)) / 12)[(t / 0.6).astype(int)]
+        signal = sum(np.sin(2 * np.pi * k * note[:, i] * t) / k for i in range(3) for k in range(1, 6))
+        signal = signal * np.exp(-(t % 0.6))
+    elif kind == "clicks":  # 1 ms clicks, 10 a second
+        signal = np.zeros(n)
+        width = max(2, sample_rate // 1000)
+        for start in range(0, n - width, sample_rate // 10):
+            signal[start : start + width] = np.hanning(width)
     elif kind == "sine":
         signal = np.sin(2 * np.pi * rng.uniform(300, 3000) * t)
     else:  # "dial" and friends: two steady telephone tones
@@ -119,6 +135,26 @@ def test_steady_tones_are_not_speech(
     waveform = _call(sample_rate, 9.0, bursts, rng, noise_dbfs=noise_dbfs)
 
     _assert_spans_match(speech_spans(waveform, sample_rate, CONFIG), [(4.0, 6.0)])
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+@pytest.mark.parametrize("sound", ["dtmf", "music", "clicks"])
+def test_dtmf_hold_music_and_clicks_are_not_speech(sample_rate: int, sound: str, rng: np.random.Generator) -> None:
+    bursts = [(0.5, 3.5, sound), (4.5, 6.5, "voiced"), (7.5, 11.5, sound)]
+    waveform = _call(sample_rate, 12.0, bursts, rng, noise_dbfs=-65.0)
+
+    _assert_spans_match(speech_spans(waveform, sample_rate, CONFIG), [(4.5, 6.5)])
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_rumble_below_the_telephone_band_is_not_speech(sample_rate: int, rng: np.random.Generator) -> None:
+    waveform = _call(sample_rate, 12.0, [(4.5, 6.5, "voiced")], rng, noise_dbfs=-65.0)
+    spectrum = np.fft.rfft(rng.standard_normal(waveform.size))
+    spectrum[np.fft.rfftfreq(waveform.size, 1 / sample_rate) > 200] = 0
+    rumble = np.fft.irfft(spectrum, waveform.size)
+    waveform += (10 ** (-25 / 20) * rumble / np.sqrt(np.mean(rumble**2))).astype(np.float32)  # -25 dBFS
+
+    _assert_spans_match(speech_spans(waveform, sample_rate, CONFIG), [(4.5, 6.5)])
 
 
 @pytest.mark.parametrize("sample_rate", RATES)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from signals_gen import voice
 
 from ser_batch import storage
 from ser_batch.config import feature_config
@@ -17,9 +18,8 @@ from ser_batch.jobs.featurize import featurize_files
 SEED = feature_config("seed268")
 
 
-def _tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    mono = (0.4 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+def _voice(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    mono = 1.8 * voice(seconds, rate)
     return np.stack([mono * (c + 1) / channels for c in range(channels)], axis=1) if channels > 1 else mono
 
 
@@ -28,19 +28,19 @@ def _wav(path: Path, data: np.ndarray, rate: int = 16_000, subtype: str = "PCM_1
 
 
 def _truncated_data(path: Path) -> None:
-    _wav(path, _tone(1.0, 16_000))
+    _wav(path, _voice(1.0, 16_000))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
 
 
 def _nan_float(path: Path) -> None:
-    samples = _tone(1.0, 16_000)
+    samples = _voice(1.0, 16_000)
     samples[100:200] = np.nan
     _wav(path, samples, subtype="FLOAT")
 
 
 def _inf_float(path: Path) -> None:
-    samples = _tone(1.0, 16_000)
+    samples = _voice(1.0, 16_000)
     samples[5] = np.inf
     _wav(path, samples, subtype="FLOAT")
 
@@ -48,7 +48,7 @@ def _inf_float(path: Path) -> None:
 def _one_hour(path: Path) -> None:
     # 1 hour of 8 kHz 16-bit mono, written in blocks so the test itself stays small in memory.
     with soundfile.SoundFile(path, "w", samplerate=8_000, channels=1, subtype="PCM_16") as sound:
-        block = _tone(60.0, 8_000)
+        block = _voice(60.0, 8_000)
         for _ in range(60):
             sound.write(block)
 
@@ -61,22 +61,22 @@ BAD: dict[str, tuple[Callable[[Path], None], str]] = {
     "text.wav": (lambda p: p.write_text("hello, I am a text file named like audio\n" * 40), "undecodable"),
     "nan.wav": (_nan_float, "NaN or Inf"),
     "inf.wav": (_inf_float, "NaN or Inf"),
-    "silent.wav": (lambda p: _wav(p, np.zeros(16_000, np.float32)), "silent"),
-    "one-frame-short.wav": (lambda p: _wav(p, _tone(0.05, 16_000)), "too short"),
+    "silent.wav": (lambda p: _wav(p, np.zeros(16_000, np.float32)), "no speech"),
+    "one-frame-short.wav": (lambda p: _wav(p, _voice(0.05, 16_000)), "no speech"),
 }
 
 GOOD: dict[str, Callable[[Path], None]] = {
-    "pcm8.wav": lambda p: _wav(p, _tone(1.0, 16_000), subtype="PCM_U8"),
-    "pcm24.wav": lambda p: _wav(p, _tone(1.0, 16_000), subtype="PCM_24"),
-    "float32.wav": lambda p: _wav(p, _tone(1.0, 16_000), subtype="FLOAT"),
-    "clipped.wav": lambda p: _wav(p, np.clip(_tone(1.0, 16_000) * 20, -1, 1)),
+    "pcm8.wav": lambda p: _wav(p, _voice(1.0, 16_000), subtype="PCM_U8"),
+    "pcm24.wav": lambda p: _wav(p, _voice(1.0, 16_000), subtype="PCM_24"),
+    "float32.wav": lambda p: _wav(p, _voice(1.0, 16_000), subtype="FLOAT"),
+    "clipped.wav": lambda p: _wav(p, np.clip(_voice(1.0, 16_000) * 20, -1, 1)),
     "truncated-data.wav": _truncated_data,
-    "six-channels.wav": lambda p: _wav(p, _tone(1.0, 16_000, channels=6)),
-    "rate-96k.wav": lambda p: _wav(p, _tone(1.0, 96_000), rate=96_000, subtype="PCM_24"),
-    "rate-8k.wav": lambda p: _wav(p, _tone(1.0, 8_000), rate=8_000),
-    "name with spaces.wav": lambda p: _wav(p, _tone(1.0, 16_000)),
-    "ünïcødé-名前.flac": lambda p: _wav(p, _tone(1.0, 16_000)),
-    'quote\'s "double".wav': lambda p: _wav(p, _tone(1.0, 16_000)),
+    "six-channels.wav": lambda p: _wav(p, _voice(1.0, 16_000, channels=6)),
+    "rate-96k.wav": lambda p: _wav(p, _voice(1.0, 96_000), rate=96_000, subtype="PCM_24"),
+    "rate-8k.wav": lambda p: _wav(p, _voice(1.0, 8_000), rate=8_000),
+    "name with spaces.wav": lambda p: _wav(p, _voice(1.0, 16_000)),
+    "ünïcødé-名前.flac": lambda p: _wav(p, _voice(1.0, 16_000)),
+    'quote\'s "double".wav': lambda p: _wav(p, _voice(1.0, 16_000)),
 }
 
 

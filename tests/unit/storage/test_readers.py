@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import soundfile
+from signals_gen import voice
 
 from ser_batch import jobs, schema, storage
 from ser_batch.config import DEFAULT_FEATURE_SET, feature_config
@@ -62,9 +63,8 @@ def make_dests(root: Path) -> None:
     """``root/demo/out``: featurize DEST (features, augmented, errors); ``root/demo/scores``: scoring DEST."""
     audio, out = root / "audio", str(root / "demo" / "out")
     audio.mkdir(parents=True)
-    t = np.arange(16_000 * 3 // 2) / 16_000
     for i, name in enumerate(CLIPS):
-        soundfile.write(audio / name, (0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t)).astype(np.float32), 16_000)
+        soundfile.write(audio / name, voice(1.5, 16_000, seed=i, f0_hz=150 + 40 * i), 16_000)
     (audio / "broken.wav").write_bytes(b"RIFF not really")
     for plan, run in ((jobs.plan_featurization, jobs.featurize_shard), (jobs.plan_augmentation, jobs.augment_shard)):
         for shard in plan(str(audio), out, CONFIG, shard_size=3).shards:
