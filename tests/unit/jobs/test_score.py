@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tracemalloc
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pyloudnorm
@@ -667,3 +669,40 @@ def test_a_mono_call_and_its_copy_on_two_channels_get_the_single_channel_figures
     figures = ("talk_s", "n_turns", "silence_s", "loudness_lufs", "speech_rate", "trend", *alone)
     assert [source[name] for name in figures] == [copy[name] for name in figures]
     assert [source[name] for name in alone] == [None] * 4
+
+
+class LoudIsAngryModel(FakeModel):
+    """Angry on the loud windows of a batch (the larger half of the feature sums' range), sad on the rest."""
+
+    def __call__(self, features: np.ndarray, training: bool = False) -> np.ndarray:
+        level = features.sum(axis=1)
+        angry = (level > (level.min() + level.max()) / 2).astype(np.float32)[:, None]
+        return np.hstack([angry, np.zeros_like(angry), 1 - angry])
+
+
+def test_the_readmes_call_queries_run_on_a_scored_dest(tmp_path, fake_model_dir, rng) -> None:
+    section = (Path(__file__).resolve().parents[3] / "README.md").read_text().split("\n### How the call went", 1)[1]
+    queries = re.findall(r"```sql\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    folder = tmp_path / "calls" / "2026" / "11" / "20"
+    customer = [(8.0, 13.0), (18.0, 29.0)]  # cuts in on the agent at 8 s
+    for name, agent in (("a17_c1", []), ("b02_c3", [(21.0, 24.0)])):  # b02 cuts in at 21 s
+        waveform = call_waveform(30.0, RATE, [[(1.0, 9.0), (14.0, 17.0), *agent], customer], rng)
+        waveform[18 * RATE :, 1] *= 2.5  # the customer's last turn is 8 dB louder: angry to LoudIsAngryModel
+        folder.mkdir(parents=True, exist_ok=True)
+        soundfile.write(folder / f"{name}.wav", waveform, RATE, subtype="PCM_16")
+    identity = score.read_model_identity(str(fake_model_dir))
+    artifact = Artifact(model=LoudIsAngryModel(), metadata={}, identity=identity)
+    roles = ScoreConfig(channel_roles=("agent", "customer"))
+    scores = score.score_files(sorted(storage.list_files(str(folder)), key=lambda f: f.uri), artifact, roles)
+    dest = tmp_path / "dest"
+    storage.write_scores(scores.tables, str(dest), "0123456789abcdef0123", call_dates=scores.call_dates.values())
+
+    results = [duckdb.sql(query.replace("DEST/", f"{dest}/")).fetchall() for query in queries]
+
+    agents, silences, angrier = results
+    assert [(agent, calls, interruptions) for agent, calls, interruptions, _ in agents] == [
+        ("b02", 1, 1),
+        ("a17", 1, 0),
+    ]
+    assert [row[3] for row in silences] == pytest.approx([1.0] * 2, abs=0.1)  # 17-18 s, the longest pause
+    assert sorted(Path(row[0]).name for row in angrier) == ["a17_c1.wav", "b02_c3.wav"]
