@@ -234,8 +234,8 @@ def speech_loudness(read: SampleReader, spans: Sequence[Span], sample_rate: int)
     """Integrated loudness (ITU-R BS.1770-4) of a channel's speech samples, concatenated.
 
     The K-weighting filters are ``pyloudnorm``'s (``IIRfilter``, the constants of its
-    ``Meter``), designed at ``sample_rate`` and run over the speech ``_CHUNK_S`` at a time with
-    their state carried, so memory does not grow with the speech's length; the gating is
+    ``Meter``), designed at ``sample_rate`` and run (as second-order sections) over the speech
+    ``_CHUNK_S`` at a time with their state carried, so memory does not grow with the speech's length; the gating is
     BS.1770-4's on 400 ms blocks every 100 ms, vectorised (``pyloudnorm.Meter.integrated_loudness``
     loops over blocks in Python: 0.6 ms per second of 8 kHz audio, a third of the scorer's budget).
     At rates that are a multiple of 10 Hz it equals ``Meter(sample_rate).integrated_loudness`` of
@@ -257,11 +257,13 @@ def speech_loudness(read: SampleReader, spans: Sequence[Span], sample_rate: int)
     """
     step = max(1, round(_BLOCK_STEP_S * sample_rate))
     steps_per_block = round(_BLOCK_S / _BLOCK_STEP_S)
-    stages = [
+    stages = (
         IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
         IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
-    ]
-    states = [scipy.signal.lfilter_zi(stage.b, stage.a) * 0.0 for stage in stages]
+    )
+    # The two biquads as second-order sections: one sosfilt pass costs half of two lfilter passes.
+    sections = np.array([np.concatenate((stage.passband_gain * stage.b, stage.a)) / stage.a[0] for stage in stages])
+    state = np.zeros((len(stages), 2))
     energies: list[NDArray[np.float64]] = []  # per step of 100 ms of concatenated speech
     carry = np.zeros(0)
     n_samples = 0
@@ -271,8 +273,7 @@ def speech_loudness(read: SampleReader, spans: Sequence[Span], sample_rate: int)
         for a in range(first, stop, chunk):
             samples = np.asarray(read(a, min(stop, a + chunk)), dtype=np.float64)
             n_samples += samples.size
-            for index, stage in enumerate(stages):
-                samples, states[index] = scipy.signal.lfilter(stage.b, stage.a, samples, zi=states[index])
+            samples, state = scipy.signal.sosfilt(sections, samples, zi=state)
             samples = np.concatenate((carry, samples))
             n_full = samples.size // step
             energies.append(np.sum(np.square(samples[: n_full * step]).reshape(n_full, step), axis=1))
