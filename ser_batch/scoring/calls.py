@@ -289,7 +289,8 @@ def trend_columns(windows: Sequence[Span], probabilities: ArrayLike, classes: tu
         summary = call_summary([cut[i][0] for i in kept], [cut[i][1] for i in kept], probs[kept], classes)
         row[key] = summary.shares[ANGRY]
     change = row["share_angry_last"] - row["share_angry_first"]
-    row["trend"] = "rising" if change >= TREND_CHANGE else "falling" if change <= -TREND_CHANGE else "steady"
+    threshold = TREND_CHANGE - _TIE_TOLERANCE  # 0.35 - 0.2 is 0.1499999... in floating point, and rising
+    row["trend"] = "rising" if change >= threshold else "falling" if change <= -threshold else "steady"
     return row
 
 

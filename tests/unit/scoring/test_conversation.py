@@ -189,3 +189,13 @@ def test_trend_is_null_with_little_speech_or_without_an_angry_class() -> None:
     assert trend_columns(_windows(3), _angry([0, 0, 1]), ("angry", "sad"))["trend"] is None
     assert set(trend_columns(_windows(8), _angry([1] * 8), ("happy", "sad")).values()) == {None}
     assert trend_columns([], np.zeros((0, 2)), ("angry", "sad"))["share_angry_first"] is None
+
+
+def test_a_change_of_exactly_0_15_is_a_trend_whatever_the_floating_point_rounding() -> None:
+    # 80 windows of 3 s, quarters of 20: 4 angry windows in the first (0.2), 7 in the last (0.35).
+    angry = [1] * 4 + [0] * 69 + [1] * 7
+
+    row = trend_columns(_windows(80), _angry(angry), ("angry", "sad"))
+
+    assert (row["share_angry_first"], row["share_angry_last"]) == pytest.approx((0.2, 0.35))
+    assert row["trend"] == "rising"
