@@ -42,6 +42,7 @@ channel). A stereo call with one silent channel has 0 interruptions and overlap 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,7 +154,7 @@ def conversation_columns(channels: Sequence[Sequence[Span]], duration_s: float) 
         talk_s = _length(spans)
         lengths = [end - start for start, end in own_turns]
         others = _union([span for index, other in enumerate(speech) if index != channel for span in other])
-        latencies = _latencies(own_turns, [t for index, other in enumerate(turns) if index != channel for t in other])
+        latencies = _latencies(own_turns, [other for index, other in enumerate(turns) if index != channel])
         rows.append(
             {
                 "talk_s": talk_s,
@@ -178,28 +179,32 @@ def _interruptions(turns: Sequence[Sequence[Span]]) -> tuple[list[int], list[int
         for start, end in own:
             if end - start <= INTERRUPTION_MIN_S:
                 continue
-            victims = [
-                other
-                for other, theirs in enumerate(turns)
-                if other != channel and any(s < start < e for s, e in theirs)
-            ]
+            victims = [other for other, theirs in enumerate(turns) if other != channel and _mid_turn(theirs, start)]
             made[channel] += bool(victims)
             for other in victims:
                 suffered[other] += 1
     return made, suffered
 
 
-def _latencies(own: Sequence[Span], others: Sequence[Span]) -> list[float]:
+def _latencies(own: Sequence[Span], others: Sequence[Sequence[Span]]) -> list[float]:
     """Gaps before each own turn that takes the floor from another channel (module docstring)."""
     gaps = []
     last_own_end = -np.inf
+    ends = [[end for _, end in theirs] for theirs in others]
     for start, end in own:
-        if not any(s < start < e for s, e in others):
-            ended = [e for s, e in others if e <= start]
+        if not any(_mid_turn(theirs, start) for theirs in others):
+            # Each channel's turns are sorted and disjoint: its last turn ending by `start` is found by bisection.
+            ended = [their_ends[i - 1] for their_ends in ends if (i := bisect.bisect_right(their_ends, start))]
             if ended and max(ended) > last_own_end:
                 gaps.append(start - max(ended))
         last_own_end = end
     return gaps
+
+
+def _mid_turn(turns: Sequence[Span], t: float) -> bool:
+    """Whether ``t`` falls strictly inside one of the sorted, disjoint ``turns``."""
+    index = bisect.bisect_left(turns, (t, -np.inf)) - 1  # the last turn starting before t
+    return index >= 0 and turns[index][1] > t
 
 
 def _union(spans: Sequence[Span]) -> list[Span]:
