@@ -11,6 +11,8 @@ A run:
    finds speech on it (``ser_batch.scoring.segments``), keeps the speech each channel carries
    itself and scores a copied channel once (``ser_batch.scoring.crosstalk``), cuts it into
    windows and featurizes each with the model's own feature set (``ser_batch.scoring.calls``),
+   measures how the call went on each channel (talk time, turns, silence, interruptions, loudness, pace:
+   ``ser_batch.scoring.conversation``; the anger trend: ``ser_batch.scoring.calls``),
    predicts all windows of the recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
    part files in the folder of each recording's date (``call_date``) named by shard id
    (``ser_batch.storage.tables``); every row also carries the ``run_date`` and the channel's ``role``.
