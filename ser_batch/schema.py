@@ -142,7 +142,22 @@ SCORE_KEYS: tuple[str, ...] = ("call_date",)
 EARLIER_SCORE_KEYS: tuple[str, ...] = ("run_date",)
 """Folder keys of scoring DESTs written before ``call_date`` (by the day of the run); refused, see ``tables.check_score_layout``."""
 
-SECONDS_COLUMNS: frozenset[str] = frozenset({"duration_s", "start_s", "end_s", "speech_s", "peak_angry_s"})
+SECONDS_COLUMNS: frozenset[str] = frozenset(
+    {
+        "duration_s",
+        "start_s",
+        "end_s",
+        "speech_s",
+        "peak_angry_s",
+        "talk_s",
+        "mean_turn_s",
+        "longest_turn_s",
+        "silence_s",
+        "longest_silence_s",
+        "overlap_s",
+        "response_latency_s",
+    }
+)
 """Columns in seconds; part files store them rounded to the millisecond."""
 
 PART_FILE = re.compile(r"part-[0-9a-f]{20}\.parquet")
@@ -238,6 +253,22 @@ CALLS_SCHEMA = pa.schema(
         pa.field("dominant_emotion", pa.string()),
         pa.field("peak_angry_s", pa.float64()),
         pa.field("peak_angry_probability", pa.float64()),
+        pa.field("share_angry_first", pa.float64()),
+        pa.field("share_angry_last", pa.float64()),
+        pa.field("trend", pa.string()),
+        pa.field("talk_s", pa.float64()),
+        pa.field("talk_share", pa.float64()),
+        pa.field("n_turns", pa.int32()),
+        pa.field("mean_turn_s", pa.float64()),
+        pa.field("longest_turn_s", pa.float64()),
+        pa.field("silence_s", pa.float64()),
+        pa.field("longest_silence_s", pa.float64()),
+        pa.field("n_interruptions_made", pa.int32()),
+        pa.field("n_interruptions_suffered", pa.int32()),
+        pa.field("overlap_s", pa.float64()),
+        pa.field("response_latency_s", pa.float64()),
+        pa.field("loudness_lufs", pa.float64()),
+        pa.field("speech_rate", pa.float64()),
         *_SCORED,
     ]
 )
@@ -245,7 +276,17 @@ CALLS_SCHEMA = pa.schema(
 of (a mono mix recorded on both channels, ``scoring.crosstalk.duplicate_channels``): the recording was
 scored once, as that channel, whose figures the row repeats and whose predictions rows are its windows.
 Null for a channel of its own, and in rows written before the column existed (readers that ask for it
-get nulls there only when they read all columns; added in place, no reader of older tables breaks)."""
+get nulls there only when they read all columns; added in place, no reader of older tables breaks).
+
+How the call went (``scoring.conversation`` defines each; null in rows written before they existed):
+``share_angry_first`` / ``share_angry_last`` (angry share of the first / last quarter of the channel's
+speech time) and ``trend`` (``rising``, ``falling`` or ``steady``: ``scoring.calls``); ``talk_s`` (s) and
+``talk_share`` (of ``duration_s``); ``n_turns``, ``mean_turn_s`` and ``longest_turn_s`` (s);
+``silence_s`` and ``longest_silence_s`` (s, the whole call: the same on every channel's row);
+``n_interruptions_made`` / ``n_interruptions_suffered`` (counts), ``overlap_s`` (s) and
+``response_latency_s`` (s, median), null for a lone channel (mono, or a copied channel's source);
+``loudness_lufs`` (LUFS, ITU-R BS.1770-4 of the speech) and ``speech_rate`` (syllable nuclei per
+second of speech, a pace proxy). A ``duplicate_of_channel`` row repeats its source's figures."""
 
 # Featurize's error columns plus the model that met the error, before run_at, and the run's and the call's dates.
 SCORE_ERRORS_SCHEMA = (

@@ -11,6 +11,8 @@ A run:
    finds speech on it (``ser_batch.scoring.segments``), keeps the speech each channel carries
    itself and scores a copied channel once (``ser_batch.scoring.crosstalk``), cuts it into
    windows and featurizes each with the model's own feature set (``ser_batch.scoring.calls``),
+   measures how the call went on each channel (talk time, turns, silence, interruptions, loudness, pace:
+   ``ser_batch.scoring.conversation``; the anger trend: ``ser_batch.scoring.calls``),
    predicts all windows of the recording in one batch, and writes DEST/errors, DEST/predictions and DEST/calls
    part files in the folder of each recording's date (``call_date``) named by shard id
    (``ser_batch.storage.tables``); every row also carries the ``run_date`` and the channel's ``role``.
@@ -53,7 +55,8 @@ from ser_batch.jobs.guard import NO_GUARD, FileGuard
 from ser_batch.jobs.plan import call_date
 from ser_batch.model.artifact import Artifact
 from ser_batch.schema import SCORE_SCHEMAS, SCORE_TABLES, WORKER_STAGE, ModelIdentity, date_value, error_row
-from ser_batch.scoring.calls import call_columns, segment_columns
+from ser_batch.scoring.calls import call_columns, segment_columns, trend_columns
+from ser_batch.scoring.conversation import conversation_columns, speech_loudness, speech_rate
 from ser_batch.scoring.crosstalk import attributed_spans, band_levels, duplicate_channels
 from ser_batch.scoring.segments import streamed_speech_spans, windows
 from ser_batch.shards import FileInfo, ScoreShardSummary, Shard
@@ -71,16 +74,21 @@ _LEVEL_BYTES_PER_S = 1200  # speech-band levels kept for every channel (float32 
 
 @dataclass(frozen=True)
 class ChannelWindows:
-    """One decoded channel's speech windows and their feature vectors.
+    """One decoded channel's speech windows and their feature vectors, its speech, loudness and pace.
 
     A channel that copies an earlier one (``duplicate_of``, ``scoring.crosstalk.duplicate_channels``)
-    has no windows of its own: it is scored once, as that channel.
+    has no windows or speech of its own: it is scored once, as that channel.
+    ``spans`` is the speech the channel carries itself (``scoring.crosstalk.attributed_spans``);
+    ``loudness_lufs`` and ``speech_rate`` are ``scoring.conversation``'s figures of it.
     """
 
     channel: int
     windows: list[Span]
     features: NDArray[np.float32]
     duplicate_of: int | None = None
+    spans: list[Span] = field(default_factory=list)
+    loudness_lufs: float | None = None
+    speech_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,10 @@ def score_files(
         key = {"path": info.uri, "content_key": info.content_key, **stamp, "call_date": days[info.uri]}
         roles = config.channel_roles if config.channel_roles and len(config.channel_roles) == len(channels) else None
         calls: dict[int, dict[str, Any]] = {}
+        own = [channel for channel in channels if channel.duplicate_of is None]
+        conversation = dict(
+            zip((c.channel for c in own), conversation_columns([c.spans for c in own], duration_s), strict=True)
+        )
         for channel in channels:
             role = None if roles is None else roles[channel.channel]
             if channel.duplicate_of is None:
@@ -289,7 +301,13 @@ def score_files(
                     {**key, "channel": channel.channel, "role": role, **dict(zip(segments, values, strict=True))}
                     for values in zip(*segments.values(), strict=True)
                 )
-                calls[channel.channel] = call_columns(channel.windows, probs, artifact.classes)
+                calls[channel.channel] = {
+                    **call_columns(channel.windows, probs, artifact.classes),
+                    **trend_columns(channel.windows, probs, artifact.classes),
+                    **conversation[channel.channel],
+                    "loudness_lufs": channel.loudness_lufs,
+                    "speech_rate": channel.speech_rate,
+                }
                 speech_s += calls[channel.channel]["speech_s"]
             rows["calls"].append(
                 {
@@ -365,7 +383,9 @@ def read_recording_windows(
             decoded: dict[int, NDArray[np.float32]] | None = None
         else:
             decoded = {}
-        spans, copies, sizes = _channel_speech(path, n_channels, n_frames, decoded, sample_rate, config, progress)
+        spans, levels, copies, sizes = _channel_speech(
+            path, n_channels, n_frames, decoded, sample_rate, config, progress
+        )
         channels = []
         width = len(feature_names(features))
         for channel in range(n_channels):
@@ -381,7 +401,16 @@ def read_recording_windows(
                     duration_s=size / sample_rate,
                 )
                 progress.stage = "features"
-                channels.append(ChannelWindows(channel, placed, _region_features(read, placed, sample_rate, features)))
+                channels.append(
+                    ChannelWindows(
+                        channel,
+                        placed,
+                        _region_features(read, placed, sample_rate, features),
+                        spans=spans[channel],
+                        loudness_lufs=speech_loudness(read, spans[channel], sample_rate),
+                        speech_rate=speech_rate(levels[channel], spans[channel], sample_rate, config),
+                    )
+                )
             if decoded is not None:
                 decoded.pop(channel)  # its samples are no longer needed
     return channels, sample_rate, max(sizes, default=0) / sample_rate
@@ -395,19 +424,18 @@ def _channel_speech(
     sample_rate: int,
     config: ScoreConfig,
     progress: _Progress,
-) -> tuple[list[list[Span]], dict[int, int], list[int]]:
-    """Each channel's own speech spans (none for a copy), the copies ``{channel: original}`` and the channels' lengths."""
+) -> tuple[list[list[Span]], list[NDArray[np.float32]], dict[int, int], list[int]]:
+    """Each channel's own speech spans (none for a copy), speech-band levels, the copies ``{channel: original}``, lengths."""
     spans, levels, sizes = [], [], []
     for channel in range(n_channels):
         progress.stage = "decode"
         with _channel_samples(path, channel, n_frames, decoded) as (read, size):
             progress.stage = "segment"
             spans.append(streamed_speech_spans(read, size, sample_rate, config))
-            if n_channels > 1:
-                levels.append(band_levels(read, size, sample_rate, config))
+            levels.append(band_levels(read, size, sample_rate, config))  # crosstalk, and speech_rate's envelope
             sizes.append(size)
     if n_channels < 2:
-        return spans, {}, sizes
+        return spans, levels, {}, sizes
 
     def read_excerpt(channel: int, start: int, stop: int) -> NDArray[np.floating]:
         with _channel_samples(path, channel, n_frames, decoded) as (read, _):
@@ -416,7 +444,7 @@ def _channel_speech(
     copies = duplicate_channels(spans, levels, read_excerpt, sizes, sample_rate, config)
     own = [channel for channel in range(n_channels) if channel not in copies]
     attributed = attributed_spans([spans[c] for c in own], [levels[c] for c in own], sample_rate, config)
-    return [attributed[own.index(c)] if c in own else [] for c in range(n_channels)], copies, sizes
+    return [attributed[own.index(c)] if c in own else [] for c in range(n_channels)], levels, copies, sizes
 
 
 def _recording_bytes(

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-from ser_batch.scoring.calls import CallSummary, call_columns, call_summary, segment_columns
+from ser_batch.scoring.calls import (
+    TREND_CHANGE,
+    TREND_MIN_SPEECH_S,
+    TRENDS,
+    CallSummary,
+    call_columns,
+    call_summary,
+    segment_columns,
+    trend_columns,
+)
+from ser_batch.scoring.conversation import (
+    CONVERSATION_COLUMNS,
+    INTERRUPTION_MIN_S,
+    MIN_LOUDNESS_S,
+    MIN_RATE_S,
+    PEAK_PROMINENCE_DB,
+    TURN_GAP_S,
+    conversation_columns,
+    speech_loudness,
+    speech_rate,
+    speech_turns,
+)
 from ser_batch.scoring.crosstalk import (
     DUPLICATE_CORRELATION,
     EXCERPT_S,
@@ -25,16 +46,26 @@ from ser_batch.scoring.timeline import (
 )
 
 __all__ = [
+    "CONVERSATION_COLUMNS",
+    "CallSummary",
+    "ChannelTimeline",
     "DUPLICATE_CORRELATION",
     "EMOTION_COLOURS",
     "EXCERPT_S",
+    "INTERRUPTION_MIN_S",
+    "MIN_LOUDNESS_S",
+    "MIN_RATE_S",
+    "PEAK_PROMINENCE_DB",
     "SPEECH_BAND_HZ",
-    "CallSummary",
-    "ChannelTimeline",
+    "TRENDS",
+    "TREND_CHANGE",
+    "TREND_MIN_SPEECH_S",
+    "TURN_GAP_S",
     "attributed_spans",
     "band_levels",
     "call_columns",
     "call_summary",
+    "conversation_columns",
     "duplicate_channels",
     "frame_centres",
     "frame_geometry",
@@ -42,10 +73,14 @@ __all__ = [
     "segment_columns",
     "similar_levels",
     "speech_intervals",
+    "speech_loudness",
+    "speech_rate",
     "speech_spans",
+    "speech_turns",
     "speech_windows",
     "streamed_speech_spans",
     "timeline_png",
     "timeline_size",
+    "trend_columns",
     "windows",
 ]

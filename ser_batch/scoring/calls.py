@@ -13,6 +13,12 @@ Rules, applied to the scored windows of one channel:
 - ``peak_angry_s`` is the start of the window with the highest probability of the
   class named ``"angry"``, ties to the earliest window; None (with
   ``peak_angry_probability``) when there are no windows or no such class.
+- The **trend** compares the first and the last quarter of the channel's speech time (the union
+  of its windows, pauses left out): ``share_angry_first`` and ``share_angry_last`` are the angry
+  shares of each quarter by the rules above (windows cut at the quarter's edge).
+  ``trend`` is ``rising`` when the last quarter's angry share exceeds the first's by at least
+  ``TREND_CHANGE``, ``falling`` when it is lower by at least that, else ``steady``; all three
+  are None below ``TREND_MIN_SPEECH_S`` of speech or for a model without ``"angry"``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ from numpy.typing import ArrayLike, NDArray
 from ser_batch._typing import Span
 from ser_batch.config import ANGRY, DEFAULT_MIN_CONFIDENCE, EMOTIONS
 from ser_batch.errors import SchemaError
+
+TREND_CHANGE = 0.15
+"""Change in the angry share, last quarter of speech minus first, that makes a ``trend`` rising or falling."""
+
+TREND_MIN_SPEECH_S = 12.0
+"""Speech a channel needs for a ``trend``: each quarter then holds at least one default 3 s window."""
+
+TRENDS: tuple[str, ...] = ("rising", "falling", "steady")
+"""Values of the calls table's ``trend`` column."""
 
 _TIE_TOLERANCE = 1e-9  # probabilities or shares this close count as equal, so fp noise never breaks a tie
 
@@ -239,6 +254,63 @@ def call_columns(windows: Sequence[Span], probabilities: ArrayLike, classes: tup
         peak_angry_probability=summary.peak_angry_probability,
     )
     return row
+
+
+def trend_columns(windows: Sequence[Span], probabilities: ArrayLike, classes: tuple[str, ...]) -> dict[str, Any]:
+    """A channel's anger over its first and last quarter of speech, and its ``trend`` (module docstring).
+
+    Args:
+        windows: ``(start_s, end_s)`` of each scored window; empty for a channel without speech.
+        probabilities: shape ``(n, len(classes))``.
+        classes: the model's classes, each one of ``EMOTIONS``.
+
+    Returns:
+        ``share_angry_first`` and ``share_angry_last`` in [0, 1] and ``trend`` (one of ``TRENDS``),
+        each None below ``TREND_MIN_SPEECH_S`` of speech or without an ``"angry"`` class.
+
+    Raises:
+        SchemaError: if the shapes disagree or a class is not one of ``EMOTIONS``.
+
+    >>> windows = [(float(t), float(t + 3)) for t in range(0, 16, 3)]
+    >>> probs = [[0.2, 0.8]] * 3 + [[0.9, 0.1]] * 3
+    >>> trend_columns(windows, probs, ("angry", "sad"))
+    {'share_angry_first': 0.0, 'share_angry_last': 1.0, 'trend': 'rising'}
+    """
+    probs = _checked_columns(windows, probabilities, classes)
+    row: dict[str, Any] = {"share_angry_first": None, "share_angry_last": None, "trend": None}
+    covered = _merged(windows)
+    total = sum(end - start for start, end in covered)
+    if ANGRY not in classes or total < TREND_MIN_SPEECH_S:
+        return row
+    first_end, last_start = _speech_instant(covered, total / 4), _speech_instant(covered, 3 * total / 4)
+    for key, low, high in (("share_angry_first", -np.inf, first_end), ("share_angry_last", last_start, np.inf)):
+        cut = [(max(start, low), min(end, high)) for start, end in windows]
+        kept = [index for index, (start, end) in enumerate(cut) if end > start]
+        summary = call_summary([cut[i][0] for i in kept], [cut[i][1] for i in kept], probs[kept], classes)
+        row[key] = summary.shares[ANGRY]
+    change = row["share_angry_last"] - row["share_angry_first"]
+    threshold = TREND_CHANGE - _TIE_TOLERANCE  # 0.35 - 0.2 is 0.1499999... in floating point, and rising
+    row["trend"] = "rising" if change >= threshold else "falling" if change <= -threshold else "steady"
+    return row
+
+
+def _merged(windows: Sequence[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _speech_instant(covered: Sequence[Span], speech_s: float) -> float:
+    """The time at which ``speech_s`` seconds of the sorted, disjoint ``covered`` spans have passed."""
+    for start, end in covered:
+        if speech_s <= end - start:
+            return start + speech_s
+        speech_s -= end - start
+    return covered[-1][1]
 
 
 def _checked_columns(

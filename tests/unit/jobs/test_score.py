@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tracemalloc
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow.parquet as pq
+import pyloudnorm
 import pytest
 import soundfile
 from signals_gen import call_waveform
@@ -624,3 +627,82 @@ def test_windows_below_the_min_confidence_of_calibrated_probabilities_are_uncert
     assert set(predictions.column("emotion").to_pylist()) == {"angry"}  # calibration keeps the top class
     assert predictions.column("confidence").to_numpy() == pytest.approx(confidence, abs=1e-6)
     assert set(predictions.column("uncertain").to_pylist()) == {uncertain}
+
+
+def test_calls_rows_say_how_a_stereo_call_went(tmp_path, fake_model_dir, rng) -> None:
+    # The customer cuts in at 5.0 for 3.5 s; the agent answers 1.5 s after, the customer 2.0 s after.
+    agent, customer = [(1.0, 6.0), (10.0, 14.0)], [(5.0, 8.5), (16.0, 19.0)]
+    waveform = call_waveform(20.0, RATE, [agent, customer], rng)
+    path = tmp_path / "call.wav"
+    soundfile.write(path, waveform, RATE, subtype="PCM_16")
+    artifact, _ = fake_artifact(fake_model_dir)
+
+    rows = score.score_files([info(path)], artifact, CONFIG).tables["calls"].to_pylist()
+
+    expected = [
+        {"talk_s": 9.0, "n_turns": 2, "longest_turn_s": 5.0, "response_latency_s": 1.5},
+        {"talk_s": 6.5, "n_turns": 2, "longest_turn_s": 3.5, "response_latency_s": 2.0},
+    ]
+    for row, figures in zip(rows, expected, strict=True):
+        assert {name: row[name] for name in figures} == pytest.approx(figures, abs=0.1)
+        assert (row["silence_s"], row["longest_silence_s"], row["overlap_s"]) == pytest.approx((5.5, 2.0, 1.0), abs=0.1)
+    assert [(r["n_interruptions_made"], r["n_interruptions_suffered"]) for r in rows] == [(0, 1), (1, 0)]
+    for row, spans, channel in zip(rows, (agent, customer), (0, 1), strict=True):
+        speech = np.concatenate([waveform[round(a * RATE) : round(b * RATE), channel] for a, b in spans])
+        assert row["loudness_lufs"] == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(speech), abs=1.0)
+        assert row["speech_rate"] == pytest.approx(4.0, abs=0.5)  # the test voice's syllable envelope is 4 Hz
+
+
+def test_a_mono_call_and_its_copy_on_two_channels_get_the_single_channel_figures(tmp_path, fake_model_dir, rng) -> None:
+    mono = call_waveform(12.0, RATE, [[(1.0, 5.0), (7.0, 11.0)]], rng)[:, 0]
+    soundfile.write(tmp_path / "mono.wav", mono, RATE, subtype="PCM_16")
+    soundfile.write(tmp_path / "copied.wav", np.stack([mono, 0.7 * mono], axis=1), RATE, subtype="PCM_16")
+    artifact, _ = fake_artifact(fake_model_dir)
+
+    rows = score.score_files([info(tmp_path / "mono.wav"), info(tmp_path / "copied.wav")], artifact, CONFIG)
+    single, source, copy = rows.tables["calls"].to_pylist()
+
+    alone = ("n_interruptions_made", "n_interruptions_suffered", "overlap_s", "response_latency_s")
+    assert [single[name] for name in alone] == [None] * 4
+    assert (single["talk_s"], single["n_turns"], single["longest_silence_s"]) == pytest.approx((8.0, 2, 2.0), abs=0.1)
+    assert single["loudness_lufs"] is not None and single["speech_rate"] is not None
+    figures = ("talk_s", "n_turns", "silence_s", "loudness_lufs", "speech_rate", "trend", *alone)
+    assert [source[name] for name in figures] == [copy[name] for name in figures]
+    assert [source[name] for name in alone] == [None] * 4
+
+
+class LoudIsAngryModel(FakeModel):
+    """Angry on the loud windows of a batch (the larger half of the feature sums' range), sad on the rest."""
+
+    def __call__(self, features: np.ndarray, training: bool = False) -> np.ndarray:
+        level = features.sum(axis=1)
+        angry = (level > (level.min() + level.max()) / 2).astype(np.float32)[:, None]
+        return np.hstack([angry, np.zeros_like(angry), 1 - angry])
+
+
+def test_the_readmes_call_queries_run_on_a_scored_dest(tmp_path, fake_model_dir, rng) -> None:
+    section = (Path(__file__).resolve().parents[3] / "README.md").read_text().split("\n### How the call went", 1)[1]
+    queries = re.findall(r"```sql\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    folder = tmp_path / "calls" / "2026" / "11" / "20"
+    customer = [(8.0, 13.0), (18.0, 29.0)]  # cuts in on the agent at 8 s
+    for name, agent in (("a17_c1", []), ("b02_c3", [(21.0, 24.0)])):  # b02 cuts in at 21 s
+        waveform = call_waveform(30.0, RATE, [[(1.0, 9.0), (14.0, 17.0), *agent], customer], rng)
+        waveform[18 * RATE :, 1] *= 2.5  # the customer's last turn is 8 dB louder: angry to LoudIsAngryModel
+        folder.mkdir(parents=True, exist_ok=True)
+        soundfile.write(folder / f"{name}.wav", waveform, RATE, subtype="PCM_16")
+    identity = score.read_model_identity(str(fake_model_dir))
+    artifact = Artifact(model=LoudIsAngryModel(), metadata={}, identity=identity)
+    roles = ScoreConfig(channel_roles=("agent", "customer"))
+    scores = score.score_files(sorted(storage.list_files(str(folder)), key=lambda f: f.uri), artifact, roles)
+    dest = tmp_path / "dest"
+    storage.write_scores(scores.tables, str(dest), "0123456789abcdef0123", call_dates=scores.call_dates.values())
+
+    results = [duckdb.sql(query.replace("DEST/", f"{dest}/")).fetchall() for query in queries]
+
+    agents, silences, angrier = results
+    assert [(agent, calls, interruptions) for agent, calls, interruptions, _ in agents] == [
+        ("b02", 1, 1),
+        ("a17", 1, 0),
+    ]
+    assert [row[3] for row in silences] == pytest.approx([1.0] * 2, abs=0.1)  # 17-18 s, the longest pause
+    assert sorted(Path(row[0]).name for row in angrier) == ["a17_c1.wav", "b02_c3.wav"]
