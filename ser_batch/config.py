@@ -347,7 +347,7 @@ class ScoreConfig(_Frozen):
     vad_frame_s: float = Field(default=0.03, ge=0.005, le=0.1, description="VAD analysis frame length")
     vad_hop_s: float = Field(default=0.01, ge=0.001, le=0.1, description="VAD frame step")
     vad_threshold_db: float = Field(
-        default=10.0, ge=0.0, le=80.0, description="a speech frame is this far above the noise floor"
+        default=15.0, ge=0.0, le=80.0, description="a speech frame is this far above the noise floor"
     )
     vad_floor_dbfs: float = Field(
         default=-55.0, ge=-120.0, le=0.0, description="a speech frame is at least this loud, whatever the noise floor"
