@@ -99,7 +99,7 @@ def test_an_empty_source_never_empties_dest_unless_asked(prefect, write_wav, tmp
 def test_files_still_being_written_are_left_for_a_later_run(prefect, write_wav, tmp_path) -> None:
     for name in OTHER:
         os.utime(write_wav(f"src/{name}", duration_s=0.4), (AN_HOUR_AGO, AN_HOUR_AGO))
-    growing = write_wav(f"src/{TAKE[0]}", duration_s=0.2)  # modified a moment ago: still being copied in
+    growing = write_wav(f"src/{TAKE[0]}", duration_s=0.5)  # modified a moment ago: still being copied in
     source, dest = tmp_path / "src", tmp_path / "out"
 
     first = night(source, dest)  # the default --settle-s
