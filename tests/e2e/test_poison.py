@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 
 
 def write_nine_minutes_of_eight_channels(path: Path) -> None:
-    # The example: decoding it for seed268 needs ~935 MiB, more than a 900 MiB worker ever has.
+    # The example: decoding it for seed268 needs ~982 MiB, more than a 900 MiB worker ever has.
     # FLAC of silence: 0.2 MB on disk, written in blocks in ~3 s.
     n_frames, block = 9 * 60 * 48_000, np.zeros((1 << 20, 8), np.int16)
     with soundfile.SoundFile(path, "w", 48_000, 8, subtype="PCM_16", format="FLAC") as sound:
@@ -74,7 +74,7 @@ def test_poison_files_are_isolated_and_recorded_with_their_reason_and_never_trie
     assert errors["poison-hang.wav"][:2] == ("PoisonFileError", "worker")
     assert errors["poison-hang.wav"][2].startswith("timed out: still running after 5 s"), errors
     assert errors["big-8ch.flac"][:2] == ("AudioError", "decode")
-    assert errors["big-8ch.flac"][2].startswith("too large to decode in memory: ~935 MiB to decode 540 s"), errors
+    assert errors["big-8ch.flac"][2].startswith("too large to decode in memory: ~982 MiB to decode 540 s"), errors
     # The crash killed its shard of two, then itself alone twice; the hang was ended once and named by its watchdog.
     hits = poison_dask_cluster.hit_counts(audio)
     assert hits == {"poison-segv.wav": 3, "poison-hang.wav": 1}, hits
