@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from pydantic import SecretStr
 
 from flows.isolation import RunGuard
 from flows.report import publish_report
-from flows.runner import cluster_on_demand, retry_unless_permanent, run_shards
+from flows.runner import cluster_on_demand, run_shards, shard_task
 from flows.settings import storage_options_from_env, unseal_storage_options
 from ser_batch import jobs, storage
 from ser_batch.config import (
@@ -25,13 +24,7 @@ from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
 
 
-@task(
-    name="featurize-shard",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_unless_permanent,
-    cache_policy=NO_CACHE,
-)
+@shard_task("featurize-shard")
 def featurize_shard(
     shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
 ) -> ShardSummary:
@@ -49,13 +42,7 @@ def featurize_shard(
     return summary
 
 
-@task(
-    name="augment-shard",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_unless_permanent,
-    cache_policy=NO_CACHE,
-)
+@shard_task("augment-shard")
 def augment_shard(
     shard: Shard, dest: str, config: FeatureConfig, storage_options: SecretStr | None, run_guard: RunGuard
 ) -> ShardSummary:

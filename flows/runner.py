@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import dask
 from distributed import KilledWorker
-from prefect import Task, get_run_logger
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
 from prefect.states import State
@@ -146,6 +147,20 @@ def retry_unless_permanent(task: Task[..., Any], task_run: TaskRun, state: State
     (a dropped connection, throttling) may be transient and is retried.
     """
     return not isinstance(state.data, SerBatchError)
+
+
+def shard_task(name: str) -> Any:
+    """The decorator of every shard task: two Prefect retries after 10 s and 60 s, unless ``retry_unless_permanent``.
+
+    Shards write part files under deterministic names, so a retry redoes the same work; nothing is cached.
+    """
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=[10, 60],
+        retry_condition_fn=retry_unless_permanent,
+        cache_policy=NO_CACHE,
+    )
 
 
 @contextmanager

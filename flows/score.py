@@ -6,13 +6,12 @@ import time
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from pydantic import SecretStr
 
 from flows.isolation import RunGuard
 from flows.report import publish_report
-from flows.runner import dask_runner, retry_unless_permanent, run_shards
+from flows.runner import dask_runner, run_shards, shard_task
 from flows.settings import storage_options_from_env, timezone_name, today, unseal_storage_options
 from ser_batch import jobs, schema, storage
 from ser_batch.config import (
@@ -25,13 +24,7 @@ from ser_batch.config import (
 from ser_batch.shards import ScoreShardSummary, Shard
 
 
-@task(
-    name="score-shard",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_unless_permanent,
-    cache_policy=NO_CACHE,
-)
+@shard_task("score-shard")
 def score_shard(
     shard: Shard,
     dest: str,

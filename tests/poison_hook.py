@@ -19,10 +19,32 @@ import errno
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import soundfile
+
+HOOK = Path(__file__).resolve()
+"""This file, for ``--preload`` and ``LocalCluster(preload=...)``."""
+
+
+@dataclass
+class HookedCluster:
+    """A Dask cluster whose workers preload this hook."""
+
+    address: str
+    hits: Path  # every open of a marked file, one path a line ($SER_BATCH_TEST_POISON_LOG)
+
+    def hit_counts(self, under: Path) -> dict[str, int]:
+        """How often each marked file under ``under`` was opened, by file name."""
+        lines = [
+            line
+            for line in (self.hits.read_text().splitlines() if self.hits.exists() else [])
+            if line.startswith(f"{under}/")
+        ]
+        return {Path(line).name: lines.count(line) for line in dict.fromkeys(lines)}
+
 
 MARKERS = ("poison-segv", "poison-hang", "poison-augment", "die-once", "flaky-read")
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from poison_hook import HOOK, HookedCluster
 from signals_gen import voice
 
 VENV_BIN = Path(sys.executable).parent
@@ -241,26 +242,8 @@ def own_dask_cluster(tmp_path: Path, base_env: dict[str, str]) -> Iterator[DaskC
     yield from _dask_cluster(tmp_path / "dask", base_env)
 
 
-POISON_HOOK = Path(__file__).resolve().parents[1] / "poison_hook.py"
-
-
-@dataclass
-class PoisonCluster:
-    address: str
-    hits: Path  # every open of a marked file, one path a line (tests/poison_hook.py)
-
-    def hit_counts(self, under: Path) -> dict[str, int]:
-        """How often each marked file under ``under`` was opened, by file name."""
-        lines = [
-            line
-            for line in (self.hits.read_text().splitlines() if self.hits.exists() else [])
-            if line.startswith(f"{under}/")
-        ]
-        return {Path(line).name: lines.count(line) for line in dict.fromkeys(lines)}
-
-
 @pytest.fixture(scope="module")
-def poison_dask_cluster(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str]) -> Iterator[PoisonCluster]:
+def poison_dask_cluster(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str]) -> Iterator[HookedCluster]:
     """`dask scheduler` plus two 900 MiB `dask worker`s that fail on marked files the way poison files do.
 
     The workers preload tests/poison_hook.py (a test-only hook). Dask hands back a task whose worker died
@@ -269,9 +252,9 @@ def poison_dask_cluster(tmp_path_factory: pytest.TempPathFactory, base_env: dict
     root = tmp_path_factory.mktemp("poison-dask")
     hits = root / "poison-hits.log"
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0", "SER_BATCH_TEST_POISON_LOG": str(hits)}
-    args = ["--memory-limit", "900MiB", "--preload", str(POISON_HOOK)]
+    args = ["--memory-limit", "900MiB", "--preload", str(HOOK)]
     for cluster in _dask_cluster(root / "dask", base_env, worker_args=args, env=env):
-        yield PoisonCluster(cluster.address, hits)
+        yield HookedCluster(cluster.address, hits)
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import dask
 import pytest
+from poison_hook import HOOK, HookedCluster
 
 from flows.api import prefect_api
 
@@ -15,24 +14,6 @@ def prefect() -> Iterator[str | None]:
     # The same temporary API the CLI starts, shared with Dask worker processes.
     with prefect_api() as url:
         yield url
-
-
-POISON_HOOK = Path(__file__).resolve().parents[1] / "poison_hook.py"
-
-
-@dataclass
-class HookedCluster:
-    address: str
-    hits: Path  # every open of a marked file, one path a line (tests/poison_hook.py)
-
-    def hit_counts(self, under: Path) -> dict[str, int]:
-        """How often each marked file under ``under`` was opened, by file name."""
-        lines = [
-            line
-            for line in (self.hits.read_text().splitlines() if self.hits.exists() else [])
-            if line.startswith(f"{under}/")
-        ]
-        return {Path(line).name: lines.count(line) for line in dict.fromkeys(lines)}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +34,7 @@ def hooked_cluster(prefect: str | None, tmp_path_factory: pytest.TempPathFactory
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            preload=[str(POISON_HOOK)],
+            preload=[str(HOOK)],
             env={"SER_BATCH_TEST_POISON_LOG": str(hits)},
         ) as cluster,
     ):
