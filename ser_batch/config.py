@@ -145,6 +145,10 @@ class FramesFeatureConfig(FeatureConfig):
         return self.n_frames, self.n_mels
 
 
+_STATS8K = StatsFeatureConfig(
+    name="stats8k", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=40, fmax=4000.0, contrast_fmin=100.0
+)
+
 FEATURE_SETS: dict[str, FeatureConfig] = {
     # The original recipe: librosa defaults at 22,050 Hz, 128 MFCC + 12 chroma + 128 mel.
     "seed268": FeatureConfig(
@@ -162,16 +166,7 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
         name="stats16k", sample_rate=16_000, n_fft=1024, hop_length=160, n_mfcc=20, n_mels=64, fmax=8000.0
     ),
     # The same statistics on narrowband audio (8 kHz, up to 4 kHz): what a telephone call carries.
-    "stats8k": StatsFeatureConfig(
-        name="stats8k",
-        sample_rate=8_000,
-        n_fft=512,
-        hop_length=80,
-        n_mfcc=20,
-        n_mels=40,
-        fmax=4000.0,
-        contrast_fmin=100.0,
-    ),
+    "stats8k": _STATS8K,
     # Only the 300-3400 Hz band every telephone line carries: channel-robust by construction.
     "stats8k-tel": StatsFeatureConfig(
         name="stats8k-tel",
@@ -188,16 +183,7 @@ FEATURE_SETS: dict[str, FeatureConfig] = {
     ),
     # stats8k plus prosody and voice quality: F0 slopes, voicing runs, jitter, shimmer, HNR, loudness,
     # spectral balance and LPC formants (eGeMAPS-like descriptors, our own code).
-    "stats8k-prosody": ProsodyFeatureConfig(
-        name="stats8k-prosody",
-        sample_rate=8_000,
-        n_fft=512,
-        hop_length=80,
-        n_mfcc=20,
-        n_mels=40,
-        fmax=4000.0,
-        contrast_fmin=100.0,
-    ),
+    "stats8k-prosody": ProsodyFeatureConfig(**{**_STATS8K.model_dump(exclude={"kind"}), "name": "stats8k-prosody"}),
     # Log-mel frames for the crnn model: 8 kHz, 64 ms frames every 20 ms, 40 bands, 3 s (150 frames).
     "frames8k": FramesFeatureConfig(
         name="frames8k", sample_rate=8_000, n_fft=512, hop_length=160, n_mels=40, fmax=4000.0, n_frames=150
