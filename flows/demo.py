@@ -88,8 +88,8 @@ Where each table lives (Parquet; query with DuckDB, pandas or Dask):
   errors       {scores}/errors/call_date=*/   recordings that could not be scored
   pictures     {scores}/plots/   emotion timelines of the angriest calls
 
-THE DEMO MODEL MEANS NOTHING: it was trained on synthetic tones shaped per emotion, not on speech,
-so its labels say nothing about real calls. To train a real one, featurize a labelled corpus kept
+THE DEMO MODEL MEANS NOTHING: it was trained on synthetic voices (glottal pulses through vowel
+formants), not on speech, so its labels say nothing about real calls. To train a real one, featurize a labelled corpus kept
 under its own file names (RAVDESS, CREMA-D, TESS, EmoDB, SAVEE; see the README), then train and score:
   ser-batch featurize /data/corpora features
   ser-batch train features model --split speaker        # honest accuracy on unseen voices
