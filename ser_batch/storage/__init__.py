@@ -17,6 +17,12 @@ from ser_batch.storage.audio import (
     read_channel,
     too_large_error,
 )
+from ser_batch.storage.encoder import (
+    check_encoder_file,
+    encoder_feature_config,
+    load_encoder,
+    resolve_feature_set,
+)
 from ser_batch.storage.files import (
     AUDIO_EXTENSIONS,
     JUNK_FOLDERS,
@@ -108,12 +114,14 @@ __all__ = [
     "UNSUPPORTED",
     "audio_info",
     "channel_reader",
+    "check_encoder_file",
     "check_lease_free",
     "check_score_layout",
     "check_writable",
     "create_exclusive",
     "decoded_length",
     "decoding_bytes",
+    "encoder_feature_config",
     "end_run_note",
     "errors_root",
     "extension_label",
@@ -129,6 +137,7 @@ __all__ = [
     "lease_uri",
     "list_files",
     "load_artifact",
+    "load_encoder",
     "load_score_index",
     "local_copy",
     "local_path",
@@ -155,6 +164,7 @@ __all__ = [
     "remove_orphan_predictions",
     "remove_versioned",
     "replace_versioned",
+    "resolve_feature_set",
     "save_artifact",
     "score_index_uri",
     "score_part",
