@@ -58,7 +58,9 @@ def test_a_file_changed_since_the_set_was_named_is_refused_by_the_check_and_by_l
 
     with pytest.raises(ConfigError) as error:
         storage.check_encoder_file(config)
-    assert str(error.value).startswith(f"{path}: the encoder file has changed") and config.sha256[:12] in str(error.value)
+    assert str(error.value).startswith(f"{path}: the encoder file has changed") and config.sha256[:12] in str(
+        error.value
+    )
     other = type(config).model_validate({**config.model_dump(), "sha256": "0" * 64, "name": "onnx-000000000000"})
     with pytest.raises(ConfigError, match="the encoder file has changed"):
         storage.load_encoder(other)
