@@ -55,7 +55,7 @@ def encoder_chunks(n_samples: int, config: EncoderFeatureConfig) -> list[tuple[i
     >>> config = EncoderFeatureConfig(name="onnx-" + "0" * 12, model_uri="m.onnx", sha256="0" * 64, output="y",
     ...                               n_dims=2, chunk_s=1.0)
     >>> encoder_chunks(40_000, config)
-    [(0, 13334), (13334, 26667), (26667, 40000)]
+    [(0, 13333), (13333, 26667), (26667, 40000)]
     """
     longest = max(1, round(config.chunk_s * config.sample_rate))
     n_chunks = max(1, math.ceil(n_samples / longest))
