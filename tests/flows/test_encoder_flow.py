@@ -78,3 +78,15 @@ def test_an_encoder_set_is_featurized_trained_and_scored_and_a_changed_file_refu
         and config.sha256[:12] in error
     )
     assert "\n" not in error and not (tmp_path / "out2" / "calls").exists()
+
+
+def test_featurize_refuses_a_file_that_is_not_an_encoder_in_one_line_before_any_work(prefect, tmp_path, capsys) -> None:
+    clips, dest, bad = tmp_path / "clips", tmp_path / "out", tmp_path / "bad.onnx"
+    write_clips(clips)
+    bad.write_bytes(b"\x08\x07 not a protobuf")
+
+    assert main(["featurize", str(clips), str(dest), "--feature-set", f"onnx:{bad}", "--settle-s", "0"]) == 2
+
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"ser-batch: error: {bad}: not a readable ONNX model") and "\n" not in error, error
+    assert not (dest / "features").exists()
