@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from ser_batch.config import (
     DEFAULT_FILE_TIMEOUT_S,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_SETTLE_S,
+    ENCODER_SET_NAME,
     FEATURE_SETS,
     MODELS,
     ONNX_PREFIX,
@@ -55,7 +57,11 @@ def _positive_seconds(text: str) -> float:
 
 
 def _feature_set_name(text: str) -> str:
-    if text in FEATURE_SETS or (text.startswith(ONNX_PREFIX) and len(text) > len(ONNX_PREFIX)):
+    if (
+        text in FEATURE_SETS
+        or re.match(ENCODER_SET_NAME, text)
+        or (text.startswith(ONNX_PREFIX) and text != ONNX_PREFIX)
+    ):
         return text
     raise argparse.ArgumentTypeError(
         f"invalid choice: {text!r} (choose from {', '.join(sorted(FEATURE_SETS))} or {ONNX_PREFIX}PATH)"
@@ -64,7 +70,8 @@ def _feature_set_name(text: str) -> str:
 
 _FEATURE_SET_HELP = (
     f"{', '.join(sorted(FEATURE_SETS))}, or {ONNX_PREFIX}PATH[#OUTPUT]: an ONNX encoder file (local or s3://), "
-    f"its frame embeddings pooled to mean and std (README, Bring your own encoder; default {DEFAULT_FEATURE_SET})"
+    f"its frame embeddings pooled to mean and std (README, Bring your own encoder; default {DEFAULT_FEATURE_SET}); "
+    "train also takes an encoder set DEST holds by its name, onnx-<12 hex>"
 )
 
 

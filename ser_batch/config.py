@@ -150,6 +150,10 @@ ONNX_PREFIX = "onnx:"
 ``#<output name>`` appended to take another output than the model's first."""
 
 
+ENCODER_SET_NAME = r"^onnx-[0-9a-f]{12}$"
+"""The pattern of an encoder set's name (``encoder_set_name``)."""
+
+
 def encoder_set_name(sha256: str) -> str:
     """The name (and ``feature_set=`` partition value) of the encoder set of an ONNX file with this SHA-256.
 

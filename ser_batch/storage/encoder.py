@@ -10,10 +10,18 @@ location and hash, and scoring refuses a file that has since changed (``check_en
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from typing import Any
 
-from ser_batch.config import ONNX_PREFIX, EncoderFeatureConfig, FeatureConfig, encoder_set_name, feature_config
+from ser_batch.config import (
+    ENCODER_SET_NAME,
+    ONNX_PREFIX,
+    EncoderFeatureConfig,
+    FeatureConfig,
+    encoder_set_name,
+    feature_config,
+)
 from ser_batch.errors import ConfigError
 from ser_batch.features.encoder import OnnxEncoder
 from ser_batch.storage.files import is_remote, local_path, local_uri, read_bytes, storage_errors
@@ -74,6 +82,8 @@ def resolve_feature_set(name: str, *, storage_options: dict[str, Any] | None = N
         ConfigError: unknown name, or an ONNX file that breaks the contract.
         StorageError: if the ONNX file cannot be read.
     """
+    if re.match(ENCODER_SET_NAME, name):
+        raise ConfigError(f"feature set {name!r} is an encoder set: name its file, {ONNX_PREFIX}PATH")
     if not name.startswith(ONNX_PREFIX):
         return feature_config(name)
     uri, _, output = name[len(ONNX_PREFIX) :].partition("#")

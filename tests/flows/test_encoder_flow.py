@@ -58,6 +58,12 @@ def test_an_encoder_set_is_featurized_trained_and_scored_and_a_changed_file_refu
     trained = train(str(features), str(model_dir), feature_set=name,
                     config=TrainConfig(model="logistic", epochs=3, split="none", classes=CLASSES))  # fmt: skip
     assert sum(part["n"] for part in trained["metrics"].values()) == 12  # train and validation rows
+    model_file.rename(tmp_path / "elsewhere.onnx")  # by its name, the set is read from DEST: no file needed
+    by_name = train(str(features), str(tmp_path / "m2"), feature_set=config.name,
+                    config=TrainConfig(model="logistic", epochs=1, split="none", classes=CLASSES))  # fmt: skip
+    assert by_name["metrics"]["train"]["n"] == trained["metrics"]["train"]["n"]
+    assert storage.read_model_identity(str(tmp_path / "m2")).fingerprint == config.fingerprint()
+    (tmp_path / "elsewhere.onnx").rename(model_file)
 
     archive, out = tmp_path / "calls", tmp_path / "out"
     (archive / "2026" / "11" / "24").mkdir(parents=True)

@@ -48,6 +48,8 @@ def test_a_missing_file_or_unknown_name_is_refused_in_one_line(tmp_path) -> None
         storage.resolve_feature_set(f"onnx:{tmp_path / 'nope.onnx'}")
     with pytest.raises(ConfigError, match=r"unknown feature set 'wavlm'; known: .*, or onnx:PATH"):
         storage.resolve_feature_set("wavlm")
+    with pytest.raises(ConfigError, match="'onnx-0123456789ab' is an encoder set: name its file, onnx:PATH"):
+        storage.resolve_feature_set("onnx-0123456789ab")  # featurize needs the file itself
 
 
 def test_a_file_changed_since_the_set_was_named_is_refused_by_the_check_and_by_loading(tmp_path) -> None:
