@@ -47,9 +47,7 @@ def main() -> None:
     clip8 = resample(clip16, 16_000, 8_000, quality="soxr_hq")  # a telephone clip, as a call centre has it
     stats = feature_config("stats8k")
     encoder = OnnxEncoder(frame_encoder(weights(8)), "tiny.onnx", sample_rate=16_000)
-    onnx = EncoderFeatureConfig(
-        name=encoder_set_name("0" * 64), model_uri="tiny.onnx", sha256="0" * 64, output="frames", n_dims=8
-    )
+    onnx = EncoderFeatureConfig(name=encoder_set_name("0" * 64), model_uri="tiny.onnx", sha256="0" * 64, n_dims=8)
     with threadpool_limits(limits=1):
         rows = {
             "stats8k (8 kHz clip)": median_ms(lambda: feature_vector(clip8, 8_000, stats), args.repeats),

@@ -150,17 +150,21 @@ ONNX_PREFIX = "onnx:"
 ``#<output name>`` appended to take another output than the model's first."""
 
 
-ENCODER_SET_NAME = r"^onnx-[0-9a-f]{12}$"
+ENCODER_SET_NAME = r"^onnx-[0-9a-f]{12}(-[0-9a-f]{8})?$"
 """The pattern of an encoder set's name (``encoder_set_name``)."""
 
 
-def encoder_set_name(sha256: str) -> str:
+def encoder_set_name(sha256: str, output: str | None = None) -> str:
     """The name (and ``feature_set=`` partition value) of the encoder set of an ONNX file with this SHA-256.
 
-    >>> encoder_set_name("0123456789abcdef" * 4)
-    'onnx-0123456789ab'
+    ``onnx-<first 12 hex digits>`` for the model's first output; a chosen ``output`` adds 8 hex
+    digits of its name's hash, so two outputs of one file never share a folder.
+
+    >>> encoder_set_name("0123456789abcdef" * 4), encoder_set_name("0123456789abcdef" * 4, "hidden_6")
+    ('onnx-0123456789ab', 'onnx-0123456789ab-ba9d787a')
     """
-    return f"onnx-{sha256[:12]}"
+    chosen = "" if output is None else "-" + hashlib.sha256(output.encode()).hexdigest()[:8]
+    return f"onnx-{sha256[:12]}{chosen}"
 
 
 class EncoderFeatureConfig(FeatureConfig):
@@ -183,7 +187,9 @@ class EncoderFeatureConfig(FeatureConfig):
     n_chroma: int = Field(default=0, ge=0)
     model_uri: str = Field(min_length=1, description="the ONNX file: local path or s3:// URI")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the ONNX file's bytes")
-    output: str = Field(min_length=1, description="the model output taken as frame embeddings")
+    output: str | None = Field(
+        default=None, min_length=1, description="the model output taken as frame embeddings; None: its first"
+    )
     n_dims: int = Field(gt=0, le=65_536, description="D: the width of one frame embedding")
     min_input_samples: int = Field(
         default=400, gt=0, description="shortest waveform fed to the model: WavLM's first frame is 400 samples (25 ms)"
@@ -199,8 +205,10 @@ class EncoderFeatureConfig(FeatureConfig):
 
     @model_validator(mode="after")
     def _name_holds_the_hash(self) -> EncoderFeatureConfig:
-        if self.name != encoder_set_name(self.sha256):
-            raise ValueError(f"name {self.name!r} != {encoder_set_name(self.sha256)!r} (from sha256)")
+        if self.name != encoder_set_name(self.sha256, self.output):
+            raise ValueError(
+                f"name {self.name!r} != {encoder_set_name(self.sha256, self.output)!r} (from sha256, output)"
+            )
         return self
 
     def fingerprint(self) -> str:

@@ -38,7 +38,7 @@ def encoder_names(config: EncoderFeatureConfig) -> list[str]:
     """Column names of an encoder set's vector: ``enc_mean_0000``.. then ``enc_std_0000``.. (``2 * n_dims``).
 
     >>> from ser_batch.config import EncoderFeatureConfig
-    >>> config = EncoderFeatureConfig(name="onnx-" + "0" * 12, model_uri="m.onnx", sha256="0" * 64, output="y", n_dims=2)
+    >>> config = EncoderFeatureConfig(name="onnx-" + "0" * 12, model_uri="m.onnx", sha256="0" * 64, n_dims=2)
     >>> encoder_names(config)
     ['enc_mean_0000', 'enc_mean_0001', 'enc_std_0000', 'enc_std_0001']
     """
@@ -52,8 +52,8 @@ def encoder_chunks(n_samples: int, config: EncoderFeatureConfig) -> list[tuple[i
     one sample: no short remainder that the model would see with too little context.
 
     >>> from ser_batch.config import EncoderFeatureConfig
-    >>> config = EncoderFeatureConfig(name="onnx-" + "0" * 12, model_uri="m.onnx", sha256="0" * 64, output="y",
-    ...                               n_dims=2, chunk_s=1.0)
+    >>> config = EncoderFeatureConfig(name="onnx-" + "0" * 12, model_uri="m.onnx", sha256="0" * 64, n_dims=2,
+    ...                               chunk_s=1.0)
     >>> encoder_chunks(40_000, config)
     [(0, 13333), (13333, 26667), (26667, 40000)]
     """

@@ -28,9 +28,9 @@ from ser_batch.storage.files import is_remote, local_path, local_uri, read_bytes
 
 # One session per encoder file and process, keyed by the file's SHA-256 and the output taken:
 # content-addressed, so never stale (a changed file is another feature set with another key).
-# Dask workers are long-lived processes that run many shards; a WavLM file is ~380 MB, read and
+# Dask workers are long-lived processes that run many shards; a WavLM-base file is ~380 MB (95 M float32 weights), read and
 # turned into a session once per worker rather than once per shard.
-_ENCODERS: dict[tuple[str, str], OnnxEncoder] = {}
+_ENCODERS: dict[tuple[str, str | None], OnnxEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
@@ -52,7 +52,8 @@ def encoder_feature_config(
         storage_options: fsspec options for a remote file.
 
     Returns:
-        The set, named ``onnx-<12 hex>`` after the file's SHA-256, with the embedding width it found.
+        The set, named after the file's SHA-256 and the chosen output (``encoder_set_name``), with the
+        embedding width it found.
 
     Raises:
         StorageError: if the file cannot be read.
@@ -61,15 +62,15 @@ def encoder_feature_config(
     data, sha256 = _read_model(uri, storage_options)
     encoder = OnnxEncoder(data, uri, sample_rate=sample_rate, output=output)
     config = EncoderFeatureConfig(
-        name=encoder_set_name(sha256),
+        name=encoder_set_name(sha256, output),
         model_uri=uri,
         sha256=sha256,
-        output=encoder.output_name,
+        output=output,
         n_dims=encoder.n_dims,
         sample_rate=sample_rate,
     )
     with _ENCODERS_LOCK:
-        _ENCODERS.setdefault((sha256, config.output), encoder)
+        _ENCODERS.setdefault((sha256, output), encoder)
     return config
 
 

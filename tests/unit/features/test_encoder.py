@@ -16,9 +16,7 @@ SHA = "ab" * 32
 
 
 def config(n_dims: int = 8, **settings) -> EncoderFeatureConfig:
-    return EncoderFeatureConfig(
-        name=encoder_set_name(SHA), model_uri="/m.onnx", sha256=SHA, output="frames", n_dims=n_dims, **settings
-    )
+    return EncoderFeatureConfig(name=encoder_set_name(SHA), model_uri="/m.onnx", sha256=SHA, n_dims=n_dims, **settings)
 
 
 def clip(seconds: float, seed: int = 0) -> np.ndarray:

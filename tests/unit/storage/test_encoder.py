@@ -27,18 +27,21 @@ def test_the_set_is_named_and_fingerprinted_by_the_files_hash_not_its_location(t
     changed = storage.resolve_feature_set(f"onnx:{write_model(tmp_path / 'c.onnx', changed_weight)}")
 
     sha256 = hashlib.sha256((tmp_path / "a.onnx").read_bytes()).hexdigest()
-    assert (first.name, first.sha256, first.n_dims, first.output) == (f"onnx-{sha256[:12]}", sha256, 8, "frames")
+    assert (first.name, first.sha256, first.n_dims, first.output) == (f"onnx-{sha256[:12]}", sha256, 8, None)
     assert first.model_uri == str(tmp_path / "a.onnx") and moved.model_uri == str(tmp_path / "b.onnx")
     assert (moved.name, moved.fingerprint()) == (first.name, first.fingerprint())
     assert changed.name != first.name and changed.fingerprint() != first.fingerprint()
     assert stored_feature_config(first.name, first.model_dump(mode="json")) == first  # as a model directory keeps it
 
 
-def test_a_relative_path_is_stored_absolute_and_an_output_is_named_after_a_hash(tmp_path, monkeypatch) -> None:
+def test_a_relative_path_is_stored_absolute_and_a_chosen_output_is_another_set(tmp_path, monkeypatch) -> None:
     write_model(tmp_path / "m.onnx", weights(8))
     monkeypatch.chdir(tmp_path)
-    config = storage.resolve_feature_set("onnx:m.onnx#frames")
-    assert config.model_uri == str(tmp_path / "m.onnx") and config.output == "frames"
+    first = storage.resolve_feature_set("onnx:m.onnx")
+    chosen = storage.resolve_feature_set("onnx:m.onnx#frames")
+    assert first.model_uri == chosen.model_uri == str(tmp_path / "m.onnx")
+    assert (first.output, chosen.output) == (None, "frames") and chosen.name.startswith(f"{first.name}-")
+    assert len(chosen.name) == len(first.name) + 9 and chosen.fingerprint() != first.fingerprint()
     with pytest.raises(ConfigError, match="no output 'hidden'"):
         storage.resolve_feature_set("onnx:m.onnx#hidden")
 
