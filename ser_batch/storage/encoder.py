@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from ser_batch.config import (
@@ -28,9 +29,11 @@ from ser_batch.storage.files import is_remote, local_path, local_uri, read_bytes
 
 # One session per encoder file and process, keyed by the file's SHA-256 and the output taken:
 # content-addressed, so never stale (a changed file is another feature set with another key).
-# Dask workers are long-lived processes that run many shards; a WavLM-base file is ~380 MB (95 M float32 weights), read and
-# turned into a session once per worker rather than once per shard.
-_ENCODERS: dict[tuple[str, str | None], OnnxEncoder] = {}
+# Dask workers are long-lived processes that run many shards; a WavLM-base file is ~380 MB
+# (95 M float32 weights), read and turned into a session once per worker rather than once per
+# shard. As with scoring's models, the current encoder and the one before it are kept, at most.
+_ENCODERS: OrderedDict[tuple[str, str | None], OnnxEncoder] = OrderedDict()
+_ENCODERS_KEPT = 2
 _ENCODERS_LOCK = threading.Lock()
 
 
@@ -69,9 +72,17 @@ def encoder_feature_config(
         n_dims=encoder.n_dims,
         sample_rate=sample_rate,
     )
-    with _ENCODERS_LOCK:
-        _ENCODERS.setdefault((sha256, output), encoder)
+    _keep(encoder, (sha256, output))
     return config
+
+
+def _keep(encoder: OnnxEncoder, key: tuple[str, str | None]) -> OnnxEncoder:
+    with _ENCODERS_LOCK:
+        _ENCODERS[key] = _ENCODERS.get(key, encoder)
+        _ENCODERS.move_to_end(key)
+        while len(_ENCODERS) > _ENCODERS_KEPT:
+            _ENCODERS.popitem(last=False)
+        return _ENCODERS[key]
 
 
 def resolve_feature_set(name: str, *, storage_options: dict[str, Any] | None = None) -> FeatureConfig:
@@ -123,8 +134,9 @@ def load_encoder(config: EncoderFeatureConfig, *, storage_options: dict[str, Any
     """
     key = (config.sha256, config.output)
     with _ENCODERS_LOCK:
-        if key not in _ENCODERS:
-            data, sha256 = _read_model(config.model_uri, storage_options)
-            _refuse_another_file(config, sha256)
-            _ENCODERS[key] = OnnxEncoder(data, config.model_uri, sample_rate=config.sample_rate, output=config.output)
-        return _ENCODERS[key]
+        if key in _ENCODERS:
+            _ENCODERS.move_to_end(key)
+            return _ENCODERS[key]
+    data, sha256 = _read_model(config.model_uri, storage_options)
+    _refuse_another_file(config, sha256)
+    return _keep(OnnxEncoder(data, config.model_uri, sample_rate=config.sample_rate, output=config.output), key)
