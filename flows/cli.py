@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,8 +22,10 @@ from ser_batch.config import (
     DEFAULT_FILE_TIMEOUT_S,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_SETTLE_S,
+    ENCODER_SET_NAME,
     FEATURE_SETS,
     MODELS,
+    ONNX_PREFIX,
     SEED_CLASSES,
     TrainConfig,
     channel_roles,
@@ -51,6 +54,25 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
     return value
+
+
+def _feature_set_name(text: str) -> str:
+    if (
+        text in FEATURE_SETS
+        or re.match(ENCODER_SET_NAME, text)
+        or (text.startswith(ONNX_PREFIX) and text != ONNX_PREFIX)
+    ):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(sorted(FEATURE_SETS))} or {ONNX_PREFIX}PATH)"
+    )
+
+
+_FEATURE_SET_HELP = (
+    f"{', '.join(sorted(FEATURE_SETS))}, or {ONNX_PREFIX}PATH[#OUTPUT]: an ONNX encoder file (local or s3://), "
+    f"its frame embeddings pooled to mean and std (README, Bring your own encoder; default {DEFAULT_FEATURE_SET}); "
+    "train also takes an encoder set DEST holds by its name, onnx-<12 hex>"
+)
 
 
 def _add_file_timeout(parser: argparse.ArgumentParser, inputs: str) -> None:
@@ -113,9 +135,11 @@ def _check_featurize(args: argparse.Namespace) -> None:
     from flows.runner import dask_runner
     from flows.settings import storage_options_from_env
     from ser_batch.jobs.plan import check_locations
+    from ser_batch.storage import resolve_feature_set
 
     dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
+    args.features = resolve_feature_set(args.feature_set, storage_options=storage_options_from_env())
     _check_lease(args)
 
 
@@ -127,12 +151,14 @@ def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> 
     """
     from flows.featurize import warm_worker
     from flows.runner import given_address, local_cluster
+    from ser_batch.config import feature_config
     from ser_batch.features.extract import LAZY_MODULES
 
     if given_address(args.dask_address) is not None:
         return
+    config = getattr(args, "features", None) or feature_config(args.feature_set)  # resolved by _check_featurize
     cluster = local_cluster(
-        args.n_workers, warm_up=partial(warm_worker, args.feature_set), preload=("flows.featurize", *LAZY_MODULES)
+        args.n_workers, warm_up=partial(warm_worker, config), preload=("flows.featurize", *LAZY_MODULES)
     )
     args.dask_address = resources.enter_context(cluster)
 
@@ -157,7 +183,7 @@ def _featurize(args: argparse.Namespace) -> int:
     )
     from ser_batch.storage import features_root
 
-    features = features_root(args.dest, args.feature_set)
+    features = features_root(args.dest, args.features.name)
     _print_passed_over(summary)
     print(f"\nfeatures: {features}/corpus=*/part-*.parquet")
     duckdb = Path(sys.executable).parent / "duckdb"  # installed with ser-batch (duckdb-cli)
@@ -322,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     featurize = commands.add_parser("featurize", help="featurize an audio archive into partitioned Parquet")
     featurize.add_argument("source", help="local folder or s3://bucket/prefix of audio files")
     featurize.add_argument("dest", help="local folder or s3://bucket/prefix for the Parquet output")
-    featurize.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
+    featurize.add_argument(
+        "--feature-set", default=DEFAULT_FEATURE_SET, type=_feature_set_name, metavar="NAME", help=_FEATURE_SET_HELP
+    )
     featurize.add_argument(
         "--dask-address", help="scheduler of an existing cluster, e.g. tcp://host:8786 (default: a LocalCluster)"
     )
@@ -359,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on FEATURES_DEST/features and save MODEL_DIR")
     train.add_argument("features_dest", help="the DEST a featurize run wrote (local or s3://)")
     train.add_argument("model_dir", help="where to write model.keras, metadata.json and reports")
-    train.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
+    train.add_argument(
+        "--feature-set", default=DEFAULT_FEATURE_SET, type=_feature_set_name, metavar="NAME", help=_FEATURE_SET_HELP
+    )
     train.add_argument("--model", default=TrainConfig.model_fields["model"].default, choices=MODELS)
     train.add_argument(
         "--split",

@@ -18,7 +18,6 @@ from ser_batch.config import (
     DEFAULT_FILE_TIMEOUT_S,
     DEFAULT_SETTLE_S,
     FeatureConfig,
-    feature_config,
 )
 from ser_batch.features import augment_by_default, warm_up
 from ser_batch.shards import Shard, ShardSummary
@@ -60,9 +59,9 @@ def augment_shard(
     return summary
 
 
-def warm_worker(feature_set: str) -> None:
+def warm_worker(config: FeatureConfig) -> None:
     """Run on each Dask worker before its first shard: imports this module (Prefect) and warms the featurizer."""
-    warm_up(feature_config(feature_set))
+    warm_up(config, encoder=jobs.encoder_of(config, storage_options=storage_options_from_env()))
 
 
 @flow(name="featurize", log_prints=True)
@@ -84,8 +83,8 @@ def featurize(
     """Make DEST mirror the audio under SOURCE as partitioned Parquet: featurize new or changed files, drop rows of files gone, add augmented copies of labelled clips."""
     started = time.perf_counter()
     logger = get_run_logger()
-    config = feature_config(feature_set)
     options = storage_options_from_env()
+    config = storage.resolve_feature_set(feature_set, storage_options=options)
     with storage.hold_lease(dest, job="featurize", wait_s=lease_wait_s, storage_options=options) as lease:
         plan = jobs.plan_featurization(
             source,

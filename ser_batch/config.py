@@ -145,6 +145,80 @@ class FramesFeatureConfig(FeatureConfig):
         return self.n_frames, self.n_mels
 
 
+ONNX_PREFIX = "onnx:"
+"""How a user names an encoder feature set: ``onnx:<local path or s3:// URI of an ONNX file>``, optionally
+``#<output name>`` appended to take another output than the model's first."""
+
+
+ENCODER_SET_NAME = r"^onnx-[0-9a-f]{12}(-[0-9a-f]{8})?$"
+"""The pattern of an encoder set's name (``encoder_set_name``)."""
+
+
+def encoder_set_name(sha256: str, output: str | None = None) -> str:
+    """The name (and ``feature_set=`` partition value) of the encoder set of an ONNX file with this SHA-256.
+
+    ``onnx-<first 12 hex digits>`` for the model's first output; a chosen ``output`` adds 8 hex
+    digits of its name's hash, so two outputs of one file never share a folder.
+
+    >>> encoder_set_name("0123456789abcdef" * 4), encoder_set_name("0123456789abcdef" * 4, "hidden_6")
+    ('onnx-0123456789ab', 'onnx-0123456789ab-ba9d787a')
+    """
+    chosen = "" if output is None else "-" + hashlib.sha256(output.encode()).hexdigest()[:8]
+    return f"onnx-{sha256[:12]}{chosen}"
+
+
+class EncoderFeatureConfig(FeatureConfig):
+    """A pretrained encoder in an ONNX file, its frame embeddings pooled to mean and std over time.
+
+    The model takes a mono float32 waveform at ``sample_rate`` of shape ``(1, n_samples)`` and
+    returns frame embeddings ``(1, T, D)`` or ``(T, D)`` (``ser_batch.features.encoder``). The
+    set's name holds the file's SHA-256 (``encoder_set_name``), as does its fingerprint, so a
+    changed file is another feature set. ``model_uri`` says where the file was found and is left
+    out of the fingerprint: the same file elsewhere gives the same features.
+    ``n_fft``, ``hop_length``, ``n_mfcc``, ``n_mels`` and ``n_chroma`` are unused (0).
+    """
+
+    kind: Literal["onnx"] = "onnx"  # type: ignore[assignment]
+    sample_rate: int = Field(default=16_000, gt=0, le=384_000)
+    n_fft: int = Field(default=0, ge=0)
+    hop_length: int = Field(default=0, ge=0)
+    n_mfcc: int = Field(default=0, ge=0)
+    n_mels: int = Field(default=0, ge=0)
+    n_chroma: int = Field(default=0, ge=0)
+    model_uri: str = Field(min_length=1, description="the ONNX file: local path or s3:// URI")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the ONNX file's bytes")
+    output: str | None = Field(
+        default=None, min_length=1, description="the model output taken as frame embeddings; None: its first"
+    )
+    n_dims: int = Field(gt=0, le=65_536, description="D: the width of one frame embedding")
+    min_input_samples: int = Field(
+        default=400, gt=0, description="shortest waveform fed to the model: WavLM's first frame is 400 samples (25 ms)"
+    )
+    chunk_s: float = Field(
+        default=20.0, gt=0.0, le=600.0, description="longer clips are encoded in near-equal chunks of at most this"
+    )
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest waveform (samples at ``sample_rate``) the featurizer accepts."""
+        return self.min_input_samples
+
+    @model_validator(mode="after")
+    def _name_holds_the_hash(self) -> EncoderFeatureConfig:
+        if self.name != encoder_set_name(self.sha256, self.output):
+            raise ValueError(
+                f"name {self.name!r} != {encoder_set_name(self.sha256, self.output)!r} (from sha256, output)"
+            )
+        return self
+
+    def fingerprint(self) -> str:
+        """A short hash of these settings without ``model_uri``: where the file lies does not change the features."""
+        canonical = json.dumps(
+            self.model_dump(mode="json", exclude={"model_uri"}), sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 _STATS8K = StatsFeatureConfig(
     name="stats8k", sample_rate=8_000, n_fft=512, hop_length=80, n_mfcc=20, n_mels=40, fmax=4000.0, contrast_fmin=100.0
 )
@@ -213,7 +287,33 @@ def feature_config(name: str) -> FeatureConfig:
         return FEATURE_SETS[name]
     except KeyError:
         known = ", ".join(sorted(FEATURE_SETS))
-        raise ConfigError(f"unknown feature set {name!r}; known: {known}") from None
+        raise ConfigError(f"unknown feature set {name!r}; known: {known}, or {ONNX_PREFIX}PATH (an encoder)") from None
+
+
+def stored_feature_config(name: str, settings: dict[str, Any]) -> FeatureConfig:
+    """The feature set a table or model directory names, with the settings it stored beside the name.
+
+    A named set is this code's own (``feature_config``); an encoder set is rebuilt from its
+    stored settings, which hold the ONNX file's location and SHA-256.
+
+    Raises:
+        ConfigError: if the name is unknown, or an encoder set's settings are invalid or name another set.
+
+    >>> stored_feature_config("stats8k", {}).name
+    'stats8k'
+    """
+    if settings.get("kind") != "onnx":
+        return feature_config(name)
+    try:
+        config = EncoderFeatureConfig.model_validate(settings)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ConfigError(
+            f"encoder feature set {name!r}: {'.'.join(map(str, problem['loc']))}: {problem['msg']}"
+        ) from None
+    if config.name != name:
+        raise ConfigError(f"encoder feature set {name!r}: its stored settings are for {config.name!r}")
+    return config
 
 
 MODELS: tuple[str, ...] = ("seed-mlp", "mlp", "mlp-ensemble", "logistic", "crnn")

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ser_batch.config import CORPORA, EMOTIONS, FeatureConfig, feature_config
+from ser_batch.config import CORPORA, EMOTIONS, FeatureConfig, stored_feature_config
 from ser_batch.errors import ConfigError, SchemaError
 
 META_FEATURE_SET = b"ser_batch.feature_set"
@@ -389,7 +389,7 @@ def check_model_metadata(metadata: dict[str, Any], *, model_dir: str) -> None:
         SchemaError: if keys are missing, ``format_version`` is not ``FORMAT_VERSION``, classes are
             outside ``EMOTIONS``, or the feature fingerprint differs from the feature set as this code
             computes it.
-        ConfigError: if the metadata names an unknown feature set.
+        ConfigError: if the metadata names an unknown feature set, or an encoder set with invalid settings.
     """
     where = f"{model_dir.rstrip('/')}/metadata.json"
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
@@ -400,7 +400,7 @@ def check_model_metadata(metadata: dict[str, Any], *, model_dir: str) -> None:
             f"{where} has format_version {metadata['format_version']!r}; this ser-batch reads {FORMAT_VERSION}: "
             "retrain the model with this version"
         )
-    config = feature_config(str(metadata["feature_set"]))
+    config = stored_feature_config(str(metadata["feature_set"]), metadata.get("feature_config") or {})
     if metadata["fingerprint"] != config.fingerprint():
         raise SchemaError(
             f"{model_dir}: model was trained on feature set {config.name!r} with fingerprint "
@@ -445,7 +445,7 @@ def model_identity(metadata: dict[str, Any], *, model_dir: str, content_hash: st
         SchemaError, ConfigError: as ``check_model_metadata``.
     """
     check_model_metadata(metadata, model_dir=model_dir)
-    config = feature_config(str(metadata["feature_set"]))
+    config = stored_feature_config(str(metadata["feature_set"]), metadata.get("feature_config") or {})
     model = str(metadata["model"])
     return ModelIdentity(
         model_dir=model_dir,

@@ -6,8 +6,15 @@ import librosa
 import numpy as np
 from numpy.typing import NDArray
 
-from ser_batch.config import FeatureConfig, FramesFeatureConfig, ProsodyFeatureConfig, StatsFeatureConfig
-from ser_batch.errors import AudioError
+from ser_batch.config import (
+    EncoderFeatureConfig,
+    FeatureConfig,
+    FramesFeatureConfig,
+    ProsodyFeatureConfig,
+    StatsFeatureConfig,
+)
+from ser_batch.errors import AudioError, ConfigError
+from ser_batch.features.encoder import FrameEncoder, encoder_chunks, encoder_names, encoder_vector
 from ser_batch.features.prosody import PROSODY_NAMES, prosody_vector
 from ser_batch.features.seed import seed_filters, seed_vector
 
@@ -22,6 +29,8 @@ def feature_names(config: FeatureConfig) -> list[str]:
     """
     if isinstance(config, StatsFeatureConfig):
         return _stats_names(config)
+    if isinstance(config, EncoderFeatureConfig):
+        return encoder_names(config)
     if isinstance(config, FramesFeatureConfig):
         return [f"logmel_{m:02d}_t{t:03d}" for t in range(config.n_frames) for m in range(1, config.n_mels + 1)]
     return (
@@ -36,13 +45,25 @@ def feature_bytes(n_samples: int, config: FeatureConfig) -> int:
 
     Its temporaries are a few spectrogram-sized arrays: measured 4.3 (``seed268``), 6.9
     (``stats`` sets) and 1.5 (``frames8k``) times the complex64 STFT's size; the bound is 7 times.
+    An encoder set's activations depend on the model: estimated at ``ENCODER_BYTES_PER_SAMPLE`` per
+    sample of its longest chunk, plus the clip's frames (``n_dims`` float32 every 10 ms).
 
     >>> from ser_batch.config import feature_config
     >>> feature_bytes(10 * 60 * 8_000, feature_config("stats8k")) // 2**20  # 10 minutes at 8 kHz
     823
     """
+    if isinstance(config, EncoderFeatureConfig):
+        chunk = max((stop - start for start, stop in encoder_chunks(n_samples, config)), default=0)
+        frames = 4 * config.n_dims * (1 + 100 * n_samples // config.sample_rate)
+        return ENCODER_BYTES_PER_SAMPLE * chunk + frames
     n_frames = 1 + n_samples // config.hop_length
     return 7 * 8 * n_frames * (config.n_fft // 2 + 1)
+
+
+ENCODER_BYTES_PER_SAMPLE = 1024
+"""Activations of an encoder per input sample of one chunk (bytes), an estimate from WavLM-base's architecture
+(not measured here): its first convolution alone holds 512 float32 channels every 5 samples (~410 bytes a
+sample); 20 s chunks at 16 kHz then bound a clip's encoder memory near 330 MB."""
 
 
 def validate_waveform(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> None:
@@ -58,14 +79,18 @@ def validate_waveform(waveform: NDArray[np.float32], sample_rate: int, config: F
     if sample_rate != config.sample_rate:
         raise AudioError(f"sample_rate {sample_rate} != {config.sample_rate} (config)")
     if waveform.size < config.min_samples:
-        raise AudioError(f"too short: {waveform.size} samples < {config.min_samples} (one {config.n_fft}-sample frame)")
+        raise AudioError(
+            f"too short: {waveform.size} samples < {config.min_samples} (one {config.min_samples}-sample frame)"
+        )
     if not np.isfinite(waveform).all():
         raise AudioError("waveform contains NaN or Inf samples")
     if float(np.max(np.abs(waveform))) <= config.silence_peak:
         raise AudioError(f"silent: peak |x| <= {config.silence_peak}")
 
 
-def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
+def feature_vector(
+    waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig, *, encoder: FrameEncoder | None = None
+) -> NDArray[np.float32]:
     """Compute one clip's feature vector.
 
     For ``stats`` sets (``stats16k``, ``stats8k``) see ``_stats_vector``: one Hann STFT
@@ -76,6 +101,10 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
 
     For ``frames`` sets (``frames8k``) it is ``logmel_frames`` flattened frame by frame.
 
+    For encoder (``onnx``) sets it is ``ser_batch.features.encoder.encoder_vector``: the mean and
+    std over time of the model's frame embeddings; ``encoder`` is that model, loaded by
+    ``ser_batch.storage.load_encoder``.
+
     For ``seed268`` this equals the original recipe (mean over frames of
     ``mfcc(y, n_mfcc=128)``, ``chroma_stft(S=|stft(y)|)`` and
     ``melspectrogram(y)``) to float32 rounding, but from one shared STFT instead of three
@@ -85,12 +114,14 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
         waveform: mono samples in [-1, 1], shape ``(n,)``, float32, ``n >= config.min_samples``.
         sample_rate: rate of ``waveform`` in Hz; must equal ``config.sample_rate``.
         config: the feature set.
+        encoder: the loaded model of an encoder set; unused by other sets.
 
     Returns:
         float32 array of shape ``(len(feature_names(config)),)``.
 
     Raises:
         AudioError: if the waveform breaks the contract in ``validate_waveform``.
+        ConfigError: for an encoder set without its ``encoder``.
 
     >>> from ser_batch.config import feature_config
     >>> config = feature_config("seed268")
@@ -102,6 +133,12 @@ def feature_vector(waveform: NDArray[np.float32], sample_rate: int, config: Feat
     validate_waveform(waveform, sample_rate, config)
     if isinstance(config, StatsFeatureConfig):
         return _stats_vector(waveform, sample_rate, config)
+    if isinstance(config, EncoderFeatureConfig):
+        if encoder is None:
+            raise ConfigError(
+                f"feature set {config.name!r} needs its encoder ({config.model_uri}): storage.load_encoder"
+            )
+        return encoder_vector(waveform, config, encoder)
     if isinstance(config, FramesFeatureConfig):
         return logmel_frames(waveform, sample_rate, config).reshape(-1)
     return seed_vector(waveform, seed_filters(config))
@@ -118,18 +155,21 @@ LAZY_MODULES: tuple[str, ...] = (
 kernels): a process that forks workers can import these once for all of them."""
 
 
-def warm_up(config: FeatureConfig) -> None:
+def warm_up(config: FeatureConfig, *, encoder: FrameEncoder | None = None) -> None:
     """Featurize one synthetic clip so that a fresh process pays its one-off costs now.
 
     librosa imports its submodules lazily and numba loads its cached kernels on first use
     (2-4 s in a new Dask worker); ``seed268`` also builds its filter banks. Call it once per
-    worker before the first shard (the CLI does, while the Prefect API starts).
+    worker before the first shard (the CLI does, while the Prefect API starts). An encoder set
+    needs its ``encoder`` (``feature_vector``).
 
     >>> from ser_batch.config import feature_config
     >>> warm_up(feature_config("stats8k"))
     """
     t = np.arange(config.sample_rate, dtype=np.float32) / config.sample_rate
-    feature_vector((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), config.sample_rate, config)
+    feature_vector(
+        (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), config.sample_rate, config, encoder=encoder
+    )
 
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")

@@ -38,6 +38,7 @@ from scipy.ndimage import convolve1d
 from ser_batch._typing import SampleWindow, Span
 from ser_batch.config import FeatureConfig, StatsFeatureConfig
 from ser_batch.errors import ConfigError
+from ser_batch.features.encoder import FrameEncoder
 from ser_batch.features.extract import (
     _AMIN,
     _kept_frames,
@@ -396,13 +397,19 @@ def window_samples(windows: Sequence[Span], sample_rate: int) -> list[SampleWind
 
 
 def window_features_at(
-    samples: NDArray[np.float32], sample_rate: int, windows: Sequence[SampleWindow], config: FeatureConfig
+    samples: NDArray[np.float32],
+    sample_rate: int,
+    windows: Sequence[SampleWindow],
+    config: FeatureConfig,
+    *,
+    encoder: FrameEncoder | None = None,
 ) -> NDArray[np.float32]:
     """``window_features`` of windows given as ``(start, stop)`` sample offsets into ``samples``.
 
     At the feature set's own rate, ``stats`` sets share STFT frames between overlapping windows
     (``ser_batch.features.windows``; equal to ``feature_vector`` per window to float32 rounding).
-    Otherwise each window is resampled on its own, as a training clip was, and featurized.
+    Otherwise each window is resampled on its own, as a training clip was, and featurized
+    (``encoder``: an encoder set's loaded model, as for ``feature_vector``).
 
     Raises:
         AudioError: if a window breaks the featurizer's contract (too short, silent, not finite).
@@ -413,5 +420,5 @@ def window_features_at(
     for row, (start, stop) in enumerate(windows):
         clip = np.ascontiguousarray(samples[start:stop], dtype=np.float32)
         clip = resample(clip, sample_rate, config.sample_rate, quality=config.resample_quality)
-        matrix[row] = feature_vector(clip, config.sample_rate, config)
+        matrix[row] = feature_vector(clip, config.sample_rate, config, encoder=encoder)
     return matrix

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ser_batch.jobs.featurize import MIN_SPEECH_S, augment_files, augment_shard, featurize_files, featurize_shard
+from ser_batch.jobs.featurize import (
+    MIN_SPEECH_S,
+    augment_files,
+    augment_shard,
+    encoder_of,
+    featurize_files,
+    featurize_shard,
+)
 from ser_batch.jobs.finish import complete_featurize, complete_scoring, finish_scoring, mirror_dest
 from ser_batch.jobs.guard import (
     BACKSTOP_S,
@@ -100,6 +107,7 @@ __all__ = [
     "check_scoring",
     "complete_featurize",
     "complete_scoring",
+    "encoder_of",
     "error_reason",
     "errors_by_reason",
     "evaluate_store",

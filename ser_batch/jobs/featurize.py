@@ -14,9 +14,10 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from ser_batch import schema, storage
-from ser_batch.config import FeatureConfig, ScoreConfig
+from ser_batch.config import EncoderFeatureConfig, FeatureConfig, ScoreConfig
 from ser_batch.errors import AudioError
 from ser_batch.features.augment import augmented_copies
+from ser_batch.features.encoder import FrameEncoder
 from ser_batch.features.extract import feature_bytes, feature_names, feature_vector, warm_up
 from ser_batch.features.resample import resample
 from ser_batch.jobs.guard import NO_GUARD, FileGuard
@@ -48,6 +49,7 @@ def featurize_files(
         ``schema.ERRORS_SCHEMA``; together they hold exactly one row per input.
     """
     now = datetime.now(UTC)
+    encoder = encoder_of(config, storage_options=storage_options)
     rows = schema.FeatureRows.empty()
     errors: list[dict[str, Any]] = []
     for info in files:
@@ -71,7 +73,7 @@ def featurize_files(
                 _check_speech(decoded.waveform, decoded.sample_rate)
                 stage = "features"
                 _check_feature_memory(guard, decoded.waveform.size, config)
-                vector = feature_vector(decoded.waveform, decoded.sample_rate, config)
+                vector = feature_vector(decoded.waveform, decoded.sample_rate, config, encoder=encoder)
         except storage.PER_FILE_ERRORS as error:
             errors.append(
                 schema.error_row(info.uri, info.content_key, error, stage=stage, feature_set=config.name, run_at=now)
@@ -150,6 +152,7 @@ def augment_files(
         rows with stage ``augment`` for clips no copy could be made of.
     """
     now = datetime.now(UTC)
+    encoder = encoder_of(config, storage_options=storage_options)
     rows = schema.FeatureRows.empty()
     transforms: list[str] = []
     errors: list[dict[str, Any]] = []
@@ -168,7 +171,7 @@ def augment_files(
                 _check_feature_memory(guard, n_samples, config, extra_bytes=copies_bytes)
                 rng = np.random.default_rng(zlib.crc32(f"{info.uri}\t{info.content_key}".encode()))
                 copies = [
-                    (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config))
+                    (copy.name, _features_at_rate(copy.waveform, copy.sample_rate, config, encoder))
                     for copy in augmented_copies(decoded.waveform, decoded.sample_rate, rng)
                 ]
         except storage.PER_FILE_ERRORS as error:
@@ -188,9 +191,23 @@ def augment_files(
     return pa.Table.from_arrays(columns, schema=copy_schema), pa.Table.from_pylist(errors, schema=schema.ERRORS_SCHEMA)
 
 
-def _features_at_rate(waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig) -> NDArray[np.float32]:
+def _features_at_rate(
+    waveform: NDArray[np.float32], sample_rate: int, config: FeatureConfig, encoder: FrameEncoder | None
+) -> NDArray[np.float32]:
     resampled = resample(waveform, sample_rate, config.sample_rate, quality=config.resample_quality)
-    return feature_vector(resampled, config.sample_rate, config)
+    return feature_vector(resampled, config.sample_rate, config, encoder=encoder)
+
+
+def encoder_of(config: FeatureConfig, *, storage_options: dict[str, Any] | None = None) -> FrameEncoder | None:
+    """The loaded model of an encoder set (``storage.load_encoder``, once per process); None for other sets.
+
+    Raises:
+        ConfigError: if the encoder file has changed since the set was named, or breaks the contract.
+        StorageError: if it cannot be read.
+    """
+    if isinstance(config, EncoderFeatureConfig):
+        return storage.load_encoder(config, storage_options=storage_options)
+    return None
 
 
 def augment_shard(
@@ -204,7 +221,7 @@ def augment_shard(
     """Make and featurize a shard's augmented copies and write them under deterministic names (see ``featurize_shard``)."""
     started = time.perf_counter()
     with threadpool_limits(limits=1):
-        _warm_up_outside_time_limit(guard, config)
+        _warm_up_outside_time_limit(guard, config, storage_options)
         augmented, errors = augment_files(shard.files, config, storage_options=storage_options, guard=guard)
     return _write_shard(
         shard,
@@ -234,18 +251,21 @@ def featurize_shard(
     """
     started = time.perf_counter()
     with threadpool_limits(limits=1):
-        _warm_up_outside_time_limit(guard, config)
+        _warm_up_outside_time_limit(guard, config, storage_options)
         features, errors = featurize_files(shard.files, config, storage_options=storage_options, guard=guard)
     return _write_shard(
         shard, dest, config, features, errors, started=started, dataset_name="features", storage_options=storage_options
     )
 
 
-def _warm_up_outside_time_limit(guard: FileGuard, config: FeatureConfig) -> None:
+def _warm_up_outside_time_limit(
+    guard: FileGuard, config: FeatureConfig, storage_options: dict[str, Any] | None
+) -> None:
     # A fresh process's one-off costs (librosa's lazy imports, numba's kernels: 2-4 s, more on a busy
-    # machine) must not count against its first file's time limit. ~5 ms once warm.
+    # machine; reading an encoder file and making its session) must not count against its first file's
+    # time limit. ~5 ms once warm.
     if guard.time_limit_s is not None:
-        warm_up(config)
+        warm_up(config, encoder=encoder_of(config, storage_options=storage_options))
 
 
 def _write_shard(

@@ -48,9 +48,11 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from ser_batch._typing import SampleReader, Span
-from ser_batch.config import FeatureConfig, ScoreConfig, feature_config
+from ser_batch.config import EncoderFeatureConfig, FeatureConfig, ScoreConfig
+from ser_batch.features.encoder import FrameEncoder
 from ser_batch.features.extract import feature_bytes, feature_names, warm_up
 from ser_batch.features.windows import window_features_at, window_groups, window_samples
+from ser_batch.jobs.featurize import encoder_of
 from ser_batch.jobs.guard import NO_GUARD, FileGuard
 from ser_batch.jobs.plan import call_date
 from ser_batch.model.artifact import Artifact
@@ -61,6 +63,7 @@ from ser_batch.scoring.crosstalk import attributed_spans, band_levels, duplicate
 from ser_batch.scoring.segments import streamed_speech_spans, windows
 from ser_batch.shards import FileInfo, ScoreShardSummary, Shard
 from ser_batch.storage.audio import audio_info, channel_reader, decoded_length, read_channel
+from ser_batch.storage.encoder import check_encoder_file
 from ser_batch.storage.files import PER_FILE_ERRORS, local_copy
 from ser_batch.storage.model_dir import load_artifact, read_model_identity
 from ser_batch.storage.tables import write_scores
@@ -140,11 +143,17 @@ def check_model(identity: ModelIdentity, *, storage_options: dict[str, Any] | No
     Run once before any work, so a broken model directory fails the run in one line naming it,
     not every worker after its retries; the process that then runs the flow does not load it again.
 
+    For a model of an encoder set, also checks that its ONNX file still has the hash it was trained with.
+
     Raises:
         StorageError, SchemaError: as ``ser_batch.storage.load_artifact``.
+        ConfigError: if the model's encoder file has changed (``storage.check_encoder_file``).
     """
     artifact, _ = load_model_once(identity, storage_options=storage_options)
     artifact.probabilities(np.zeros((1, int(artifact.model.input_shape[-1])), np.float32))
+    features = artifact.features
+    if isinstance(features, EncoderFeatureConfig):
+        check_encoder_file(features, storage_options=storage_options)  # a changed file stops the run in one line
 
 
 def score_shard(
@@ -183,7 +192,8 @@ def score_shard(
     artifact, loaded = load_model_once(identity, storage_options=storage_options)
     with threadpool_limits(limits=1):
         if loaded and guard.time_limit_s is not None:  # a fresh process: its one-off costs are not the first file's
-            warm_up(feature_config(artifact.feature_set))
+            features = artifact.features
+            warm_up(features, encoder=encoder_of(features, storage_options=storage_options))
         scores = score_files(
             shard.files, artifact, config, run_date=run_date, storage_options=storage_options, guard=guard
         )
@@ -249,7 +259,8 @@ def score_files(
     now = datetime.now(UTC)
     run_day = date.fromisoformat(date_value(run_date or now.date().isoformat(), name="run_date"))
     days = {info.uri: call_date(info, config.timezone, run_day.isoformat()) for info in files}
-    features = feature_config(artifact.feature_set)
+    features = artifact.features
+    encoder = encoder_of(features, storage_options=storage_options)
     model_id = artifact.identity.model_id
     stamp = {"model_id": model_id, "scored_at": now, "run_date": run_day}
     rows: dict[str, list[dict[str, Any]]] = {"errors": [], "predictions": [], "calls": []}
@@ -263,7 +274,7 @@ def score_files(
                 raise poison
             with guard.watch(info):
                 channels, sample_rate, duration_s = read_recording_windows(
-                    info, config, features, progress, storage_options=storage_options, guard=guard
+                    info, config, features, progress, storage_options=storage_options, guard=guard, encoder=encoder
                 )
         except PER_FILE_ERRORS as error:
             row = error_row(
@@ -346,6 +357,7 @@ def read_recording_windows(
     *,
     storage_options: dict[str, Any] | None = None,
     guard: FileGuard = NO_GUARD,
+    encoder: FrameEncoder | None = None,
 ) -> tuple[list[ChannelWindows], int, float]:
     """Decode each channel of one recording, find its speech windows and featurize them.
 
@@ -357,7 +369,8 @@ def read_recording_windows(
     until the recording is done; longer ones are read in blocks (three times for the spans
     and levels, then one region of windows at a time), so memory does not grow with their
     length beyond ~40 bytes per 10 ms frame. That memory, estimated from the header, is
-    checked against ``guard`` before decoding.
+    checked against ``guard`` before decoding. ``encoder`` is the loaded model of an encoder
+    feature set (``ser_batch.jobs.featurize.encoder_of``), None for other sets.
 
     Returns:
         ``(channels, sample_rate, duration_s)``: one ``ChannelWindows`` per channel, in order,
@@ -405,7 +418,7 @@ def read_recording_windows(
                     ChannelWindows(
                         channel,
                         placed,
-                        _region_features(read, placed, sample_rate, features),
+                        _region_features(read, placed, sample_rate, features, encoder),
                         spans=spans[channel],
                         loudness_lufs=speech_loudness(read, spans[channel], sample_rate),
                         speech_rate=speech_rate(levels[channel], spans[channel], sample_rate, config),
@@ -475,7 +488,7 @@ def _channel_samples(
 
 
 def _region_features(
-    read: SampleReader, windows: list[Span], sample_rate: int, features: FeatureConfig
+    read: SampleReader, windows: list[Span], sample_rate: int, features: FeatureConfig, encoder: FrameEncoder | None
 ) -> NDArray[np.float32]:
     bounds = window_samples(windows, sample_rate)
     matrix = np.empty((len(bounds), len(feature_names(features))), dtype=np.float32)
@@ -483,6 +496,10 @@ def _region_features(
         low, high = min(bounds[row][0] for row in rows), max(bounds[row][1] for row in rows)
         region = np.asarray(read(low, high), dtype=np.float32)
         matrix[rows] = window_features_at(
-            region, sample_rate, [(bounds[row][0] - low, bounds[row][1] - low) for row in rows], features
+            region,
+            sample_rate,
+            [(bounds[row][0] - low, bounds[row][1] - low) for row in rows],
+            features,
+            encoder=encoder,
         )
     return matrix

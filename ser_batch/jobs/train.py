@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ser_batch import storage
-from ser_batch.config import ANGRY, TrainConfig, feature_config
+from ser_batch.config import ANGRY, ENCODER_SET_NAME, TrainConfig
 from ser_batch.model.fit import AUGMENTATION_COLUMN, Evaluation, evaluate, fit, with_copies
 from ser_batch.storage.model_dir import load_artifact, save_artifact
 
@@ -28,14 +29,20 @@ def train_and_save(
     Returns:
         the metadata written to ``MODEL_DIR/metadata.json``.
 
+    ``feature_set`` is a name of ``FEATURE_SETS``, ``onnx:URI`` (``storage.resolve_feature_set``) or the
+    name of an encoder set DEST holds, ``onnx-<12 hex>`` (its settings read from DEST; no file needed).
+
     Raises:
-        ConfigError: unknown feature set, or a split that cannot be made.
+        ConfigError: unknown feature set, an encoder file that breaks the contract, or a split that cannot be made.
         SchemaError: no table for the feature set, or one of another fingerprint.
         StorageError: DEST unreadable or MODEL_DIR unwritable.
     """
-    features = feature_config(feature_set)
+    if re.match(ENCODER_SET_NAME, feature_set):  # an encoder set by its name: its settings are in DEST
+        features = storage.read_feature_config(features_dest, feature_set, storage_options=storage_options)
+    else:
+        features = storage.resolve_feature_set(feature_set, storage_options=storage_options)
     table = storage.read_features(features_dest, config=features, storage_options=storage_options)
-    if config.augmented and storage.has_augmented(features_dest, feature_set, storage_options=storage_options):
+    if config.augmented and storage.has_augmented(features_dest, features.name, storage_options=storage_options):
         copies = storage.read_features(
             features_dest, config=features, dataset_name="augmented", storage_options=storage_options
         )
@@ -58,7 +65,7 @@ def evaluate_store(features_dest: str, model_dir: str, *, storage_options: dict[
         SchemaError: the table's feature set or fingerprint differs from the model's.
     """
     artifact = load_artifact(model_dir, storage_options=storage_options)
-    features = feature_config(artifact.feature_set)
+    features = artifact.features
     table = storage.read_features(features_dest, config=features, storage_options=storage_options)
     telephone = None
     if storage.has_augmented(features_dest, features.name, storage_options=storage_options):

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ser_batch._typing import Voices
+from ser_batch.config import FeatureConfig, stored_feature_config
 from ser_batch.model.calibration import calibrated_probabilities
 from ser_batch.model.networks import probabilities
 from ser_batch.model.voice import VoicePrior, normalise_voices
@@ -47,6 +48,11 @@ class Artifact:
     def feature_set(self) -> str:
         """Name of the feature set the model was trained on."""
         return self.identity.feature_set
+
+    @property
+    def features(self) -> FeatureConfig:
+        """The feature set's settings, as the model directory stored them (an encoder set's file and hash included)."""
+        return stored_feature_config(self.feature_set, self.metadata.get("feature_config") or {})
 
     @property
     def fingerprint(self) -> str:

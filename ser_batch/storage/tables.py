@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ser_batch.config import FeatureConfig
+from ser_batch.config import FeatureConfig, stored_feature_config
 from ser_batch.errors import ConfigError, SchemaError, StorageError
 from ser_batch.schema import (
     AUGMENT_STAGE,
@@ -38,6 +38,7 @@ from ser_batch.schema import (
     ERRORS_SCHEMA,
     FEATURE_KEYS,
     FEATURIZE_ERROR_KEYS,
+    META_FEATURE_CONFIG,
     META_FEATURE_NAMES,
     META_FEATURE_SET,
     META_FINGERPRINT,
@@ -258,12 +259,30 @@ def read_feature_names(
     Raises:
         SchemaError: if DEST holds no readable part file of that feature set.
     """
+    names = _stored_metadata(dest, feature_set, META_FEATURE_NAMES, dataset_name, storage_options)
+    return [str(name) for name in json.loads(names)]
+
+
+def read_feature_config(dest: str, feature_set: str, *, storage_options: dict[str, Any] | None = None) -> FeatureConfig:
+    """The settings of a feature set as DEST stores them: how ``train --feature-set onnx-<12 hex>`` finds an encoder set.
+
+    Raises:
+        SchemaError: if DEST holds no readable part file of that feature set.
+        ConfigError: if the stored settings are not those of a feature set of that name.
+    """
+    settings = _stored_metadata(dest, feature_set, META_FEATURE_CONFIG, "features", storage_options)
+    return stored_feature_config(feature_set, json.loads(settings))
+
+
+def _stored_metadata(
+    dest: str, feature_set: str, key: bytes, dataset_name: str, storage_options: dict[str, Any] | None
+) -> bytes:
     root = features_root(dest, feature_set, dataset_name)
     fs, parts = _own_parts(root, FEATURE_KEYS[1:], storage_options, known={"feature_set": feature_set})
     for _, table in _read_parts(fs, parts, ["path"], root):
-        names = (table.schema.metadata or {}).get(META_FEATURE_NAMES)
-        if names:
-            return [str(name) for name in json.loads(names)]
+        value = (table.schema.metadata or {}).get(key)
+        if value:
+            return bytes(value)
     raise SchemaError(
         f"no {dataset_name} for feature set {feature_set!r} under {root}; run `ser-batch featurize` first"
     )
