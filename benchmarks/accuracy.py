@@ -290,14 +290,6 @@ SETUPS: tuple[Setup, ...] = (
         voice_norm="neutral",
     ),
     Setup(
-        "stats8k + mlp-ensemble + aug + neutral-baseline norm, trained on calls",
-        "stats8k",
-        "mlp-ensemble",
-        augment=True,
-        voice_norm="neutral",
-        call_training=0.33,
-    ),
-    Setup(
         "stats8k + mlp-ensemble + aug + voice-norm cepstral, trained on calls",
         "stats8k",
         "mlp-ensemble",
@@ -312,6 +304,15 @@ SETUPS: tuple[Setup, ...] = (
         augment=True,
         voice_norm="zscore",
         call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + raw and voice-norm, trained on calls, 2/3 one emotion",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="zscore",
+        raw_too=True,
+        call_training=0.67,
     ),
     Setup(
         "stats8k + mlp-ensemble + aug + raw and voice-norm, trained on calls",
