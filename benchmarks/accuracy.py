@@ -53,8 +53,7 @@ from ser_batch.model.voice import normalise_voices, voice_prior  # noqa: E402
 DEFAULT_LABEL = "stats8k + mlp-ensemble + aug"
 """The configuration ``ser-batch featurize`` and ``ser-batch train`` default to."""
 
-VOICE_PRIOR_WEIGHT = 10.0
-"""Pseudo-clips of the population prior in each voice's statistics (the library default)."""
+NEUTRAL = SEED_CLASSES.index("neutral")
 
 CALL_CLIPS = 20
 """Test clips per simulated call (about a minute of speech) for voice normalisation."""
@@ -171,8 +170,11 @@ class Setup:
     copies: tuple[str, ...] = ("aug0", "aug1")  # aug0: telephone copy, aug1: speed + noise copy
     epochs: int = 100  # TrainConfig's default; class weighting and patience are the model's defaults too
     speaker_norm: str = ""  # z-score features per speaker: "all" clips or "20-half-neutral" (see _speaker_norm)
-    voice_norm: bool = False  # the product's ser_batch.model.voice normalisation, test voices cut into 20-clip "calls"
+    voice_norm: str = ""  # "zscore" (ser_batch.model.voice), "cepstral" or "neutral" (below); tests in 20-clip calls
     columns: str = ""  # a regular expression: only the set's features whose names match it (default: all)
+    raw_too: bool = False  # with voice_norm: the model sees the raw features beside the normalised ones
+    call_training: float | None = None  # with voice_norm: train on random calls of 1-20 clips, this share one emotion
+    prior_weight: float = 10.0  # with voice_norm: pseudo-clips of the population in each voice's statistics
 
 
 SETUPS: tuple[Setup, ...] = (
@@ -204,7 +206,123 @@ SETUPS: tuple[Setup, ...] = (
         augment=True,
         speaker_norm="20-half-neutral",
     ),
-    Setup("stats8k + mlp-ensemble + aug + voice-norm", "stats8k", "mlp-ensemble", augment=True, voice_norm=True),
+    Setup("stats8k + mlp-ensemble + aug + voice-norm", "stats8k", "mlp-ensemble", augment=True, voice_norm="zscore"),
+    Setup(
+        "stats8k + mlp-ensemble + aug + voice-norm cepstral",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="cepstral",
+    ),
+    Setup("stats8k + mlp + aug + voice-norm", "stats8k", "mlp", augment=True, voice_norm="zscore"),
+    Setup("stats8k + mlp + aug + voice-norm cepstral", "stats8k", "mlp", augment=True, voice_norm="cepstral"),
+    Setup(
+        "stats8k + mlp + aug + raw and voice-norm, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="zscore",
+        raw_too=True,
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp + aug + voice-norm, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="zscore",
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp + aug + voice-norm cepstral, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="cepstral",
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp + aug + raw and voice-norm cepstral, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="cepstral",
+        raw_too=True,
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp + aug + voice-norm cepstral, 40 pseudo-clips",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="cepstral",
+        prior_weight=40.0,
+    ),
+    Setup(
+        "stats8k + mlp + aug + voice-norm, 40 pseudo-clips, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="zscore",
+        call_training=0.33,
+        prior_weight=40.0,
+    ),
+    Setup(
+        "stats8k + mlp + aug + neutral-baseline norm, trained on calls",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="neutral",
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp + aug + neutral-baseline norm",
+        "stats8k",
+        "mlp",
+        augment=True,
+        voice_norm="neutral",
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + neutral-baseline norm",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="neutral",
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + voice-norm cepstral, trained on calls",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="cepstral",
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + voice-norm, trained on calls",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="zscore",
+        call_training=0.33,
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + raw and voice-norm, trained on calls, 2/3 one emotion",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="zscore",
+        raw_too=True,
+        call_training=0.67,
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + raw and voice-norm, trained on calls",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        voice_norm="zscore",
+        raw_too=True,
+        call_training=0.33,
+    ),
     Setup("stats8k-prosody + logistic", "stats8k-prosody", "logistic"),
     Setup("stats8k-prosody + logistic + aug", "stats8k-prosody", "logistic", augment=True),
     Setup(
@@ -248,6 +366,11 @@ def _speaker_norm(features: np.ndarray, groups: np.ndarray, emotion: np.ndarray,
         block = features[basis]
         out[rows] = (features[rows] - np.nanmean(block, axis=0)) / (np.nanstd(block, axis=0) + 1e-6)
     return out
+
+
+def _names(setup: Setup) -> list[str]:
+    names = feature_names(feature_config(setup.feature_set))
+    return [name for name in names if re.search(setup.columns, name)] if setup.columns else names
 
 
 def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
@@ -298,11 +421,56 @@ def run_fold(
     ok = np.isfinite(x).all(axis=1)
     x, y = x[ok], y[ok]
     validation_x = matrices["clean"][validation]
+
+    def normalised(features: np.ndarray, voices: np.ndarray) -> np.ndarray:  # unlabelled rows, as scoring would
+        if setup.voice_norm == "cepstral":
+            out = _cepstral(features, voices, prior)
+        elif setup.voice_norm == "neutral":  # the model's p(neutral) of each clip against the population's baseline
+            first = model.predict(features - prior, batch_size=1024, verbose=0)[:, NEUTRAL]
+            out = _neutral_baseline(features, voices, first, prior, setup.prior_weight)
+        else:
+            out = normalise_voices(features, voices, prior)
+        return np.hstack([features, out]).astype(np.float32) if setup.raw_too else out
+
     if setup.voice_norm:  # as ser_batch.jobs.train does: each training voice (and channel) with all its clips
-        voices = np.concatenate([np.char.add(groups[fit_rows], f"/{v}") for v in ("clean", *setup.copies)])[ok]
-        prior = voice_prior(x, voices, weight=VOICE_PRIOR_WEIGHT)
-        x = normalise_voices(x, voices, prior)
-        validation_x = normalise_voices(validation_x, groups[validation], prior)
+        if setup.raw_too and setup.voice_norm == "neutral":
+            raise SystemExit("raw_too is measured with zscore and cepstral only")
+        variants = ("clean", *setup.copies)
+        voices = np.concatenate([np.char.add(groups[fit_rows], f"/{v}") for v in variants])[ok]
+        validation_voices = groups[validation]
+        if setup.call_training is not None:  # statistics of random calls (labels only choose the calls)
+            rng = np.random.default_rng(seed)
+            voices = np.concatenate(
+                [
+                    np.char.add(_training_calls(groups[fit_rows], targets[fit_rows], rng, setup.call_training), f"/{v}")
+                    for v in variants
+                ]
+            )[ok]
+            validation_voices = _training_calls(groups[validation], targets[validation], rng, setup.call_training)
+        raw_x, raw_validation = x, validation_x
+        if setup.voice_norm == "cepstral":
+            prior = _cepstral_prior(x, voices, setup.prior_weight, _names(setup))
+            x = _cepstral(x, voices, prior)
+            validation_x = _cepstral(validation_x, validation_voices, prior)
+        elif setup.voice_norm == "neutral":  # training and validation baselines from their labels
+            prior = np.mean(
+                [x[(voices == v) & (y == NEUTRAL)].mean(axis=0) for v in np.unique(voices[y == NEUTRAL])], 0
+            )
+            x = _neutral_baseline(x, voices, (y == NEUTRAL).astype(float), prior, setup.prior_weight)
+            validation_x = _neutral_baseline(
+                validation_x,
+                validation_voices,
+                (targets[validation] == NEUTRAL).astype(float),
+                prior,
+                setup.prior_weight,
+            )
+        else:
+            prior = voice_prior(x, voices, weight=setup.prior_weight)
+            x = normalise_voices(x, voices, prior)
+            validation_x = normalise_voices(validation_x, validation_voices, prior)
+        if setup.raw_too:
+            x, validation_x = np.hstack([raw_x, x]), np.hstack([raw_validation, validation_x])
+
     model = build_model(
         x.shape[1],
         6,
@@ -330,7 +498,7 @@ def run_fold(
     for variant in ("clean", "tel"):
         features = np.nan_to_num(matrices[variant][test])
         if setup.voice_norm:
-            features = normalise_voices(features, _calls(groups[test], targets[test], seed, mixed=True), prior)
+            features = normalised(features, _calls(groups[test], targets[test], seed, mixed=True))
         probabilities[variant] = model.predict(features, batch_size=1024, verbose=0)
         out[variant] = probabilities[variant].argmax(axis=1)
     held_out = model.predict(validation_x, batch_size=1024, verbose=0) if validation.size else np.zeros((0, 6))
@@ -341,7 +509,7 @@ def run_fold(
             ("single", np.arange(test.size)),
             ("one_emotion", _calls(groups[test], targets[test], seed, mixed=False)),
         ):
-            out[name] = model.predict(normalise_voices(clean, voices, prior), batch_size=1024, verbose=0).argmax(axis=1)
+            out[name] = model.predict(normalised(clean, voices), batch_size=1024, verbose=0).argmax(axis=1)
     return out, probabilities
 
 
@@ -354,6 +522,64 @@ def _calls(groups: np.ndarray, targets: np.ndarray, seed: int, *, mixed: bool) -
         for start in range(0, rows.size, CALL_CLIPS):
             calls[rows[start : start + CALL_CLIPS]] = f"{group}/{target}/{start}"
     return calls
+
+
+CEPSTRAL_LEVELS = r"^mfcc_(0[4-9]|1[0-9]|20)_(mean|p10|p50|p90)$"
+"""The levels of MFCC 4-20 (vocal tract and line; not c0 = loudness, nor MFCC 2-3 = spectral tilt)."""
+
+
+def _cepstral_prior(x: np.ndarray, voices: np.ndarray, weight: float, names: list[str]) -> dict[str, object]:
+    # cepstral mean subtraction, robust: the average per-voice median of the cepstral levels
+    columns = np.array([i for i, name in enumerate(names) if re.search(CEPSTRAL_LEVELS, name)])
+    x = np.asarray(x, np.float64)
+    medians = [np.median(x[voices == v][:, columns], axis=0) for v in np.unique(voices)]
+    return {"columns": columns, "level": np.mean(medians, axis=0), "weight": weight}
+
+
+def _cepstral(features: np.ndarray, voices: np.ndarray, prior: dict[str, object]) -> np.ndarray:
+    # each voice's cepstral levels less its median, shrunk towards the population's by `weight` pseudo-clips
+    columns, level, weight = prior["columns"], prior["level"], prior["weight"]
+    features = np.asarray(features, np.float64)
+    out = features.copy()
+    for voice in np.unique(voices):
+        rows = np.flatnonzero(voices == voice)
+        block = features[np.ix_(rows, columns)]  # type: ignore[arg-type]
+        own = (rows.size * np.median(block, axis=0) + weight * level) / (rows.size + weight)  # type: ignore[operator]
+        out[np.ix_(rows, columns)] = block - own  # type: ignore[arg-type]
+    return out.astype(np.float32)
+
+
+def _neutral_baseline(
+    features: np.ndarray, voices: np.ndarray, neutral: np.ndarray, base: np.ndarray, prior_weight: float
+) -> np.ndarray:
+    # Less each voice's neutral baseline: its clips' mean weighted by how neutral each is (labels in training,
+    # the model's p(neutral) when testing), shrunk towards the training voices' average neutral mean `base` by
+    # prior_weight pseudo-clips (a call with no neutral-looking clip keeps the population's baseline).
+    out = np.empty(features.shape, np.float32)
+    for voice in np.unique(voices):
+        rows = voices == voice
+        own = neutral[rows] @ features[rows] + prior_weight * base
+        out[rows] = features[rows] - own / (neutral[rows].sum() + prior_weight)
+    return out
+
+
+def _training_calls(
+    groups: np.ndarray, targets: np.ndarray, rng: np.random.Generator, one_emotion: float
+) -> np.ndarray:
+    # Each voice's clips cut into random calls of 1 to CALL_CLIPS clips: a share of the clips in calls of one
+    # emotion, the rest in calls of mixed emotions.
+    calls = np.empty(groups.size, dtype=object)
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        alone = rng.random(rows.size) < one_emotion
+        pools = [rows[alone & (targets[rows] == t)] for t in np.unique(targets[rows])] + [rows[~alone]]
+        for p, pool in enumerate(pools):
+            pool, start = rng.permutation(pool), 0
+            while start < pool.size:
+                size = int(rng.integers(1, CALL_CLIPS + 1))
+                calls[pool[start : start + size]] = f"{group}/{p}/{start}"
+                start += size
+    return calls.astype(str)
 
 
 def learning_curve(
