@@ -106,7 +106,7 @@ def read_call_timeline(
 
 def _matching(table: pa.Table, values: dict[str, Any]) -> pa.Table:
     # one scoring's rows: a shard stamps all its rows with one scored_at
-    mask = pa.array([True] * table.num_rows)
+    mask = pa.array(np.ones(table.num_rows, dtype=bool))  # typed bool: [True] * 0 would be a null array
     for name, value in values.items():
         mask = pc.and_(mask, pc.equal(table.column(name), pa.scalar(value, table.schema.field(name).type)))
     return table.filter(mask)

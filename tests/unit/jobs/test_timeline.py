@@ -79,3 +79,19 @@ def test_a_recording_never_scored_is_a_config_error_naming_it(tmp_path, scored) 
     with pytest.raises(ConfigError, match=r"other\.wav: never scored into this DEST"):
         write_call_timeline(str(tmp_path / "out"), str(tmp_path / "other.wav"))
     assert not (tmp_path / "out" / "plots").exists()
+
+
+@pytest.mark.parametrize("others", [False, True], ids=["alone", "beside-a-call-with-speech"])
+def test_a_recording_without_speech_is_drawn_with_empty_channels(tmp_path, others) -> None:
+    # silence or line noise: calls rows, no predictions rows (before: ArrowNotImplementedError from an empty mask)
+    path = str(tmp_path / "silence.wav")
+    recordings = [scored_call(path, [[], []])]
+    if others:
+        recordings.append(scored_call(str(tmp_path / "c1.wav"), STEREO))
+    write_scored(tmp_path / "out", recordings)
+
+    timeline = read_call_timeline(str(tmp_path / "out"), path)
+    written = write_call_timeline(str(tmp_path / "out"), path)
+
+    assert [c.emotion for c in timeline.channels] == [(), ()]
+    assert png_size(written) == (1000, 520)
