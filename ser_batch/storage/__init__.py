@@ -71,6 +71,7 @@ from ser_batch.storage.score_index import (
     write_score_index,
 )
 from ser_batch.storage.tables import (
+    check_dest_job,
     check_score_layout,
     errors_root,
     features_root,
@@ -109,6 +110,7 @@ __all__ = [
     "audio_info",
     "channel_reader",
     "check_lease_free",
+    "check_dest_job",
     "check_score_layout",
     "check_writable",
     "create_exclusive",
