@@ -110,13 +110,19 @@ def _check_lease(args: argparse.Namespace) -> None:
 
 
 def _check_featurize(args: argparse.Namespace) -> None:
-    from flows.runner import dask_runner
     from flows.settings import storage_options_from_env
     from ser_batch.jobs.plan import check_locations
 
-    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
     _check_lease(args)
+    _check_dask_address(args)
+
+
+def _check_dask_address(args: argparse.Namespace) -> None:
+    # last: importing Prefect's task runner and Dask takes seconds, which a wrong SOURCE or DEST need not wait for
+    from flows.runner import dask_runner
+
+    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
 
 
 def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> None:
@@ -226,7 +232,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_score(args: argparse.Namespace) -> None:
-    from flows.runner import dask_runner
     from flows.settings import storage_options_from_env, timezone_name
     from ser_batch.config import score_config
     from ser_batch.jobs.plan import check_scoring, parse_date
@@ -238,11 +243,11 @@ def _check_score(args: argparse.Namespace) -> None:
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # run dates, and the dates of recordings without date folders, are in $SER_BATCH_TIMEZONE
-    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     options = storage_options_from_env()
     identity = check_scoring(args.source, args.dest, args.model, storage_options=options)
-    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
     _check_lease(args)
+    _check_dask_address(args)
+    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
 
 
 def _score(args: argparse.Namespace) -> int:
