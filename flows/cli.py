@@ -53,6 +53,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1]")
+    return value
+
+
 def _add_file_timeout(parser: argparse.ArgumentParser, inputs: str) -> None:
     parser.add_argument(
         "--file-timeout",
@@ -341,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-errors", action="store_true", help="featurize again files whose error is already recorded"
     )
     featurize.add_argument(
-        "--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)"
+        "--max-error-ratio", type=_share, default=0.5, help="fail the run above this share of bad files (default 0.5)"
     )
     featurize.add_argument(
         "--augment",
@@ -446,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--max-error-ratio",
-        type=float,
+        type=_share,
         default=0.5,
         help="fail the run above this share of bad recordings (default 0.5)",
     )

@@ -86,6 +86,7 @@ def featurize(
     logger = get_run_logger()
     config = feature_config(feature_set)
     options = storage_options_from_env()
+    jobs.check_max_error_ratio(max_error_ratio)  # applied at the end: a bad value must not cost a night's work
     with storage.hold_lease(dest, job="featurize", wait_s=lease_wait_s, storage_options=options) as lease:
         plan = jobs.plan_featurization(
             source,

@@ -46,6 +46,7 @@ def test_unwritable_dest_exits_2_with_one_line(archive, tmp_path) -> None:
         (["--shard-size", "-3"], "must be >= 1"),
         (["--feature-set", "nope"], "invalid choice"),
         (["--n-workers", "x"], "is not an integer"),
+        (["--max-error-ratio", "3"], "must be in [0, 1]"),  # was checked only once the whole run was done
     ],
 )
 def test_bad_parameters_are_rejected_by_the_parser(args, message, capsys) -> None:
