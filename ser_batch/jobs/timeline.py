@@ -31,12 +31,16 @@ class CallTimeline:
 
 
 def recording_uri(path: str) -> str:
-    """A recording as the scoring tables name it: local paths absolute, remote URIs unchanged.
+    r"""A recording as the scoring tables name it: local paths absolute (``files.local_uri``), remote URIs unchanged.
+
+    A local name that is not UTF-8 (typed, or as its stored ``file://`` URI) becomes the URI stored for it.
 
     >>> recording_uri("s3://calls/2026/a.wav")
     's3://calls/2026/a.wav'
+    >>> recording_uri(os.fsdecode(b"/calls/caf\xe9.wav")), recording_uri("file:///calls/caf%E9.wav")
+    ('file:///calls/caf%E9.wav', 'file:///calls/caf%E9.wav')
     """
-    return path if files.is_remote(path) else files.local_path(path)
+    return path if files.is_remote(path) else files.local_uri(files.local_path(path))
 
 
 def read_call_timeline(

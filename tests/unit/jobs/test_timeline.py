@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import struct
 from datetime import UTC, date, datetime
 
@@ -8,6 +9,7 @@ from scored_tables import scored_call, write_scored
 
 from ser_batch.errors import ConfigError
 from ser_batch.jobs.timeline import read_call_timeline, timeline_uri, write_call_timeline
+from ser_batch.storage.files import local_uri
 
 STEREO = [[(1.0, 4.0, "neutral"), (2.5, 5.5, "neutral")], [(8.0, 11.0, "angry"), (9.5, 12.5, "sad")]]
 
@@ -95,3 +97,15 @@ def test_a_recording_without_speech_is_drawn_with_empty_channels(tmp_path, other
 
     assert [c.emotion for c in timeline.channels] == [(), ()]
     assert png_size(written) == (1000, 520)
+
+
+def test_a_recording_whose_name_is_not_utf8_is_drawn_from_its_name_or_its_stored_uri(tmp_path) -> None:
+    # scoring stores such a path as a file:// URI; the name as typed held lone surrogates, which pyarrow refused
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
+    stored = local_uri(name)
+    write_scored(tmp_path / "out", [scored_call(stored, STEREO)])
+
+    for given in (name, stored):
+        written = write_call_timeline(str(tmp_path / "out"), given)
+        assert written == timeline_uri(str(tmp_path / "out"), stored)
+        assert png_size(written) == (1000, 520)
