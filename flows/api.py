@@ -33,6 +33,21 @@ _logger = logging.getLogger("prefect")  # where SubprocessASGIServer logs the sa
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+# The server's main: uvicorn, plus a thread that ends the server once the run that started it is gone
+# (kill -9, the OOM killer), which could not stop it; else it would serve on, orphaned, for good.
+# argv[1] is that run's pid; a server ignoring SIGTERM for 10 s is ended at once.
+_SERVER_MAIN = """
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv.pop(1))
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    os._exit(1)
+threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 
 class ApiError(SerBatchError):
@@ -174,7 +189,7 @@ class _Server:
             **self.settings_env,
         }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+        command = [sys.executable, "-c", _SERVER_MAIN, str(os.getpid()), "--app-dir", str(prefect.__module_path__.parent), "--factory",
                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]  # fmt: skip
         self._spawn(command, env)
         with httpx.Client() as client:

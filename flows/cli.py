@@ -75,6 +75,16 @@ _FEATURE_SET_HELP = (
 )
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1]")
+    return value
+
+
 def _add_file_timeout(parser: argparse.ArgumentParser, inputs: str) -> None:
     parser.add_argument(
         "--file-timeout",
@@ -132,15 +142,21 @@ def _check_lease(args: argparse.Namespace) -> None:
 
 
 def _check_featurize(args: argparse.Namespace) -> None:
-    from flows.runner import dask_runner
     from flows.settings import storage_options_from_env
     from ser_batch.jobs.plan import check_locations
     from ser_batch.storage import resolve_feature_set
 
-    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     check_locations(args.source, args.dest, storage_options=storage_options_from_env())
     args.features = resolve_feature_set(args.feature_set, storage_options=storage_options_from_env())
     _check_lease(args)
+    _check_dask_address(args)
+
+
+def _check_dask_address(args: argparse.Namespace) -> None:
+    # last: importing Prefect's task runner and Dask takes seconds, which a wrong SOURCE or DEST need not wait for
+    from flows.runner import dask_runner
+
+    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
 
 
 def _start_featurize_cluster(args: argparse.Namespace, resources: ExitStack) -> None:
@@ -252,7 +268,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_score(args: argparse.Namespace) -> None:
-    from flows.runner import dask_runner
     from flows.settings import storage_options_from_env, timezone_name
     from ser_batch.config import score_config
     from ser_batch.jobs.plan import check_scoring, parse_date
@@ -264,11 +279,11 @@ def _check_score(args: argparse.Namespace) -> None:
     if args.since is not None:
         parse_date(args.since)
     timezone_name()  # run dates, and the dates of recordings without date folders, are in $SER_BATCH_TIMEZONE
-    dask_runner(args.dask_address, args.n_workers)  # validates the address without connecting
     options = storage_options_from_env()
     identity = check_scoring(args.source, args.dest, args.model, storage_options=options)
-    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
     _check_lease(args)
+    _check_dask_address(args)
+    check_model(identity, storage_options=options)  # loads it once here: a broken model stops the run in one line
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -364,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-errors", action="store_true", help="featurize again files whose error is already recorded"
     )
     featurize.add_argument(
-        "--max-error-ratio", type=float, default=0.5, help="fail the run above this share of bad files (default 0.5)"
+        "--max-error-ratio", type=_share, default=0.5, help="fail the run above this share of bad files (default 0.5)"
     )
     featurize.add_argument(
         "--augment",
@@ -471,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--max-error-ratio",
-        type=float,
+        type=_share,
         default=0.5,
         help="fail the run above this share of bad recordings (default 0.5)",
     )

@@ -84,6 +84,7 @@ def featurize(
     started = time.perf_counter()
     logger = get_run_logger()
     options = storage_options_from_env()
+    jobs.check_max_error_ratio(max_error_ratio)  # applied at the end: a bad value must not cost a night's work
     config = storage.resolve_feature_set(feature_set, storage_options=options)
     with storage.hold_lease(dest, job="featurize", wait_s=lease_wait_s, storage_options=options) as lease:
         plan = jobs.plan_featurization(

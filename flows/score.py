@@ -83,6 +83,7 @@ def score(
     )
     day = schema.date_value(run_date or today(), name="run_date")
     options = storage_options_from_env()
+    jobs.check_max_error_ratio(max_error_ratio)  # applied at the end: a bad value must not cost a night's work
     with storage.hold_lease(dest, job="score", wait_s=lease_wait_s, storage_options=options) as lease:
         plan = jobs.plan_scoring(
             source,

@@ -36,6 +36,7 @@ from ser_batch.jobs.plan import (
 )
 from ser_batch.jobs.report import (
     check_error_ratio,
+    check_max_error_ratio,
     featurize_summary,
     format_days,
     format_featurize_summary,
@@ -102,6 +103,7 @@ __all__ = [
     "call_date",
     "calls_query",
     "check_error_ratio",
+    "check_max_error_ratio",
     "check_locations",
     "check_model",
     "check_scoring",

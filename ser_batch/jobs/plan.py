@@ -39,13 +39,15 @@ def settled_before(settle_s: float, *, now: float | None = None) -> float | None
 
 
 def check_locations(source: str, dest: str, *, storage_options: dict[str, Any] | None = None) -> None:
-    """Fail fast, before any work: SOURCE must be listable and DEST writable.
+    """Fail fast, before any work: SOURCE must be listable and DEST writable, and not a scoring DEST.
 
     Raises:
         StorageError: naming the location and the cause (missing, denied, unreachable, no credentials).
+        ConfigError: if DEST holds a score run's tables (``storage.check_dest_job``).
     """
     next(storage.list_files(source, storage_options=storage_options), None)
     storage.check_writable(dest, storage_options=storage_options)
+    storage.check_dest_job(dest, "featurize", storage_options=storage_options)
 
 
 def plan_featurization(
@@ -77,7 +79,7 @@ def plan_featurization(
         SOURCE folder that could not be listed are left alone, as if still being written.
 
     Raises:
-        ConfigError: if ``shard_size`` < 1 or ``settle_s`` < 0.
+        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0 or DEST holds a score run's tables.
         StorageError: if SOURCE is missing or unlistable, DEST is not writable, or SOURCE lists
             no audio file while DEST holds rows (unless ``allow_empty_source``).
     """
@@ -87,6 +89,7 @@ def plan_featurization(
     files = storage.list_files(source, storage_options=storage_options, passed_over=passed_over)
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
+    storage.check_dest_job(dest, "featurize", storage_options=storage_options)
     done = storage.read_done(dest, config.name, storage_options=storage_options)
     catalogue = files if first is None else _chain(first, files)
     plan = plan_shards(
@@ -244,7 +247,7 @@ def recordings_since(files: Iterable[FileInfo], since: date | None, timezone: st
 def check_scoring(
     source: str, dest: str, model_dir: str, *, storage_options: dict[str, Any] | None = None
 ) -> ModelIdentity:
-    """Fail fast, before any work: the model directory readable and matching, SOURCE listable, DEST writable.
+    """Fail fast, before any work: the model directory readable and matching, SOURCE listable, DEST writable and not a featurize DEST.
 
     Raises:
         StorageError, SchemaError, ConfigError: naming the location and the cause.
@@ -253,6 +256,7 @@ def check_scoring(
     next(storage.list_files(source, storage_options=storage_options), None)
     storage.check_writable(dest, storage_options=storage_options)
     storage.check_score_layout(dest, storage_options=storage_options)
+    storage.check_dest_job(dest, "score", storage_options=storage_options)
     return identity
 
 
@@ -277,7 +281,8 @@ def plan_scoring(
     ``timezone`` is on or after it.
 
     Raises:
-        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0, ``since`` is not a date or ``timezone`` unknown.
+        ConfigError: if ``shard_size`` < 1, ``settle_s`` < 0, ``since`` is not a date, ``timezone`` unknown or
+            DEST holds a featurize run's tables.
         StorageError, SchemaError: as ``check_scoring``; SchemaError also for a DEST of the earlier
             ``run_date`` layout (``storage.check_score_layout``).
     """
@@ -290,6 +295,7 @@ def plan_scoring(
     first = next(files, None)  # lists SOURCE now, so a wrong path fails before DEST is touched
     storage.check_writable(dest, storage_options=storage_options)
     storage.check_score_layout(dest, storage_options=storage_options)
+    storage.check_dest_job(dest, "score", storage_options=storage_options)
     loaded = score_index.load_score_index(dest, identity.model_id, storage_options=storage_options)
     listed = _Counted(files if first is None else _chain(first, files))
     plan = plan_shards(

@@ -195,6 +195,21 @@ def format_days(days: Sequence[str]) -> str:
     return f"{days[0]} to {days[-1]} ({len(days)} days)"
 
 
+def check_max_error_ratio(max_error_ratio: float) -> None:
+    """Refuse a ``max_error_ratio`` outside [0, 1] before a run starts (it is applied only at the run's end).
+
+    Raises:
+        ConfigError: naming the value.
+
+    >>> check_max_error_ratio(3)
+    Traceback (most recent call last):
+    ...
+    ser_batch.errors.ConfigError: max_error_ratio 3 must be in [0, 1]
+    """
+    if not 0.0 <= max_error_ratio <= 1.0:
+        raise ConfigError(f"max_error_ratio {max_error_ratio} must be in [0, 1]")
+
+
 def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, inputs: str, errors_at: str) -> None:
     """Fail a run in which more than ``max_error_ratio`` of the inputs it tried were bad (usually a wrong SOURCE).
 
@@ -215,8 +230,7 @@ def check_error_ratio(n_failed: int, n_tried: int, max_error_ratio: float, *, in
     ...
     ser_batch.errors.RunError: 3 of 4 files failed (> max_error_ratio 0.5); see out/errors
     """
-    if not 0.0 <= max_error_ratio <= 1.0:
-        raise ConfigError(f"max_error_ratio {max_error_ratio} must be in [0, 1]")
+    check_max_error_ratio(max_error_ratio)
     if n_tried and n_failed / n_tried > max_error_ratio:  # the share, not ratio * n: 0.29 * 100 < 29 in binary
         raise RunError(
             f"{n_failed} of {n_tried} {inputs} failed (> max_error_ratio {max_error_ratio}); see {errors_at}"

@@ -31,12 +31,16 @@ class CallTimeline:
 
 
 def recording_uri(path: str) -> str:
-    """A recording as the scoring tables name it: local paths absolute, remote URIs unchanged.
+    r"""A recording as the scoring tables name it: local paths absolute (``files.local_uri``), remote URIs unchanged.
+
+    A local name that is not UTF-8 (typed, or as its stored ``file://`` URI) becomes the URI stored for it.
 
     >>> recording_uri("s3://calls/2026/a.wav")
     's3://calls/2026/a.wav'
+    >>> recording_uri(os.fsdecode(b"/calls/caf\xe9.wav")), recording_uri("file:///calls/caf%E9.wav")
+    ('file:///calls/caf%E9.wav', 'file:///calls/caf%E9.wav')
     """
-    return path if files.is_remote(path) else files.local_path(path)
+    return path if files.is_remote(path) else files.local_uri(files.local_path(path))
 
 
 def read_call_timeline(
@@ -106,7 +110,7 @@ def read_call_timeline(
 
 def _matching(table: pa.Table, values: dict[str, Any]) -> pa.Table:
     # one scoring's rows: a shard stamps all its rows with one scored_at
-    mask = pa.array([True] * table.num_rows)
+    mask = pa.array(np.ones(table.num_rows, dtype=bool))  # typed bool: [True] * 0 would be a null array
     for name, value in values.items():
         mask = pc.and_(mask, pc.equal(table.column(name), pa.scalar(value, table.schema.field(name).type)))
     return table.filter(mask)

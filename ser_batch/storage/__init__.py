@@ -77,6 +77,7 @@ from ser_batch.storage.score_index import (
     write_score_index,
 )
 from ser_batch.storage.tables import (
+    check_dest_job,
     check_score_layout,
     errors_root,
     features_root,
@@ -117,6 +118,7 @@ __all__ = [
     "channel_reader",
     "check_encoder_file",
     "check_lease_free",
+    "check_dest_job",
     "check_score_layout",
     "check_writable",
     "create_exclusive",

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import pyarrow as pa
@@ -426,20 +426,52 @@ def check_score_layout(dest: str, *, storage_options: dict[str, Any] | None = No
     """
     for table in SCORE_TABLES:
         root = files.join(dest, table)
-        fs, base = files.filesystem(root, storage_options=storage_options)
-        with files.storage_errors(root):
-            names = (
-                [str(name).rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(base, detail=False)]
-                if fs.exists(base)
-                else []
-            )
-        if any(name.startswith(f"{EARLIER_SCORE_KEYS[0]}=") for name in names):
+        if EARLIER_SCORE_KEYS[0] in _folder_keys(root, storage_options):
             shown = files.redact(dest)
             raise SchemaError(
                 f"{files.redact(root)} holds {EARLIER_SCORE_KEYS[0]}= folders of an earlier ser-batch (rows by the day "
                 f"they were scored; rows are now by the call's date, call_date=): score into a new DEST, or move "
                 f"calls/, predictions/, errors/ and _ser_batch/scored/ out of {shown} to score its recordings again"
             )
+
+
+def check_dest_job(
+    dest: str, job: Literal["featurize", "score"], *, storage_options: dict[str, Any] | None = None
+) -> None:
+    """Refuse a DEST that holds the other job's tables: featurize and score each write a DEST of their own.
+
+    Both write ``errors``, partitioned by different keys (``feature_set=`` and ``call_date=``); one
+    folder holding both breaks the Hive readers (pandas and pyarrow cannot merge them). Costs a
+    listing per table.
+
+    Raises:
+        ConfigError: naming what DEST holds and what to do, in one line.
+        StorageError: if DEST cannot be listed.
+    """
+    other, tables, error_keys = (
+        ("score", SCORE_TABLES[1:], {*SCORE_KEYS, *EARLIER_SCORE_KEYS})
+        if job == "featurize"
+        else ("featurize", DATASETS, set(FEATURIZE_ERROR_KEYS))
+    )
+    found = [f"{table}/" for table in tables if _folder_keys(files.join(dest, table), storage_options)]
+    found += [
+        f"errors/{key}=" for key in sorted(_folder_keys(files.join(dest, "errors"), storage_options) & error_keys)
+    ]
+    if found:
+        raise ConfigError(
+            f"{files.redact(dest)} holds {', '.join(found)} of a {other} run: {job} into a DEST of its own (featurize "
+            "and score both write errors/, by feature_set= and by call_date=, which Hive readers cannot read as one table)"
+        )
+
+
+def _folder_keys(root: str, storage_options: dict[str, Any] | None) -> set[str]:
+    # the keys of the key folders under root (``call_date`` for ``call_date=2026-11-24``); empty if root is absent
+    fs, base = files.filesystem(root, storage_options=storage_options)
+    with files.storage_errors(root):
+        names = (
+            [str(name).rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(base, detail=False)] if fs.exists(base) else []
+        )
+    return {name.split("=", 1)[0] for name in names if "=" in name}
 
 
 def read_scored(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
+from ser_batch.config import feature_config
+from ser_batch.schema import FORMAT_VERSION
+from ser_batch.storage.lease import hold_lease
 
 BIN = Path(sys.executable).parent
 
@@ -42,6 +46,7 @@ def test_unwritable_dest_exits_2_with_one_line(archive, tmp_path) -> None:
         (["--shard-size", "-3"], "must be >= 1"),
         (["--feature-set", "nope"], "invalid choice"),
         (["--n-workers", "x"], "is not an integer"),
+        (["--max-error-ratio", "3"], "must be in [0, 1]"),  # was checked only once the whole run was done
     ],
 )
 def test_bad_parameters_are_rejected_by_the_parser(args, message, capsys) -> None:
@@ -96,3 +101,20 @@ def test_a_temporary_prefect_api_that_cannot_start_exits_2_with_one_line_naming_
     log = last.rsplit("see ", 1)[1]
     assert "sqlite3.OperationalError" in Path(log).read_text()
     os.remove(log)
+
+
+def test_a_busy_scoring_dest_is_reported_before_the_model_is_loaded(archive, tmp_path, capsys) -> None:
+    # a catch-up run colliding with the nightly is told at once, not after seconds of loading TensorFlow and the model
+    model = tmp_path / "model"
+    model.mkdir()
+    stats = feature_config("stats8k")
+    metadata = {"format_version": FORMAT_VERSION, "model": "mlp", "classes": ["angry", "sad"],
+                "feature_set": stats.name, "fingerprint": stats.fingerprint(), "n_features": 3}  # fmt: skip
+    (model / "metadata.json").write_text(json.dumps(metadata))
+    (model / "model.keras").write_bytes(b"not a Keras file: loading it would fail")
+    dest = tmp_path / "scores"
+
+    with hold_lease(str(dest), job="score"):
+        assert main(["score", str(archive), str(dest), "--model", str(model), "--settle-s", "0"]) == 2
+
+    assert "is in use by a score run" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -139,6 +139,15 @@ def test_unknown_feature_set_fails_before_any_work(prefect, archive, tmp_path) -
     assert not (tmp_path / "out").exists()
 
 
+def test_a_max_error_ratio_out_of_range_fails_before_any_work(prefect, archive, tmp_path) -> None:
+    # it is applied at the run's end: a deployment given 3 featurized the whole archive, then failed
+    state = featurize(
+        str(archive), str(tmp_path / "out"), n_workers=1, max_error_ratio=3, return_state=True, settle_s=0
+    )
+    assert state.is_failed() and "max_error_ratio 3" in str(state.message)
+    assert not (tmp_path / "out").exists()
+
+
 def _write_raw(path: bytes, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handle = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from scored_tables import scored_call, write_scored
 
 from ser_batch import schema, storage
 from ser_batch.config import feature_config
@@ -139,6 +140,24 @@ def test_check_locations_refuses_a_dest_that_is_a_file(source, tmp_path) -> None
 
     with pytest.raises(StorageError, match="out"):
         check_locations(str(source), str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("written", ["calls", "errors only"])
+def test_a_scoring_dest_is_refused_in_one_line_before_anything_is_written(source, tmp_path, written) -> None:
+    # both jobs write errors/, by call_date= and by feature_set=: pandas and pyarrow cannot read the two as one table
+    errors = [{"path": "/calls/bad.wav", "content_key": "1:1", "error_type": "AudioError", "message": "x",
+               "stage": "decode", "feature_set": "stats8k", "model_id": "mlp-stats8k-000000000001", "run_at": NOW}]  # fmt: skip
+    calls = [scored_call("/calls/a.wav", [[(0.0, 3.0, "sad")]])] if written == "calls" else []
+    write_scored(tmp_path / "scores", calls, errors=errors)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "scores").rglob("*"))
+
+    for check in (check_locations, lambda s, d: plan_featurization(s, d, SEED, shard_size=2)):
+        with pytest.raises(
+            ConfigError, match=r"scores holds .*errors/call_date= of a score run: featurize into a DEST of its own"
+        ) as error:
+            check(str(source), str(tmp_path / "scores"))
+        assert "\n" not in str(error.value)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "scores").rglob("*")) == before
 
 
 def test_new_files_are_all_pending_in_listing_order_and_cut_into_shards(source, tmp_path) -> None:

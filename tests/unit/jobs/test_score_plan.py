@@ -14,7 +14,7 @@ import pytest
 
 from ser_batch import schema, storage
 from ser_batch.config import feature_config
-from ser_batch.errors import SchemaError
+from ser_batch.errors import ConfigError, SchemaError
 from ser_batch.jobs.finish import finish_scoring
 from ser_batch.jobs.plan import call_date, plan_scoring, start_scoring
 from ser_batch.shards import ScorePlan, ScoreShardSummary, Shard
@@ -22,6 +22,7 @@ from ser_batch.storage import score_index, tables
 
 STATS = feature_config("stats8k")
 AN_HOUR_AGO = datetime.now(UTC).timestamp() - 3600
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -255,6 +256,24 @@ def test_a_dest_of_the_run_date_layout_is_refused_in_one_line(model_dir, tmp_pat
     assert "\n" not in str(error.value) and earlier.exists()
     with pytest.raises(SchemaError, match="earlier ser-batch"):
         storage.read_recording_scores(str(dest), str(archive / "2026/11/24/a.wav"))
+
+
+@pytest.mark.parametrize("written", ["features", "errors only"])
+def test_a_featurize_dest_is_refused_in_one_line(model_dir, tmp_path, written) -> None:
+    # both jobs write errors/, by feature_set= and by call_date=: pandas and pyarrow cannot read the two as one table
+    archive, dest = tmp_path / "calls", tmp_path / "out"
+    bad = record(archive, "2026/11/24/a.wav")
+    if written == "features":  # a featurize DEST's folders (its part files do not matter here)
+        (dest / "features" / f"feature_set={STATS.name}" / "corpus=unknown").mkdir(parents=True)
+    else:
+        row = schema.error_row(str(bad), "9:1", ValueError("x"), stage="decode", feature_set=STATS.name, run_at=NOW)
+        storage.write_errors(pa.Table.from_pylist([row], schema=schema.ERRORS_SCHEMA), str(dest), STATS.name, "a" * 20)
+
+    with pytest.raises(ConfigError, match="out holds .* of a featurize run: score into a DEST of its own") as error:
+        plan_scoring(str(archive), str(dest), str(model_dir), shard_size=2)
+
+    assert ("features/" if written == "features" else "errors/feature_set=") in str(error.value)
+    assert "\n" not in str(error.value) and not (dest / "calls").exists()
 
 
 def test_an_index_of_the_run_date_layout_is_rebuilt_from_the_parts(model_dir, tmp_path) -> None:

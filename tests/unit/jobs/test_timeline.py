@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import struct
 from datetime import UTC, date, datetime
 
@@ -8,6 +9,7 @@ from scored_tables import scored_call, write_scored
 
 from ser_batch.errors import ConfigError
 from ser_batch.jobs.timeline import read_call_timeline, timeline_uri, write_call_timeline
+from ser_batch.storage.files import local_uri
 
 STEREO = [[(1.0, 4.0, "neutral"), (2.5, 5.5, "neutral")], [(8.0, 11.0, "angry"), (9.5, 12.5, "sad")]]
 
@@ -79,3 +81,31 @@ def test_a_recording_never_scored_is_a_config_error_naming_it(tmp_path, scored) 
     with pytest.raises(ConfigError, match=r"other\.wav: never scored into this DEST"):
         write_call_timeline(str(tmp_path / "out"), str(tmp_path / "other.wav"))
     assert not (tmp_path / "out" / "plots").exists()
+
+
+@pytest.mark.parametrize("others", [False, True], ids=["alone", "beside-a-call-with-speech"])
+def test_a_recording_without_speech_is_drawn_with_empty_channels(tmp_path, others) -> None:
+    # silence or line noise: calls rows, no predictions rows (before: ArrowNotImplementedError from an empty mask)
+    path = str(tmp_path / "silence.wav")
+    recordings = [scored_call(path, [[], []])]
+    if others:
+        recordings.append(scored_call(str(tmp_path / "c1.wav"), STEREO))
+    write_scored(tmp_path / "out", recordings)
+
+    timeline = read_call_timeline(str(tmp_path / "out"), path)
+    written = write_call_timeline(str(tmp_path / "out"), path)
+
+    assert [c.emotion for c in timeline.channels] == [(), ()]
+    assert png_size(written) == (1000, 520)
+
+
+def test_a_recording_whose_name_is_not_utf8_is_drawn_from_its_name_or_its_stored_uri(tmp_path) -> None:
+    # scoring stores such a path as a file:// URI; the name as typed held lone surrogates, which pyarrow refused
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
+    stored = local_uri(name)
+    write_scored(tmp_path / "out", [scored_call(stored, STEREO)])
+
+    for given in (name, stored):
+        written = write_call_timeline(str(tmp_path / "out"), given)
+        assert written == timeline_uri(str(tmp_path / "out"), stored)
+        assert png_size(written) == (1000, 520)
