@@ -41,7 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ser_batch.config import ANGRY, SEED_CLASSES, feature_config  # noqa: E402
 from ser_batch.errors import AudioError  # noqa: E402
-from ser_batch.features.augment import TELEPHONE_RATE, augmented_copies, telephone_channel  # noqa: E402
+from ser_batch.features.augment import (  # noqa: E402
+    TELEPHONE_RATE,
+    VOICE_KINDS,
+    augmented_copies,
+    telephone_channel,
+    voice_copies,
+)
 from ser_batch.features.extract import feature_names, feature_vector  # noqa: E402
 from ser_batch.features.prosody import PROSODY_NAMES  # noqa: E402
 from ser_batch.features.resample import resample  # noqa: E402
@@ -65,6 +71,7 @@ LEARNING_CURVE_LABEL = "stats8k + mlp"
 FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")
 AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")  # never the recipe baseline
 VARIANTS = ("clean", "tel", "aug0", "aug1")
+VOICE_SETS = ("stats8k",)  # the sets whose new-voice copies (``voice_copies``) are cached, in {set}-voices.npz
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,58 @@ def build_cache(clips: Clips, cache: Path, n_processes: int, set_names: tuple[st
     print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def featurize_voices(task: tuple[int, str, str]) -> dict[str, object]:
+    """One clip's new-voice copies (``voice_copies`` at the set's rate), featurized; ms to make and featurize them."""
+    index, path, set_name = task
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    waveform = np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32))
+    seed = [zlib.crc32(Path(path).name.encode()), 1]  # apart from augmented_copies' stream
+    out: dict[str, object] = {"index": index}
+    config = feature_config(set_name)
+    for kind in VOICE_KINDS:
+        start = time.perf_counter()
+        # a fresh generator per kind: the same copy as one call making all three (each kind has its own child)
+        (copy,) = voice_copies(waveform, rate, np.random.default_rng(seed), kinds=(kind,), rate=config.sample_rate)
+        made = time.perf_counter()
+        try:
+            out[kind] = _featurize(set_name, copy.waveform, copy.sample_rate)
+        except AudioError:
+            out[kind] = None
+        out[f"ms_{kind}"] = 1000 * (made - start)
+        out[f"ms_features_{kind}"] = 1000 * (time.perf_counter() - made)
+    return out
+
+
+def build_voice_cache(clips: Clips, cache: Path, n_processes: int, set_name: str) -> None:
+    from multiprocessing import Pool
+
+    start = time.perf_counter()
+    with Pool(n_processes) as pool:
+        results = []
+        for n, result in enumerate(
+            pool.imap_unordered(featurize_voices, [(i, p, set_name) for i, p in enumerate(clips.paths)], chunksize=16),
+            1,
+        ):
+            results.append(result)
+            if n % 250 == 0:
+                print(f"voices: {n}/{len(clips.paths)} clips in {time.perf_counter() - start:.0f} s", flush=True)
+    results.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
+    arrays: dict[str, np.ndarray] = {}
+    for kind in VOICE_KINDS:
+        rows = [r[kind] for r in results]
+        width = next(row.size for row in rows if row is not None)  # type: ignore[union-attr]
+        arrays[kind] = np.stack([row if row is not None else np.full(width, np.nan, np.float32) for row in rows])  # type: ignore[misc]
+        arrays[f"ms_{kind}"] = np.array([r[f"ms_{kind}"] for r in results])
+        arrays[f"ms_features_{kind}"] = np.array([r[f"ms_features_{kind}"] for r in results])
+    np.savez(
+        cache / f"{set_name}-voices.npz",
+        paths=np.array(clips.paths),
+        fingerprint=feature_config(set_name).fingerprint(),
+        **arrays,
+    )
+    print(f"voice cache built in {time.perf_counter() - start:.0f} s", flush=True)
+
+
 PROSODY = "^(" + "|".join(PROSODY_NAMES) + ")$"
 """The descriptors stats8k-prosody adds to stats8k."""
 
@@ -168,7 +227,10 @@ class Setup:
     feature_set: str
     model: str
     augment: bool = False
-    copies: tuple[str, ...] = ("aug0", "aug1")  # aug0: telephone copy, aug1: speed + noise copy
+    copies: tuple[str, ...] = (
+        "aug0",
+        "aug1",
+    )  # aug0: telephone copy, aug1: speed + noise copy; VOICE_KINDS: new voices
     epochs: int = 100  # TrainConfig's default; class weighting and patience are the model's defaults too
     speaker_norm: str = ""  # z-score features per speaker: "all" clips or "20-half-neutral" (see _speaker_norm)
     voice_norm: bool = False  # the product's ser_batch.model.voice normalisation, test voices cut into 20-clip "calls"
@@ -188,6 +250,23 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
     Setup("stats16k + mlp-ensemble + aug", "stats16k", "mlp-ensemble", augment=True),
     Setup("stats8k + mlp-ensemble + aug", "stats8k", "mlp-ensemble", augment=True),
+    *(
+        Setup(
+            f"stats8k + mlp-ensemble + aug + {kind}",
+            "stats8k",
+            "mlp-ensemble",
+            augment=True,
+            copies=("aug0", "aug1", kind),
+        )
+        for kind in VOICE_KINDS
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + aug + voices (all three)",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        copies=("aug0", "aug1", *VOICE_KINDS),
+    ),
     Setup("stats8k-tel + mlp", "stats8k-tel", "mlp"),
     Setup("stats8k-tel + mlp + aug", "stats8k-tel", "mlp", augment=True),
     Setup("stats8k-tel + mlp-ensemble + aug", "stats8k-tel", "mlp-ensemble", augment=True),
@@ -229,6 +308,12 @@ def load_cache(cache: Path, set_name: str) -> dict[str, np.ndarray]:
         data = {key: npz[key] for key in npz.files}
     if str(data["fingerprint"]) != feature_config(set_name).fingerprint():
         raise SystemExit(f"{cache}/{set_name}.npz is stale (fingerprint); delete it and rerun")
+    voices = cache / f"{set_name}-voices.npz"
+    if voices.exists():
+        with np.load(voices, allow_pickle=False) as npz:
+            if str(npz["fingerprint"]) != str(data["fingerprint"]) or list(npz["paths"]) != list(data["paths"]):
+                raise SystemExit(f"{voices} is stale; delete it and rerun")
+            data.update({kind: npz[kind] for kind in VOICE_KINDS})
     return data
 
 
@@ -251,7 +336,7 @@ def _speaker_norm(features: np.ndarray, groups: np.ndarray, emotion: np.ndarray,
 
 
 def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
-    variants = {v: data[v] for v in VARIANTS if v in data}
+    variants = {v: data[v] for v in (*VARIANTS, *VOICE_KINDS) if v in data}
     if setup.columns:
         names = feature_names(feature_config(setup.feature_set))
         keep = [i for i, name in enumerate(names) if re.search(setup.columns, name)]
@@ -611,6 +696,10 @@ def main(argv: list[str] | None = None) -> None:
     missing = tuple(s for s in FEATURE_SETS if s in needed and not (args.cache / f"{s}.npz").exists())
     if missing:  # only the sets the chosen rows use
         build_cache(list_clips(args.data), args.cache, args.processes, missing)
+    for set_name in VOICE_SETS:
+        wanted = any(s.feature_set == set_name and set(s.copies) & set(VOICE_KINDS) for s in setups)
+        if wanted and not (args.cache / f"{set_name}-voices.npz").exists():
+            build_voice_cache(list_clips(args.data), args.cache, args.processes, set_name)
     from ser_batch.model.split import group_kfold
 
     meta = load_cache(args.cache, setups[0].feature_set)  # every set's cache lists the same clips in the same order
