@@ -45,6 +45,7 @@ from ser_batch.features.augment import (  # noqa: E402
     TELEPHONE_RATE,
     VOICE_KINDS,
     augmented_copies,
+    shift_voice,
     telephone_channel,
     voice_copies,
 )
@@ -72,6 +73,8 @@ FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "stats8k-prosod
 AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")  # never the recipe baseline
 VARIANTS = ("clean", "tel", "aug0", "aug1")
 VOICE_SETS = ("stats8k",)  # the sets whose new-voice copies (``voice_copies``) are cached, in {set}-voices.npz
+VOICE_VARIANTS = (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis")
+"""The cached new-voice copies: each kind, two through the telephone channel, and WORLD resynthesis alone (a control)."""
 
 
 @dataclass(frozen=True)
@@ -159,55 +162,67 @@ def build_cache(clips: Clips, cache: Path, n_processes: int, set_names: tuple[st
     print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def featurize_voices(task: tuple[int, str, str]) -> dict[str, object]:
+def featurize_voices(task: tuple[int, str, str, tuple[str, ...]]) -> dict[str, object]:
     """One clip's new-voice copies (``voice_copies`` at the set's rate), featurized; ms to make and featurize them."""
-    index, path, set_name = task
+    index, path, set_name, variants = task
     samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
     waveform = np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32))
     seed = [zlib.crc32(Path(path).name.encode()), 1]  # apart from augmented_copies' stream
     out: dict[str, object] = {"index": index}
     config = feature_config(set_name)
-    for kind in VOICE_KINDS:
+    for variant in variants:
+        kind, _, channel = variant.partition("-")
         start = time.perf_counter()
-        # a fresh generator per kind: the same copy as one call making all three (each kind has its own child)
-        (copy,) = voice_copies(waveform, rate, np.random.default_rng(seed), kinds=(kind,), rate=config.sample_rate)
+        if kind == "resynthesis":  # the control: WORLD analysis and synthesis, nothing shifted, no noise
+            audio = resample(waveform, rate, config.sample_rate, quality=config.resample_quality)
+            copy_audio, copy_rate = shift_voice(audio, config.sample_rate), config.sample_rate
+        else:  # a fresh generator per variant: the same copy as one call making all three (each kind has its own child)
+            (copy,) = voice_copies(
+                waveform,
+                rate,
+                np.random.default_rng(seed),
+                kinds=(kind,),
+                rate=config.sample_rate,
+                telephone=bool(channel),
+            )
+            copy_audio, copy_rate = copy.waveform, copy.sample_rate
         made = time.perf_counter()
         try:
-            out[kind] = _featurize(set_name, copy.waveform, copy.sample_rate)
+            out[variant] = _featurize(set_name, copy_audio, copy_rate)
         except AudioError:
-            out[kind] = None
-        out[f"ms_{kind}"] = 1000 * (made - start)
-        out[f"ms_features_{kind}"] = 1000 * (time.perf_counter() - made)
+            out[variant] = None
+        out[f"ms_{variant}"] = 1000 * (made - start)
+        out[f"ms_features_{variant}"] = 1000 * (time.perf_counter() - made)
     return out
 
 
-def build_voice_cache(clips: Clips, cache: Path, n_processes: int, set_name: str) -> None:
+def build_voice_cache(clips: Clips, cache: Path, n_processes: int, set_name: str, variants: tuple[str, ...]) -> None:
+    """Featurize ``variants`` of every clip's new-voice copies into {set}-voices.npz, beside those already there."""
     from multiprocessing import Pool
 
     start = time.perf_counter()
+    path = cache / f"{set_name}-voices.npz"
+    arrays: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files if key not in ("paths", "fingerprint")}
+    tasks = [(i, p, set_name, variants) for i, p in enumerate(clips.paths)]
     with Pool(n_processes) as pool:
         results = []
-        for n, result in enumerate(
-            pool.imap_unordered(featurize_voices, [(i, p, set_name) for i, p in enumerate(clips.paths)], chunksize=16),
-            1,
-        ):
+        for n, result in enumerate(pool.imap_unordered(featurize_voices, tasks, chunksize=16), 1):
             results.append(result)
             if n % 250 == 0:
                 print(f"voices: {n}/{len(clips.paths)} clips in {time.perf_counter() - start:.0f} s", flush=True)
     results.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
-    arrays: dict[str, np.ndarray] = {}
-    for kind in VOICE_KINDS:
+    for kind in variants:
         rows = [r[kind] for r in results]
         width = next(row.size for row in rows if row is not None)  # type: ignore[union-attr]
         arrays[kind] = np.stack([row if row is not None else np.full(width, np.nan, np.float32) for row in rows])  # type: ignore[misc]
         arrays[f"ms_{kind}"] = np.array([r[f"ms_{kind}"] for r in results])
         arrays[f"ms_features_{kind}"] = np.array([r[f"ms_features_{kind}"] for r in results])
-    np.savez(
-        cache / f"{set_name}-voices.npz",
-        paths=np.array(clips.paths),
-        fingerprint=feature_config(set_name).fingerprint(),
-        **arrays,
-    )
+    partial = path.with_suffix(".partial.npz")  # a run reading the cache meanwhile sees the old file or the new one
+    np.savez(partial, paths=np.array(clips.paths), fingerprint=feature_config(set_name).fingerprint(), **arrays)
+    partial.replace(path)
     print(f"voice cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -267,6 +282,22 @@ SETUPS: tuple[Setup, ...] = (
         augment=True,
         copies=("aug0", "aug1", *VOICE_KINDS),
     ),
+    *(
+        Setup(
+            f"stats8k + mlp-ensemble + aug + {v}", "stats8k", "mlp-ensemble", augment=True, copies=("aug0", "aug1", v)
+        )
+        for v in ("vtlp-telephone", "formant-telephone", "resynthesis")
+    ),
+    *(
+        Setup(
+            f"stats8k + mlp-ensemble + telephone copy + {kind} copy",
+            "stats8k",
+            "mlp-ensemble",
+            augment=True,
+            copies=("aug0", kind),
+        )
+        for kind in ("vtlp", "formant")
+    ),
     Setup("stats8k-tel + mlp", "stats8k-tel", "mlp"),
     Setup("stats8k-tel + mlp + aug", "stats8k-tel", "mlp", augment=True),
     Setup("stats8k-tel + mlp-ensemble + aug", "stats8k-tel", "mlp-ensemble", augment=True),
@@ -313,7 +344,7 @@ def load_cache(cache: Path, set_name: str) -> dict[str, np.ndarray]:
         with np.load(voices, allow_pickle=False) as npz:
             if str(npz["fingerprint"]) != str(data["fingerprint"]) or list(npz["paths"]) != list(data["paths"]):
                 raise SystemExit(f"{voices} is stale; delete it and rerun")
-            data.update({kind: npz[kind] for kind in VOICE_KINDS})
+            data.update({kind: npz[kind] for kind in VOICE_VARIANTS if kind in npz.files})
     return data
 
 
@@ -336,7 +367,7 @@ def _speaker_norm(features: np.ndarray, groups: np.ndarray, emotion: np.ndarray,
 
 
 def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
-    variants = {v: data[v] for v in (*VARIANTS, *VOICE_KINDS) if v in data}
+    variants = {v: data[v] for v in (*VARIANTS, *VOICE_VARIANTS) if v in data}
     if setup.columns:
         names = feature_names(feature_config(setup.feature_set))
         keep = [i for i, name in enumerate(names) if re.search(setup.columns, name)]
@@ -697,9 +728,14 @@ def main(argv: list[str] | None = None) -> None:
     if missing:  # only the sets the chosen rows use
         build_cache(list_clips(args.data), args.cache, args.processes, missing)
     for set_name in VOICE_SETS:
-        wanted = any(s.feature_set == set_name and set(s.copies) & set(VOICE_KINDS) for s in setups)
-        if wanted and not (args.cache / f"{set_name}-voices.npz").exists():
-            build_voice_cache(list_clips(args.data), args.cache, args.processes, set_name)
+        wanted = {v for s in setups if s.feature_set == set_name for v in s.copies if v in VOICE_VARIANTS}
+        path = args.cache / f"{set_name}-voices.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as npz:
+                wanted -= set(npz.files)
+        if wanted:
+            variants = tuple(v for v in VOICE_VARIANTS if v in wanted)
+            build_voice_cache(list_clips(args.data), args.cache, args.processes, set_name, variants)
     from ser_batch.model.split import group_kfold
 
     meta = load_cache(args.cache, setups[0].feature_set)  # every set's cache lists the same clips in the same order

@@ -320,6 +320,7 @@ def voice_copies(
     *,
     kinds: tuple[str, ...] = VOICE_KINDS,
     rate: int | None = None,
+    telephone: bool = False,
 ) -> list[Copy]:
     """New voices out of one training clip: one copy per kind, each then re-levelled and noised.
 
@@ -328,7 +329,8 @@ def voice_copies(
     3. ``formant``: ``shift_voice`` with a formant factor of ``2 ** u``, ``u`` in [-0.2, 0.2]
        (0.87-1.15, about the adult male-female difference), F0 kept.
 
-    Each then gets a gain of -6..+6 dB and white noise at 10-30 dB SNR, as ``speed-noise`` does.
+    Each then gets a gain of -6..+6 dB and white noise at 10-30 dB SNR, as ``speed-noise`` does,
+    or, with ``telephone``, noise at 15-35 dB SNR and the telephone channel, as ``telephone`` does.
     Every kind draws from its own child of ``rng`` (``rng.spawn``), so a copy is the same
     whichever other kinds are asked for.
 
@@ -339,9 +341,12 @@ def voice_copies(
         kinds: a subset of ``VOICE_KINDS``.
         rate: make the copies at this rate (Hz) when it is below ``sample_rate`` (the feature
             set's rate: WORLD costs about linearly in the rate); default ``sample_rate``.
+        telephone: pass each copy through ``telephone_channel`` (named ``KIND-telephone``, at
+            ``TELEPHONE_RATE``).
 
     Returns:
-        the copies, in ``VOICE_KINDS`` order, at ``min(rate, sample_rate)``.
+        the copies, in ``VOICE_KINDS`` order, at ``min(rate, sample_rate)`` (``TELEPHONE_RATE``
+        with ``telephone``).
 
     Raises:
         AudioError: for an unknown kind.
@@ -364,8 +369,12 @@ def voice_copies(
         else:
             voiced = shift_voice(audio, work_rate, formant_factor=float(2.0 ** child.uniform(-0.2, 0.2)))
         level = apply_gain(voiced, float(child.uniform(-6.0, 6.0)))
-        noisy = add_noise(level, float(child.uniform(10.0, 30.0)), child)
-        copies.append(Copy(kind, np.clip(noisy, -1.0, 1.0).astype(np.float32), work_rate))
+        if telephone:
+            noisy = add_noise(level, float(child.uniform(15.0, 35.0)), child)
+            copies.append(Copy(f"{kind}-telephone", telephone_channel(noisy, work_rate), TELEPHONE_RATE))
+        else:
+            noisy = add_noise(level, float(child.uniform(10.0, 30.0)), child)
+            copies.append(Copy(kind, np.clip(noisy, -1.0, 1.0).astype(np.float32), work_rate))
     return copies
 
 
