@@ -166,5 +166,8 @@ def test_voice_copies_are_seeded_independent_of_the_other_kinds_and_at_the_asked
     (formant,) = voice_copies(clean, 22_050, np.random.default_rng(5), kinds=("formant",), rate=8_000)
     assert formant.waveform.tobytes() == every[2].waveform.tobytes()
     assert all(np.isfinite(c.waveform).all() and c.waveform.dtype == np.float32 for c in every)
+    (phone,) = voice_copies(clean, 22_050, np.random.default_rng(5), kinds=("vtlp",), rate=16_000, telephone=True)
+    assert (phone.name, phone.sample_rate) == ("vtlp-telephone", TELEPHONE_RATE)
+    assert abs(phone.waveform.size - clean.size * TELEPHONE_RATE / 22_050) <= 2
     with pytest.raises(AudioError, match="unknown voice copies"):
         voice_copies(clean, 22_050, np.random.default_rng(5), kinds=("robot",))
