@@ -44,7 +44,10 @@ from ser_batch.errors import AudioError  # noqa: E402
 from ser_batch.features.augment import (  # noqa: E402
     TELEPHONE_RATE,
     VOICE_KINDS,
+    add_noise,
+    apply_gain,
     augmented_copies,
+    change_speed,
     shift_voice,
     telephone_channel,
     voice_copies,
@@ -73,8 +76,12 @@ FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "stats8k-prosod
 AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")  # never the recipe baseline
 VARIANTS = ("clean", "tel", "aug0", "aug1")
 VOICE_SETS = ("stats8k",)  # the sets whose new-voice copies (``voice_copies``) are cached, in {set}-voices.npz
-VOICE_VARIANTS = (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis")
-"""The cached new-voice copies: each kind, two through the telephone channel, and WORLD resynthesis alone (a control)."""
+VOICE_VARIANTS = (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis", "speed-noise")
+"""Copies cached beside a set: each new-voice kind, two through the telephone channel, WORLD resynthesis alone (a
+control), and the speed + noise copy the default made before the VTLP copy replaced it (``previous_speed_copy``)."""
+
+PREVIOUS = ("aug0", "speed-noise")
+PREVIOUS_LABEL = "stats8k + mlp-ensemble + telephone + speed-noise copies (the previous default)"
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,18 @@ def build_cache(clips: Clips, cache: Path, n_processes: int, set_names: tuple[st
     print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def previous_speed_copy(waveform: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The second copy ``augmented_copies`` made before the VTLP copy: speed 0.9-1.1, gain, noise at 10-30 dB SNR.
+
+    Draws from ``rng`` exactly as that policy did after its telephone copy, so its rows are the ones measured then.
+    """
+    add_noise(
+        apply_gain(waveform, float(rng.uniform(-6.0, 6.0))), float(rng.uniform(15.0, 35.0)), rng
+    )  # telephone's draws
+    fast = apply_gain(change_speed(waveform, float(rng.uniform(0.9, 1.1))), float(rng.uniform(-6.0, 6.0)))
+    return np.clip(add_noise(fast, float(rng.uniform(10.0, 30.0)), rng), -1.0, 1.0).astype(np.float32)
+
+
 def featurize_voices(task: tuple[int, str, str, tuple[str, ...]]) -> dict[str, object]:
     """One clip's new-voice copies (``voice_copies`` at the set's rate), featurized; ms to make and featurize them."""
     index, path, set_name, variants = task
@@ -173,7 +192,12 @@ def featurize_voices(task: tuple[int, str, str, tuple[str, ...]]) -> dict[str, o
     for variant in variants:
         kind, _, channel = variant.partition("-")
         start = time.perf_counter()
-        if kind == "resynthesis":  # the control: WORLD analysis and synthesis, nothing shifted, no noise
+        if variant == "speed-noise":
+            copy_audio, copy_rate = (
+                previous_speed_copy(waveform, rate, np.random.default_rng(zlib.crc32(Path(path).name.encode()))),
+                rate,
+            )
+        elif kind == "resynthesis":  # the control: WORLD analysis and synthesis, nothing shifted, no noise
             audio = resample(waveform, rate, config.sample_rate, quality=config.resample_quality)
             copy_audio, copy_rate = shift_voice(audio, config.sample_rate), config.sample_rate
         else:  # a fresh generator per variant: the same copy as one call making all three (each kind has its own child)
@@ -217,7 +241,8 @@ def build_voice_cache(clips: Clips, cache: Path, n_processes: int, set_name: str
     for kind in variants:
         rows = [r[kind] for r in results]
         width = next(row.size for row in rows if row is not None)  # type: ignore[union-attr]
-        arrays[kind] = np.stack([row if row is not None else np.full(width, np.nan, np.float32) for row in rows])  # type: ignore[misc]
+        blank = np.full(width, np.nan, np.float32)
+        arrays[kind] = np.stack([row if row is not None else blank for row in rows])  # type: ignore[misc]
         arrays[f"ms_{kind}"] = np.array([r[f"ms_{kind}"] for r in results])
         arrays[f"ms_features_{kind}"] = np.array([r[f"ms_features_{kind}"] for r in results])
     partial = path.with_suffix(".partial.npz")  # a run reading the cache meanwhile sees the old file or the new one
@@ -265,38 +290,31 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
     Setup("stats16k + mlp-ensemble + aug", "stats16k", "mlp-ensemble", augment=True),
     Setup("stats8k + mlp-ensemble + aug", "stats8k", "mlp-ensemble", augment=True),
-    *(
-        Setup(
-            f"stats8k + mlp-ensemble + aug + {kind}",
-            "stats8k",
-            "mlp-ensemble",
-            augment=True,
-            copies=("aug0", "aug1", kind),
-        )
-        for kind in VOICE_KINDS
-    ),
     Setup(
-        "stats8k + mlp-ensemble + aug + voices (all three)",
+        "stats8k + mlp-ensemble + aug + formant",
         "stats8k",
         "mlp-ensemble",
         augment=True,
-        copies=("aug0", "aug1", *VOICE_KINDS),
+        copies=("aug0", "aug1", "formant"),
     ),
+    Setup(PREVIOUS_LABEL, "stats8k", "mlp-ensemble", augment=True, copies=PREVIOUS),
     *(
-        Setup(
-            f"stats8k + mlp-ensemble + aug + {v}", "stats8k", "mlp-ensemble", augment=True, copies=("aug0", "aug1", v)
-        )
-        for v in ("vtlp-telephone", "formant-telephone", "resynthesis")
+        Setup(f"{PREVIOUS_LABEL} + {v}", "stats8k", "mlp-ensemble", augment=True, copies=(*PREVIOUS, v))
+        for v in (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis")
     ),
-    *(
-        Setup(
-            f"stats8k + mlp-ensemble + telephone copy + {kind} copy",
-            "stats8k",
-            "mlp-ensemble",
-            augment=True,
-            copies=("aug0", kind),
-        )
-        for kind in ("vtlp", "formant")
+    Setup(
+        f"{PREVIOUS_LABEL} + voices (all three)",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        copies=(*PREVIOUS, *VOICE_KINDS),
+    ),
+    Setup(
+        "stats8k + mlp-ensemble + telephone copy + formant copy",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        copies=("aug0", "formant"),
     ),
     Setup("stats8k-tel + mlp", "stats8k-tel", "mlp"),
     Setup("stats8k-tel + mlp + aug", "stats8k-tel", "mlp", augment=True),
