@@ -309,12 +309,15 @@ SETUPS: tuple[Setup, ...] = (
         augment=True,
         copies=(*PREVIOUS, *VOICE_KINDS),
     ),
-    Setup(
-        "stats8k + mlp-ensemble + telephone copy + formant copy",
-        "stats8k",
-        "mlp-ensemble",
-        augment=True,
-        copies=("aug0", "formant"),
+    *(
+        Setup(
+            f"stats8k + mlp-ensemble + telephone copy + {kind} copy",
+            "stats8k",
+            "mlp-ensemble",
+            augment=True,
+            copies=("aug0", kind),
+        )
+        for kind in ("vtlp", "formant")
     ),
     Setup("stats8k-tel + mlp", "stats8k-tel", "mlp"),
     Setup("stats8k-tel + mlp + aug", "stats8k-tel", "mlp", augment=True),

@@ -302,7 +302,7 @@ def voice_copies(
     3. ``formant``: ``shift_voice`` with a formant factor of ``2 ** u``, ``u`` in [-0.2, 0.2]
        (0.87-1.15, about the adult male-female difference), F0 kept.
 
-    Each then gets a gain of -6..+6 dB and white noise at 10-30 dB SNR, as ``speed-noise`` does,
+    Each then gets a gain of -6..+6 dB and white noise at 10-30 dB SNR,
     or, with ``telephone``, noise at 15-35 dB SNR and the telephone channel, as ``telephone`` does.
     Every kind draws from its own child of ``rng`` (``rng.spawn``), so a copy is the same
     whichever other kinds are asked for.
