@@ -41,7 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ser_batch.config import ANGRY, SEED_CLASSES, feature_config  # noqa: E402
 from ser_batch.errors import AudioError  # noqa: E402
-from ser_batch.features.augment import TELEPHONE_RATE, augmented_copies, telephone_channel  # noqa: E402
+from ser_batch.features.augment import (  # noqa: E402
+    TELEPHONE_RATE,
+    VOICE_KINDS,
+    add_noise,
+    apply_gain,
+    augmented_copies,
+    change_speed,
+    shift_voice,
+    telephone_channel,
+    voice_copies,
+)
 from ser_batch.features.extract import feature_names, feature_vector  # noqa: E402
 from ser_batch.features.prosody import PROSODY_NAMES  # noqa: E402
 from ser_batch.features.resample import resample  # noqa: E402
@@ -64,6 +74,13 @@ LEARNING_CURVE_LABEL = "stats8k + mlp"
 FEATURE_SETS = ("seed268", "stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")
 AUGMENTED_SETS = ("stats16k", "stats8k", "stats8k-tel", "stats8k-prosody", "frames8k")  # never the recipe baseline
 VARIANTS = ("clean", "tel", "aug0", "aug1")
+VOICE_SETS = ("stats8k",)  # the sets whose new-voice copies (``voice_copies``) are cached, in {set}-voices.npz
+VOICE_VARIANTS = (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis", "speed-noise")
+"""Copies cached beside a set: each new-voice kind, two through the telephone channel, WORLD resynthesis alone (a
+control), and the speed + noise copy the default made before the VTLP copy replaced it (``previous_speed_copy``)."""
+
+PREVIOUS = ("aug0", "speed-noise")
+PREVIOUS_LABEL = "stats8k + mlp-ensemble + telephone + speed-noise copies (the previous default)"
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,88 @@ def build_cache(clips: Clips, cache: Path, n_processes: int, set_names: tuple[st
     print(f"cache built in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def previous_speed_copy(waveform: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The second copy ``augmented_copies`` made before the VTLP copy: speed 0.9-1.1, gain, noise at 10-30 dB SNR.
+
+    Draws from ``rng`` exactly as that policy did after its telephone copy, so its rows are the ones measured then.
+    """
+    add_noise(
+        apply_gain(waveform, float(rng.uniform(-6.0, 6.0))), float(rng.uniform(15.0, 35.0)), rng
+    )  # telephone's draws
+    fast = apply_gain(change_speed(waveform, float(rng.uniform(0.9, 1.1))), float(rng.uniform(-6.0, 6.0)))
+    return np.clip(add_noise(fast, float(rng.uniform(10.0, 30.0)), rng), -1.0, 1.0).astype(np.float32)
+
+
+def featurize_voices(task: tuple[int, str, str, tuple[str, ...]]) -> dict[str, object]:
+    """One clip's new-voice copies (``voice_copies`` at the set's rate), featurized; ms to make and featurize them."""
+    index, path, set_name, variants = task
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    waveform = np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32))
+    seed = [zlib.crc32(Path(path).name.encode()), 1]  # apart from augmented_copies' stream
+    out: dict[str, object] = {"index": index}
+    config = feature_config(set_name)
+    for variant in variants:
+        kind, _, channel = variant.partition("-")
+        start = time.perf_counter()
+        if variant == "speed-noise":
+            copy_audio, copy_rate = (
+                previous_speed_copy(waveform, rate, np.random.default_rng(zlib.crc32(Path(path).name.encode()))),
+                rate,
+            )
+        elif kind == "resynthesis":  # the control: WORLD analysis and synthesis, nothing shifted, no noise
+            audio = resample(waveform, rate, config.sample_rate, quality=config.resample_quality)
+            copy_audio, copy_rate = shift_voice(audio, config.sample_rate), config.sample_rate
+        else:  # a fresh generator per variant: the same copy as one call making all three (each kind has its own child)
+            (copy,) = voice_copies(
+                waveform,
+                rate,
+                np.random.default_rng(seed),
+                kinds=(kind,),
+                rate=config.sample_rate,
+                telephone=bool(channel),
+            )
+            copy_audio, copy_rate = copy.waveform, copy.sample_rate
+        made = time.perf_counter()
+        try:
+            out[variant] = _featurize(set_name, copy_audio, copy_rate)
+        except AudioError:
+            out[variant] = None
+        out[f"ms_{variant}"] = 1000 * (made - start)
+        out[f"ms_features_{variant}"] = 1000 * (time.perf_counter() - made)
+    return out
+
+
+def build_voice_cache(clips: Clips, cache: Path, n_processes: int, set_name: str, variants: tuple[str, ...]) -> None:
+    """Featurize ``variants`` of every clip's new-voice copies into {set}-voices.npz, beside those already there."""
+    from multiprocessing import Pool
+
+    start = time.perf_counter()
+    path = cache / f"{set_name}-voices.npz"
+    arrays: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files if key not in ("paths", "fingerprint")}
+    tasks = [(i, p, set_name, variants) for i, p in enumerate(clips.paths)]
+    with Pool(n_processes) as pool:
+        results = []
+        for n, result in enumerate(pool.imap_unordered(featurize_voices, tasks, chunksize=16), 1):
+            results.append(result)
+            if n % 250 == 0:
+                print(f"voices: {n}/{len(clips.paths)} clips in {time.perf_counter() - start:.0f} s", flush=True)
+    results.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
+    for kind in variants:
+        rows = [r[kind] for r in results]
+        width = next(row.size for row in rows if row is not None)  # type: ignore[union-attr]
+        blank = np.full(width, np.nan, np.float32)
+        arrays[kind] = np.stack([row if row is not None else blank for row in rows])  # type: ignore[misc]
+        arrays[f"ms_{kind}"] = np.array([r[f"ms_{kind}"] for r in results])
+        arrays[f"ms_features_{kind}"] = np.array([r[f"ms_features_{kind}"] for r in results])
+    partial = path.with_suffix(".partial.npz")  # a run reading the cache meanwhile sees the old file or the new one
+    np.savez(partial, paths=np.array(clips.paths), fingerprint=feature_config(set_name).fingerprint(), **arrays)
+    partial.replace(path)
+    print(f"voice cache built in {time.perf_counter() - start:.0f} s", flush=True)
+
+
 PROSODY = "^(" + "|".join(PROSODY_NAMES) + ")$"
 """The descriptors stats8k-prosody adds to stats8k."""
 
@@ -167,7 +266,10 @@ class Setup:
     feature_set: str
     model: str
     augment: bool = False
-    copies: tuple[str, ...] = ("aug0", "aug1")  # aug0: telephone copy, aug1: speed + noise copy
+    copies: tuple[str, ...] = (
+        "aug0",
+        "aug1",
+    )  # aug0: telephone copy, aug1: speed + noise copy; VOICE_KINDS: new voices
     epochs: int = 100  # TrainConfig's default; class weighting and patience are the model's defaults too
     speaker_norm: str = ""  # z-score features per speaker: "all" clips or "20-half-neutral" (see _speaker_norm)
     voice_norm: str = ""  # "zscore" (ser_batch.model.voice), "cepstral" or "neutral" (below); tests in 20-clip calls
@@ -190,6 +292,35 @@ SETUPS: tuple[Setup, ...] = (
     Setup("stats8k + mlp + aug", "stats8k", "mlp", augment=True),
     Setup("stats16k + mlp-ensemble + aug", "stats16k", "mlp-ensemble", augment=True),
     Setup("stats8k + mlp-ensemble + aug", "stats8k", "mlp-ensemble", augment=True),
+    Setup(
+        "stats8k + mlp-ensemble + aug + formant",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        copies=("aug0", "aug1", "formant"),
+    ),
+    Setup(PREVIOUS_LABEL, "stats8k", "mlp-ensemble", augment=True, copies=PREVIOUS),
+    *(
+        Setup(f"{PREVIOUS_LABEL} + {v}", "stats8k", "mlp-ensemble", augment=True, copies=(*PREVIOUS, v))
+        for v in (*VOICE_KINDS, "vtlp-telephone", "formant-telephone", "resynthesis")
+    ),
+    Setup(
+        f"{PREVIOUS_LABEL} + voices (all three)",
+        "stats8k",
+        "mlp-ensemble",
+        augment=True,
+        copies=(*PREVIOUS, *VOICE_KINDS),
+    ),
+    *(
+        Setup(
+            f"stats8k + mlp-ensemble + telephone copy + {kind} copy",
+            "stats8k",
+            "mlp-ensemble",
+            augment=True,
+            copies=("aug0", kind),
+        )
+        for kind in ("vtlp", "formant")
+    ),
     Setup("stats8k-tel + mlp", "stats8k-tel", "mlp"),
     Setup("stats8k-tel + mlp + aug", "stats8k-tel", "mlp", augment=True),
     Setup("stats8k-tel + mlp-ensemble + aug", "stats8k-tel", "mlp-ensemble", augment=True),
@@ -347,6 +478,12 @@ def load_cache(cache: Path, set_name: str) -> dict[str, np.ndarray]:
         data = {key: npz[key] for key in npz.files}
     if str(data["fingerprint"]) != feature_config(set_name).fingerprint():
         raise SystemExit(f"{cache}/{set_name}.npz is stale (fingerprint); delete it and rerun")
+    voices = cache / f"{set_name}-voices.npz"
+    if voices.exists():
+        with np.load(voices, allow_pickle=False) as npz:
+            if str(npz["fingerprint"]) != str(data["fingerprint"]) or list(npz["paths"]) != list(data["paths"]):
+                raise SystemExit(f"{voices} is stale; delete it and rerun")
+            data.update({kind: npz[kind] for kind in VOICE_VARIANTS if kind in npz.files})
     return data
 
 
@@ -374,7 +511,7 @@ def _names(setup: Setup) -> list[str]:
 
 
 def _matrices(data: dict[str, np.ndarray], setup: Setup, groups: np.ndarray) -> dict[str, np.ndarray]:
-    variants = {v: data[v] for v in VARIANTS if v in data}
+    variants = {v: data[v] for v in (*VARIANTS, *VOICE_VARIANTS) if v in data}
     if setup.columns:
         names = feature_names(feature_config(setup.feature_set))
         keep = [i for i, name in enumerate(names) if re.search(setup.columns, name)]
@@ -837,6 +974,15 @@ def main(argv: list[str] | None = None) -> None:
     missing = tuple(s for s in FEATURE_SETS if s in needed and not (args.cache / f"{s}.npz").exists())
     if missing:  # only the sets the chosen rows use
         build_cache(list_clips(args.data), args.cache, args.processes, missing)
+    for set_name in VOICE_SETS:
+        wanted = {v for s in setups if s.feature_set == set_name for v in s.copies if v in VOICE_VARIANTS}
+        path = args.cache / f"{set_name}-voices.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as npz:
+                wanted -= set(npz.files)
+        if wanted:
+            variants = tuple(v for v in VOICE_VARIANTS if v in wanted)
+            build_voice_cache(list_clips(args.data), args.cache, args.processes, set_name, variants)
     from ser_batch.model.split import group_kfold
 
     meta = load_cache(args.cache, setups[0].feature_set)  # every set's cache lists the same clips in the same order

@@ -385,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also featurize augmented copies (telephone channel; speed, gain and noise) of labelled clips, "
-        "for training (default: on, except for the recipe's seed268)",
+        help="also featurize augmented copies (telephone channel; a new voice by VTLP, gain and noise) of labelled "
+        "clips, for training (default: on, except for the recipe's seed268)",
     )
     featurize.add_argument(
         "--allow-empty-source",

@@ -139,9 +139,7 @@ def test_augmented_copies_are_two_seeded_rows_per_clip_and_errors_name_their_sta
     assert errors.column("stage").to_pylist() == [schema.AUGMENT_STAGE]
     assert errors.column("path").to_pylist() == [str(archive / "ravdess" / "Actor_03" / "03-01-03-01-01-01-03.wav")]
     transforms = augmented.column("augmentation").to_pylist()
-    assert transforms[0::2] == ["telephone"] * (len(files) - 1) and transforms[1::2] == ["speed-noise"] * (
-        len(files) - 1
-    )
+    assert transforms[0::2] == ["telephone"] * (len(files) - 1) and transforms[1::2] == ["vtlp"] * (len(files) - 1)
     assert augmented.schema == schema.augmented_schema(STATS, feature_names(STATS))
     again, _ = augment_files(files, STATS)
     assert again.column("features").equals(augmented.column("features"))  # seeded by path + content key
