@@ -111,8 +111,9 @@ def plan_featurization(
     return plan
 
 
-AUGMENTATION_POLICY = "call-v1"
-"""Version of ``ser_batch.features.augment.augmented_copies``; part of every augmentation shard id."""
+AUGMENTATION_POLICY = "call-v2"
+"""Version of ``ser_batch.features.augment.augmented_copies`` (v2: telephone + VTLP copies; v1 had a speed + noise
+copy in place of VTLP); part of every augmentation shard id. Copies DEST holds are kept whatever their version."""
 
 
 def plan_augmentation(
