@@ -1,8 +1,10 @@
-"""Generated test signals (shared by unit, flow and e2e tests)."""
+"""Generated test signals and coded audio files (shared by unit, flow and e2e tests)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -63,3 +65,20 @@ def call_waveform(
 def reader(waveform: np.ndarray) -> Callable[[int, int], np.ndarray]:
     """``read(start, stop)`` over an in-memory waveform, as the scorer reads a decoded channel."""
     return lambda start, stop: waveform[start:stop]
+
+
+def unfinalised(path: Path, *, data_size: int, riff_size: int | None = None) -> Path:
+    """Rewrite a WAV's data chunk size (and RIFF size) as a recorder that never finalised its header leaves them."""
+    raw = bytearray(path.read_bytes())
+    data = raw.index(b"data")
+    raw[data + 4 : data + 8] = struct.pack("<I", data_size)
+    if riff_size is not None:
+        raw[4:8] = struct.pack("<I", riff_size)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def mp4(brand: bytes) -> bytes:
+    """The first bytes of an MP4 container of this brand (``ftyp`` box, then a little ``mdat``)."""
+    ftyp = b"ftyp" + brand + struct.pack(">I", 0) + brand + b"isom"
+    return struct.pack(">I", 8 + len(ftyp) - 4) + ftyp + struct.pack(">I", 16) + b"mdat" + bytes(8)

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import soundfile
-from signals_gen import voice
+from signals_gen import mp4, unfinalised, voice
 from threadpoolctl import threadpool_limits
 
 from flows.cli import main
@@ -202,12 +202,9 @@ def test_wav49_and_unfinalised_recordings_are_featurized_and_empty_or_m4a_ones_r
     src.mkdir(parents=True)
     soundfile.write(src / "03-01-05-01-01-01-01.wav", clip, 8000, format="WAV", subtype="GSM610")  # Asterisk wav49
     soundfile.write(src / "03-01-05-01-01-02-01.wav", clip, 8000, subtype="PCM_16")
-    raw = bytearray((src / "03-01-05-01-01-02-01.wav").read_bytes())
-    raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = bytes(4)  # a recorder that never finalised its header
-    (src / "03-01-05-01-01-02-01.wav").write_bytes(bytes(raw))
+    unfinalised(src / "03-01-05-01-01-02-01.wav", data_size=0)  # a recorder that never finalised its header
     (src / "03-01-05-01-02-01-01.wav").write_bytes(b"")
-    ftyp = b"ftypM4A \x00\x00\x02\x00M4A isom"
-    (src / "03-01-05-01-02-02-01.m4a").write_bytes(len(ftyp).to_bytes(4, "big") + ftyp + bytes(64))
+    (src / "03-01-05-01-02-02-01.m4a").write_bytes(mp4(b"M4A "))
 
     summary = featurize(str(tmp_path / "src"), str(dest), feature_set="stats8k", n_workers=1, augment=False, settle_s=0)
 

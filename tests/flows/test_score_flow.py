@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from signals_gen import call_waveform
+from signals_gen import call_waveform, mp4, unfinalised
 
 from flows.cli import main
 from flows.score import score
@@ -407,12 +407,10 @@ def test_wav49_and_unfinalised_calls_are_scored_and_empty_or_m4a_ones_recorded(m
     waveform = call_waveform(12.0, RATE, [[(1.0, 5.0), (7.0, 11.0)]], np.random.default_rng(5))
     soundfile.write(day / "pcm.wav", waveform, RATE, subtype="PCM_16")
     soundfile.write(day / "wav49.wav", waveform, RATE, format="WAV", subtype="GSM610")  # Asterisk's wav49
-    raw = bytearray((day / "pcm.wav").read_bytes())
-    raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = bytes(4)  # a recorder that never finalised its header
-    (day / "unfinalised.wav").write_bytes(bytes(raw))
+    soundfile.write(day / "unfinalised.wav", waveform, RATE, subtype="PCM_16")
+    unfinalised(day / "unfinalised.wav", data_size=0)  # a recorder that never finalised its header
     (day / "empty.wav").write_bytes(b"")
-    ftyp = b"ftypM4A \x00\x00\x02\x00M4A isom"
-    (day / "call.m4a").write_bytes(len(ftyp).to_bytes(4, "big") + ftyp + bytes(64))
+    (day / "call.m4a").write_bytes(mp4(b"M4A "))
 
     summary = score(str(archive), str(dest), str(models["a"]), dask_address=cluster, run_date=RUN_DATE, settle_s=0)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from signals_gen import mp4, unfinalised
 
 from ser_batch.errors import AudioError
 from ser_batch.features.highpass import high_pass
@@ -76,17 +77,6 @@ def test_a_channel_of_a_file_that_cannot_seek_is_read_at_any_start_in_any_order(
         pass
 
 
-def unfinalised(path: Path, *, data_size: int, riff_size: int | None = None) -> Path:
-    """Rewrite a WAV's data chunk size (and RIFF size) as a recorder that never finalised its header leaves them."""
-    raw = bytearray(path.read_bytes())
-    data = raw.index(b"data")
-    raw[data + 4 : data + 8] = struct.pack("<I", data_size)
-    if riff_size is not None:
-        raw[4:8] = struct.pack("<I", riff_size)
-    path.write_bytes(bytes(raw))
-    return path
-
-
 @pytest.mark.parametrize(
     ("data_size", "riff_size"),
     [(0, 0), (0, 36), (0, None), (1000, None), (0xFFFFFFFF, 0xFFFFFFFF)],  # the last: libsndfile reads on itself
@@ -149,11 +139,6 @@ def test_an_empty_file_has_one_message_in_every_reader(tmp_path, reader) -> None
 
     with pytest.raises(AudioError, match=r"^empty file \(0 bytes\)$"):
         reader(str(tmp_path / "call.wav"))
-
-
-def mp4(brand: bytes) -> bytes:
-    ftyp = b"ftyp" + brand + struct.pack(">I", 0) + brand + b"isom"
-    return struct.pack(">I", 8 + len(ftyp) - 4) + ftyp + struct.pack(">I", 16) + b"mdat" + bytes(8)
 
 
 COMPRESSED = {  # the first bytes of each container, as an encoder writes them, and a little payload
