@@ -10,6 +10,7 @@ from ser_batch.scoring.calls import (
     call_columns,
     call_summary,
     segment_columns,
+    span_union,
     trend_columns,
 )
 from ser_batch.scoring.conversation import (
@@ -72,6 +73,7 @@ __all__ = [
     "max_correlation",
     "segment_columns",
     "similar_levels",
+    "span_union",
     "speech_intervals",
     "speech_loudness",
     "speech_rate",

@@ -23,7 +23,7 @@ Rules, applied to the scored windows of one channel:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,7 +278,7 @@ def trend_columns(windows: Sequence[Span], probabilities: ArrayLike, classes: tu
     """
     probs = _checked_columns(windows, probabilities, classes)
     row: dict[str, Any] = {"share_angry_first": None, "share_angry_last": None, "trend": None}
-    covered = _merged(windows)
+    covered = span_union(windows)
     total = sum(end - start for start, end in covered)
     if ANGRY not in classes or total < TREND_MIN_SPEECH_S:
         return row
@@ -294,13 +294,18 @@ def trend_columns(windows: Sequence[Span], probabilities: ArrayLike, classes: tu
     return row
 
 
-def _merged(windows: Sequence[Span]) -> list[Span]:
+def span_union(spans: Iterable[Span]) -> list[Span]:
+    """The union of ``(start_s, end_s)`` spans as sorted, disjoint spans (touching spans join).
+
+    >>> span_union([(6.0, 9.0), (0.0, 3.0), (1.5, 4.5), (4.5, 5.0)])
+    [(0.0, 5.0), (6.0, 9.0)]
+    """
     merged: list[Span] = []
-    for start, end in sorted(windows):
+    for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
-            merged.append((start, end))
+            merged.append((float(start), float(end)))
     return merged
 
 

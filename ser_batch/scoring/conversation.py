@@ -53,6 +53,7 @@ from pyloudnorm import IIRfilter
 
 from ser_batch._typing import SampleReader, Span
 from ser_batch.config import ScoreConfig
+from ser_batch.scoring.calls import span_union
 from ser_batch.scoring.crosstalk import frame_centres, frame_geometry
 
 TURN_GAP_S = 1.0
@@ -137,11 +138,11 @@ def conversation_columns(channels: Sequence[Sequence[Span]], duration_s: float) 
     """
     duration_s = max(0.0, float(duration_s))
     speech = [
-        _union([(max(0.0, s), min(duration_s, e)) for s, e in spans if min(duration_s, e) > max(0.0, s)])
+        span_union([(max(0.0, s), min(duration_s, e)) for s, e in spans if min(duration_s, e) > max(0.0, s)])
         for spans in channels
     ]
     turns = [speech_turns(spans) for spans in speech]
-    everyone = _union([span for spans in speech for span in spans])
+    everyone = span_union([span for spans in speech for span in spans])
     pauses = [b[0] - a[1] for a, b in zip(everyone, everyone[1:], strict=False)]
     call = {
         "silence_s": duration_s - _length(everyone),
@@ -153,7 +154,7 @@ def conversation_columns(channels: Sequence[Sequence[Span]], duration_s: float) 
     for channel, (spans, own_turns) in enumerate(zip(speech, turns, strict=True)):
         talk_s = _length(spans)
         lengths = [end - start for start, end in own_turns]
-        others = _union([span for index, other in enumerate(speech) if index != channel for span in other])
+        others = span_union([span for index, other in enumerate(speech) if index != channel for span in other])
         latencies = _latencies(own_turns, [other for index, other in enumerate(turns) if index != channel])
         rows.append(
             {
@@ -205,16 +206,6 @@ def _mid_turn(turns: Sequence[Span], t: float) -> bool:
     """Whether ``t`` falls strictly inside one of the sorted, disjoint ``turns``."""
     index = bisect.bisect_left(turns, (t, -np.inf)) - 1  # the last turn starting before t
     return index >= 0 and turns[index][1] > t
-
-
-def _union(spans: Sequence[Span]) -> list[Span]:
-    merged: list[Span] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((float(start), float(end)))
-    return merged
 
 
 def _intersection(a: Sequence[Span], b: Sequence[Span]) -> list[Span]:

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from ser_batch.config import EMOTIONS
 from ser_batch.errors import SchemaError
+from ser_batch.scoring.calls import span_union
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,13 +72,7 @@ def speech_intervals(start_s: NDArray[np.float64], end_s: NDArray[np.float64]) -
     >>> speech_intervals(np.array([0.0, 1.5, 6.0]), np.array([3.0, 4.5, 9.0]))
     [(0.0, 4.5), (6.0, 9.0)]
     """
-    spans: list[tuple[float, float]] = []
-    for start, end in sorted(zip(start_s.tolist(), end_s.tolist(), strict=True)):
-        if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
-        else:
-            spans.append((start, end))
-    return spans
+    return span_union(zip(start_s.tolist(), end_s.tolist(), strict=True))
 
 
 def timeline_png(channels: Sequence[ChannelTimeline], *, duration_s: float, title: str) -> bytes:
